@@ -1,0 +1,22 @@
+//! The request-access allocation logic.
+//!
+//! Plain Rust that compiles natively and to `wasm32-wasip2`: the logic reaches the world
+//! only through [`api::Imports`], so native tests and benchmarks drive it with any
+//! implementation, and the component shell (`component.rs`, wasm only) maps the WIT
+//! imports and exports onto it. It keeps no state between calls.
+//!
+//! Cost per call: O(1) reads and writes of the state store (plus a bounded batch of
+//! expired reservations reclaimed), whatever the pool's size or occupancy.
+
+pub mod api;
+mod keys;
+mod records;
+mod ring;
+mod service;
+mod txn;
+pub mod validate;
+
+pub use service::{MAX_ATTEMPTS, create, match_access, pool_status, release};
+
+#[cfg(target_arch = "wasm32")]
+mod component;

@@ -1,0 +1,74 @@
+//! Values the logic stores through the state import. The host treats them as opaque
+//! bytes; a leading format byte lets a later plugin read what an earlier one wrote.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::Error;
+
+const FORMAT_V1: u8 = 1;
+
+/// One live reservation: a number lent to a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub service_id: String,
+    pub group: String,
+    /// The number as configured (its formatting is what the caller is told to dial).
+    pub number: String,
+    pub code: Option<String>,
+    /// Digits of the caller's number tied to the reservation.
+    pub caller_digits: Option<String>,
+    pub expires_at: u64,
+    pub failed_attempts: u32,
+    /// The pool fingerprint of the ring the number was taken from: the number goes back
+    /// to the ring only if the pool is still the same.
+    pub pool_id: u64,
+}
+
+/// The free-number ring of one group: positions `head..tail` hold the free numbers.
+/// Positions are absolute; position `p` lives in slot `p % size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingMeta {
+    pub pool_id: u64,
+    pub head: u64,
+    pub tail: u64,
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    // Serialising these plain structs into a Vec cannot fail.
+    out.extend(postcard::to_stdvec(value).unwrap_or_default());
+    out
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(key: &str, bytes: &'a [u8]) -> Result<T, Error> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
+            .map_err(|e| Error::StateStoreFailure(format!("undecodable value at {key:?}: {e}"))),
+        _ => Err(Error::StateStoreFailure(format!(
+            "value at {key:?} has an unknown format"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_garbage_is_a_store_failure() {
+        let meta = RingMeta {
+            pool_id: 7,
+            head: 3,
+            tail: 12,
+        };
+        assert_eq!(decode::<RingMeta>("k", &encode(&meta)).unwrap(), meta);
+        assert!(matches!(
+            decode::<RingMeta>("k", &[9, 1, 2]),
+            Err(Error::StateStoreFailure(_))
+        ));
+        assert!(matches!(
+            decode::<Reservation>("k", &[FORMAT_V1, 200]),
+            Err(Error::StateStoreFailure(_))
+        ));
+    }
+}

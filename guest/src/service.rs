@@ -1,0 +1,330 @@
+//! The request-access operations. Each one is a loop of optimistic transactions: read
+//! what it needs, decide, commit everything at once; on a conflict, read again.
+
+use rand::Rng;
+use rand::distr::{Distribution, Uniform};
+use subtle::ConstantTimeEq;
+
+use crate::api::{
+    AccessInfo, CreateRequest, Error, Group, Imports, MatchRequest, Matched, PoolStatus,
+};
+use crate::keys;
+use crate::records::{Reservation, decode, encode};
+use crate::ring;
+use crate::txn::Txn;
+use crate::validate;
+
+/// Attempts at a transaction before giving up with a state-store failure.
+pub const MAX_ATTEMPTS: u32 = 64;
+/// Expired reservations a `create` reclaims before taking a number. At least one, so
+/// an expired reservation is always reclaimed before the pool is called exhausted.
+const RECLAIM_BATCH: u32 = 4;
+
+fn group_of<I: Imports>(imports: &mut I, name: &str) -> Result<Group, Error> {
+    validate::resource_group(name)?;
+    match imports.group(name) {
+        Some(group) if group.size > 0 && group.name == name => Ok(group),
+        _ => Err(Error::UnknownResourceGroup(name.to_string())),
+    }
+}
+
+fn contended() -> Error {
+    Error::StateStoreFailure(format!(
+        "the reservation state stayed contended for {MAX_ATTEMPTS} attempts"
+    ))
+}
+
+fn read_reservation<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    digits: &str,
+) -> Result<Option<Reservation>, Error> {
+    let key = keys::reservation(digits);
+    txn.get(&key)?.map(|b| decode(&key, b)).transpose()
+}
+
+fn digits(number: &str) -> String {
+    number.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Remove a reservation and everything pointing at it; with `return_number`, put its
+/// number back on its group's ring.
+fn end_reservation<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    res: &Reservation,
+    return_number: bool,
+) -> Result<(), Error> {
+    let number_digits = digits(&res.number);
+    txn.delete(keys::reservation(&number_digits));
+    let holder = keys::holder(&res.group, &res.service_id);
+    if txn.get(&holder)? == Some(number_digits.as_bytes()) {
+        txn.delete(holder);
+    }
+    txn.delete(keys::expiry(&res.group, res.expires_at, &number_digits));
+    if return_number && let Some(group) = txn.imports().group(&res.group) {
+        let index = txn.imports().index_of(&group.name, &res.number);
+        if let Some(index) = index {
+            ring::push(txn, &group, res.pool_id, index)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reclaim up to [`RECLAIM_BATCH`] reservations of `group` that expired by `now`.
+fn reclaim_expired<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) -> Result<(), Error> {
+    let (start, end) = keys::expired_by(&group.name, now);
+    for (key, _) in txn.scan(&start, &end, RECLAIM_BATCH)? {
+        let due = keys::digits_of_expiry(&key)
+            .map(|d| read_reservation(txn, d))
+            .transpose()?
+            .flatten()
+            .filter(|r| r.expires_at <= now && r.group == group.name);
+        match due {
+            Some(res) if keys::expiry(&res.group, res.expires_at, &digits(&res.number)) == key => {
+                end_reservation(txn, &res, true)?
+            }
+            // An index entry whose reservation is gone or was replaced.
+            _ => txn.delete(key),
+        }
+    }
+    Ok(())
+}
+
+/// Take a free number off `group`'s ring: its pool index and configured form.
+fn take_number<I: Imports, R: Rng>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    now: u64,
+    rng: &mut R,
+) -> Result<(u32, String), Error> {
+    loop {
+        let Some(popped) = ring::pop(txn, group, rng)? else {
+            return Err(Error::NoAccessNumberAvailable(group.name.clone()));
+        };
+        let Some(index) = popped else { continue };
+        let Some(number) = txn.imports().number_at(&group.name, index) else {
+            continue;
+        };
+        let number_digits = digits(&number);
+        if number_digits.is_empty() {
+            continue;
+        }
+        match read_reservation(txn, &number_digits)? {
+            None => return Ok((index, number)),
+            // Left behind with its expiry entry: clean it up and use the number.
+            Some(stale) if stale.expires_at <= now => {
+                end_reservation(txn, &stale, false)?;
+                return Ok((index, number));
+            }
+            // Still held, taken from an earlier pool's ring. Drop it from this ring and
+            // adopt the reservation into this pool, so its end returns the number here.
+            Some(mut held) => {
+                held.pool_id = group.pool_id;
+                txn.put(keys::reservation(&number_digits), encode(&held));
+            }
+        }
+    }
+}
+
+fn access_code<R: Rng>(length: u8, rng: &mut R) -> String {
+    // Uniform::sample uses Lemire's rejection method: every digit equally likely.
+    let digit = Uniform::new(0u8, 10).expect("0..10 is a valid range");
+    (0..length)
+        .map(|_| char::from(b'0' + digit.sample(rng)))
+        .collect()
+}
+
+/// The seed's Create: reserve a number of the group for the service.
+pub fn create<I: Imports, R: Rng>(
+    imports: &mut I,
+    rng: &mut R,
+    request: &CreateRequest,
+) -> Result<AccessInfo, Error> {
+    validate::service_id(&request.service_id)?;
+    let caller_digits = request
+        .phone_number
+        .as_deref()
+        .map(|n| validate::phone_number("_phone_number", n))
+        .transpose()?;
+    validate::booking_timeout(request.booking_expiration_timeout)?;
+    let group = group_of(imports, &request.resource_group)?;
+    let options = imports.options();
+    let timeout = request
+        .booking_expiration_timeout
+        .or(group.booking_expiration_timeout)
+        .unwrap_or(options.booking_expiration_timeout);
+    validate::booking_timeout(Some(timeout))?;
+    match imports.is_active(&request.service_id) {
+        Ok(true) => {}
+        Ok(false) => return Err(Error::ServiceNotActive(request.service_id.clone())),
+        Err(why) => return Err(Error::RegistryFailure(why)),
+    }
+
+    for _ in 0..MAX_ATTEMPTS {
+        let now = imports.now();
+        let expires_at = now.saturating_add(u64::from(timeout) * 1000);
+        let mut txn = Txn::new(imports);
+        let holder = keys::holder(&group.name, &request.service_id);
+        txn.prefetch(&[keys::ring_meta(&group.name), holder.clone()])?;
+        reclaim_expired(&mut txn, &group, now)?;
+
+        // Asking again replaces the service's reservation: its number goes back first.
+        if let Some(held) = txn
+            .get(&holder)?
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+        {
+            match read_reservation(&mut txn, &held)? {
+                Some(res) if res.service_id == request.service_id && res.group == group.name => {
+                    end_reservation(&mut txn, &res, true)?
+                }
+                _ => txn.delete(holder.clone()),
+            }
+        }
+
+        let (_, number) = take_number(&mut txn, &group, now, rng)?;
+        let access_code = request
+            .provide_code
+            .then(|| access_code(options.access_code_length, rng));
+        let number_digits = digits(&number);
+        let reservation = Reservation {
+            service_id: request.service_id.clone(),
+            group: group.name.clone(),
+            number: number.clone(),
+            code: access_code.clone(),
+            caller_digits: caller_digits.clone(),
+            expires_at,
+            failed_attempts: 0,
+            pool_id: group.pool_id,
+        };
+        txn.put(keys::reservation(&number_digits), encode(&reservation));
+        txn.put(holder, number_digits.clone().into_bytes());
+        txn.put(
+            keys::expiry(&group.name, expires_at, &number_digits),
+            Vec::new(),
+        );
+        if txn.commit()? {
+            return Ok(AccessInfo {
+                access_number: number,
+                access_code,
+                expiration_time: timeout,
+                expires_at,
+            });
+        }
+    }
+    Err(contended())
+}
+
+/// The companion `match-interaction`: find the reservation an incoming call was made
+/// for, and release it.
+pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Result<Matched, Error> {
+    let number_digits = validate::phone_number("_access_number", &request.access_number)?;
+    if let Some(code) = &request.access_code {
+        validate::access_code(code)?;
+    }
+    let caller_digits = validate::caller_number(request.phone_number.as_deref())?;
+    let max_attempts = imports.options().max_code_attempts;
+
+    for _ in 0..MAX_ATTEMPTS {
+        let now = imports.now();
+        let mut txn = Txn::new(imports);
+        let Some(mut res) = read_reservation(&mut txn, &number_digits)? else {
+            return Err(Error::NoMatch);
+        };
+        let outcome = if res.expires_at <= now {
+            end_reservation(&mut txn, &res, true)?;
+            Err(Error::NoMatch)
+        } else if let (Some(want), Some(got)) = (&res.caller_digits, &caller_digits)
+            && want != got
+        {
+            // A call from another number: not this reservation's caller. Nothing changes.
+            return Err(Error::NoMatch);
+        } else {
+            match (&res.code, &request.access_code) {
+                (None, _) => {
+                    end_reservation(&mut txn, &res, true)?;
+                    Ok(Matched {
+                        service_id: res.service_id.clone(),
+                        resource_group: res.group.clone(),
+                    })
+                }
+                // The caller has not typed the code yet: no match, and no strike.
+                (Some(_), None) => return Err(Error::NoMatch),
+                (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => {
+                    end_reservation(&mut txn, &res, true)?;
+                    Ok(Matched {
+                        service_id: res.service_id.clone(),
+                        resource_group: res.group.clone(),
+                    })
+                }
+                (Some(_), Some(_)) => {
+                    res.failed_attempts += 1;
+                    if res.failed_attempts >= max_attempts {
+                        end_reservation(&mut txn, &res, true)?;
+                        Err(Error::TooManyAttempts)
+                    } else {
+                        txn.put(keys::reservation(&number_digits), encode(&res));
+                        Err(Error::NoMatch)
+                    }
+                }
+            }
+        };
+        if txn.commit()? {
+            return outcome;
+        }
+    }
+    Err(contended())
+}
+
+/// Give the service's reservation in `group` back; answers the number released.
+pub fn release<I: Imports>(
+    imports: &mut I,
+    service_id: &str,
+    group_name: &str,
+) -> Result<String, Error> {
+    validate::service_id(service_id)?;
+    let group = group_of(imports, group_name)?;
+    for _ in 0..MAX_ATTEMPTS {
+        let now = imports.now();
+        let mut txn = Txn::new(imports);
+        let holder = keys::holder(&group.name, service_id);
+        let Some(held) = txn
+            .get(&holder)?
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+        else {
+            return Err(Error::NoMatch);
+        };
+        let outcome = match read_reservation(&mut txn, &held)? {
+            Some(res) if res.service_id == service_id && res.group == group.name => {
+                end_reservation(&mut txn, &res, true)?;
+                if res.expires_at <= now {
+                    Err(Error::NoMatch)
+                } else {
+                    Ok(res.number)
+                }
+            }
+            _ => {
+                txn.delete(holder);
+                Err(Error::NoMatch)
+            }
+        };
+        if txn.commit()? {
+            return outcome;
+        }
+    }
+    Err(contended())
+}
+
+/// Occupancy of a group: O(expired reservations not reclaimed yet).
+pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<PoolStatus, Error> {
+    let group = group_of(imports, group_name)?;
+    let now = imports.now();
+    let mut txn = Txn::new(imports);
+    let in_ring = ring::free_count(&mut txn, &group)?;
+    let (start, end) = keys::expired_by(&group.name, now);
+    let expired = txn.scan(&start, &end, group.size)?.len() as u64;
+    let free = (in_ring + expired).min(u64::from(group.size)) as u32;
+    Ok(PoolStatus {
+        size: group.size,
+        live: group.size - free,
+        free,
+    })
+}

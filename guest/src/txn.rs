@@ -1,0 +1,136 @@
+//! An optimistic transaction over the state import: reads are cached and remembered as
+//! preconditions, writes are buffered, and `commit` sends them all in one atomic call.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::api::{CommitOutcome, Error, Imports, Mutation, Precondition};
+
+pub struct Txn<'a, I: Imports> {
+    imports: &'a mut I,
+    /// Revision of every key read (`None`: it was absent): the commit's preconditions.
+    read_revisions: BTreeMap<String, Option<u64>>,
+    /// The transaction's view: committed values read, overlaid with its own writes.
+    view: HashMap<String, Option<Vec<u8>>>,
+    writes: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+fn store_failure(why: String) -> Error {
+    Error::StateStoreFailure(why)
+}
+
+impl<'a, I: Imports> Txn<'a, I> {
+    pub fn new(imports: &'a mut I) -> Self {
+        Txn {
+            imports,
+            read_revisions: BTreeMap::new(),
+            view: HashMap::new(),
+            writes: BTreeMap::new(),
+        }
+    }
+
+    pub fn imports(&mut self) -> &mut I {
+        self.imports
+    }
+
+    /// Fetch the keys not yet seen in one host call.
+    pub fn prefetch(&mut self, keys: &[String]) -> Result<(), Error> {
+        let missing: Vec<String> = keys
+            .iter()
+            .filter(|k| !self.view.contains_key(*k))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let entries = self.imports.get(&missing).map_err(store_failure)?;
+        if entries.len() != missing.len() {
+            return Err(store_failure(format!(
+                "get answered {} entries for {} keys",
+                entries.len(),
+                missing.len()
+            )));
+        }
+        for (key, entry) in missing.into_iter().zip(entries) {
+            self.read_revisions
+                .insert(key.clone(), entry.as_ref().map(|e| e.revision));
+            self.view.insert(key, entry.map(|e| e.value));
+        }
+        Ok(())
+    }
+
+    pub fn get(&mut self, key: &str) -> Result<Option<&[u8]>, Error> {
+        if !self.view.contains_key(key) {
+            self.prefetch(&[key.to_string()])?;
+        }
+        Ok(self.view.get(key).and_then(|v| v.as_deref()))
+    }
+
+    /// Committed entries in `start..end` (the transaction's own writes are not merged:
+    /// scan before writing). Each entry returned becomes a precondition.
+    pub fn scan(
+        &mut self,
+        start: &str,
+        end: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let entries = self
+            .imports
+            .scan(start, end, limit)
+            .map_err(store_failure)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries.into_iter().take(limit as usize) {
+            if !(start <= entry.key.as_str() && entry.key.as_str() < end) {
+                return Err(store_failure(format!(
+                    "scan answered {:?}, outside the range asked for",
+                    entry.key
+                )));
+            }
+            self.read_revisions
+                .entry(entry.key.clone())
+                .or_insert(Some(entry.revision));
+            self.view
+                .entry(entry.key.clone())
+                .or_insert_with(|| Some(entry.value.clone()));
+            out.push((entry.key, entry.value));
+        }
+        Ok(out)
+    }
+
+    pub fn put(&mut self, key: String, value: Vec<u8>) {
+        self.view.insert(key.clone(), Some(value.clone()));
+        self.writes.insert(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: String) {
+        self.view.insert(key.clone(), None);
+        self.writes.insert(key, None);
+    }
+
+    /// Apply the writes if nothing read has changed since. `Ok(false)` on a conflict.
+    pub fn commit(self) -> Result<bool, Error> {
+        if self.writes.is_empty() {
+            return Ok(true);
+        }
+        let preconditions = self
+            .read_revisions
+            .into_iter()
+            .map(|(key, revision)| Precondition { key, revision })
+            .collect();
+        let mutations = self
+            .writes
+            .into_iter()
+            .map(|(key, value)| match value {
+                Some(v) => Mutation::Put(key, v),
+                None => Mutation::Delete(key),
+            })
+            .collect();
+        match self
+            .imports
+            .commit(preconditions, mutations)
+            .map_err(store_failure)?
+        {
+            CommitOutcome::Committed(_) => Ok(true),
+            CommitOutcome::Conflict(_) => Ok(false),
+        }
+    }
+}

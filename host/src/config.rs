@@ -1,0 +1,375 @@
+//! The host's configuration file (TOML), with the original service's option names.
+//!
+//! Every error names the file, the line and the key. With no file, the embedded
+//! `default-config.toml` serves: one group `DNIS` of ten numbers.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::Path;
+
+use request_access_guest::api::{Options, Strategy};
+use request_access_guest::validate;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::pool::{Pool, Segment, parse_spec};
+
+/// The configuration used when no file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub options: Options,
+    /// Groups in file order.
+    pub groups: Vec<GroupConfig>,
+    /// Services that are always active.
+    pub static_services: HashSet<String>,
+    by_name: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub name: String,
+    pub strategy: Strategy,
+    pub booking_expiration_timeout: Option<u32>,
+    pub pool: Pool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    pub fn group(&self, name: &str) -> Option<&GroupConfig> {
+        self.by_name.get(name).map(|&i| &self.groups[i])
+    }
+
+    /// The embedded default.
+    pub fn embedded() -> Config {
+        Config::parse(DEFAULT_CONFIG, "<embedded default>")
+            .expect("the embedded default configuration is valid")
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse `text`; `origin` names it in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(":{}", line_of(text, s.start)))
+                .unwrap_or_default();
+            ConfigError(format!("{origin}{at}: {}", e.message().trim_end()))
+        })?;
+        let fail = |span: Range<usize>, key: &str, why: String| {
+            ConfigError(format!(
+                "{origin}:{}: {key}: {why}",
+                line_of(text, span.start)
+            ))
+        };
+
+        let mut groups = Vec::new();
+        let mut by_name = HashMap::new();
+        let mut all_segments: Vec<(Segment, String, Range<usize>)> = Vec::new();
+        for group in file.resource_group {
+            let name = group.name.get_ref().clone();
+            validate::resource_group(&name)
+                .map_err(|e| fail(group.name.span(), "resource_group.name", error_reason(e)))?;
+            if by_name.insert(name.clone(), groups.len()).is_some() {
+                return Err(fail(
+                    group.name.span(),
+                    "resource_group.name",
+                    format!("group {name:?} is defined twice"),
+                ));
+            }
+            let mut segments = Vec::with_capacity(group.numbers.len());
+            for spec in &group.numbers {
+                let segment = parse_spec(spec.get_ref())
+                    .map_err(|why| fail(spec.span(), "resource_group.numbers", why))?;
+                all_segments.push((segment.clone(), name.clone(), spec.span()));
+                segments.push(segment);
+            }
+            let pool = Pool::new(segments)
+                .map_err(|why| fail(group.name.span(), "resource_group.numbers", why))?;
+            groups.push(GroupConfig {
+                name,
+                strategy: group.strategy.into(),
+                booking_expiration_timeout: group.booking_expiration_timeout.map(|t| t.0),
+                pool,
+            });
+        }
+
+        // With locking, a number is lent to one service at a time: it may belong to one
+        // group only, and appear once.
+        all_segments.sort_by_key(|(s, _, _)| (s.width, s.first));
+        for pair in all_segments.windows(2) {
+            let ((a, group_a, _), (b, group_b, span_b)) = (&pair[0], &pair[1]);
+            if a.overlaps(b) {
+                return Err(fail(
+                    span_b.clone(),
+                    "resource_group.numbers",
+                    format!(
+                        "{} (group {group_b:?}) overlaps {} (group {group_a:?}): a number may \
+                         belong to one group once",
+                        b.describe(),
+                        a.describe()
+                    ),
+                ));
+            }
+        }
+
+        let mut static_services = HashSet::new();
+        for id in file.registry.services {
+            validate::service_id(id.get_ref())
+                .map_err(|e| fail(id.span(), "registry.services", error_reason(e)))?;
+            static_services.insert(id.into_inner());
+        }
+
+        Ok(Config {
+            options: Options {
+                access_code_length: file.options.access_code_length.0,
+                booking_expiration_timeout: file.options.booking_expiration_timeout.0,
+                max_code_attempts: file.options.max_code_attempts.0,
+            },
+            groups,
+            static_services,
+            by_name,
+        })
+    }
+}
+
+fn error_reason(e: request_access_guest::api::Error) -> String {
+    match e {
+        request_access_guest::api::Error::InvalidParameter { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    options: OptionsSection,
+    #[serde(default)]
+    resource_group: Vec<GroupSection>,
+    #[serde(default)]
+    registry: RegistrySection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsSection {
+    #[serde(default)]
+    access_code_length: CodeLength,
+    #[serde(default)]
+    booking_expiration_timeout: Timeout,
+    #[serde(default)]
+    max_code_attempts: CodeAttempts,
+}
+
+impl Default for OptionsSection {
+    fn default() -> Self {
+        OptionsSection {
+            access_code_length: CodeLength::default(),
+            booking_expiration_timeout: Timeout::default(),
+            max_code_attempts: CodeAttempts::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupSection {
+    name: Spanned<String>,
+    #[serde(default)]
+    strategy: StrategyName,
+    booking_expiration_timeout: Option<Timeout>,
+    numbers: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RegistrySection {
+    #[serde(default)]
+    services: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+enum StrategyName {
+    #[default]
+    RoundRobin,
+    Random,
+}
+
+impl From<StrategyName> for Strategy {
+    fn from(s: StrategyName) -> Strategy {
+        match s {
+            StrategyName::RoundRobin => Strategy::RoundRobin,
+            StrategyName::Random => Strategy::Random,
+        }
+    }
+}
+
+/// A bounded integer option; the bounds and the name are in the error message.
+macro_rules! bounded_option {
+    ($name:ident, $ty:ty, $key:literal, $range:expr, $default:expr) => {
+        #[derive(Deserialize, Clone, Copy)]
+        #[serde(try_from = "i64")]
+        struct $name($ty);
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name($default)
+            }
+        }
+
+        impl TryFrom<i64> for $name {
+            type Error = String;
+            fn try_from(value: i64) -> Result<Self, String> {
+                let range = $range;
+                <$ty>::try_from(value)
+                    .ok()
+                    .filter(|v| range.contains(v))
+                    .map($name)
+                    .ok_or_else(|| {
+                        format!(
+                            "{} must be {}..={}, got {value}",
+                            $key,
+                            range.start(),
+                            range.end()
+                        )
+                    })
+            }
+        }
+    };
+}
+
+bounded_option!(CodeLength, u8, "access_code_length", 4..=12, 6);
+bounded_option!(
+    Timeout,
+    u32,
+    "booking_expiration_timeout",
+    validate::TIMEOUT_RANGE,
+    30
+);
+bounded_option!(CodeAttempts, u32, "max_code_attempts", 1..=100, 5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        Config::parse(text, "c.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_embedded_default_has_one_group_of_ten() {
+        let c = Config::embedded();
+        assert_eq!(c.groups.len(), 1);
+        let dnis = c.group("DNIS").unwrap();
+        assert_eq!(dnis.pool.size(), 10);
+        assert_eq!(dnis.strategy, Strategy::RoundRobin);
+        assert_eq!(c.options.access_code_length, 6);
+        assert_eq!(c.options.max_code_attempts, 5);
+    }
+
+    #[test]
+    fn defaults_apply_to_missing_options() {
+        let c = Config::parse(
+            "[[resource_group]]\nname = \"G\"\nnumbers = [\"5551000\"]\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(c.options.access_code_length, 6);
+        assert_eq!(c.options.booking_expiration_timeout, 30);
+        assert_eq!(c.options.max_code_attempts, 5);
+        assert_eq!(c.group("G").unwrap().booking_expiration_timeout, None);
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = Config::parse(
+            r#"
+[options]
+access_code_length = 6
+booking_expiration_timeout = 60
+max_code_attempts = 5
+
+[[resource_group]]
+name = "DNIS"
+strategy = "round-robin"
+booking_expiration_timeout = 30
+numbers = ["+18005550100..+18005550199", "+18005550300"]
+
+[registry]
+services = ["static-service-1"]
+"#,
+            "c",
+        )
+        .unwrap();
+        assert_eq!(c.group("DNIS").unwrap().pool.size(), 101);
+        assert_eq!(
+            c.group("DNIS").unwrap().booking_expiration_timeout,
+            Some(30)
+        );
+        assert!(c.static_services.contains("static-service-1"));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = error("[options]\n\naccess_code_length = 3\n");
+        assert!(e.starts_with("c.toml:3:"), "{e}");
+        assert!(
+            e.contains("access_code_length must be 4..=12, got 3"),
+            "{e}"
+        );
+
+        let e = error("[options]\nbooking_expiration_timeout = 1801\n");
+        assert!(
+            e.starts_with("c.toml:2:") && e.contains("booking_expiration_timeout"),
+            "{e}"
+        );
+
+        let e = error("[options]\ncolour = 1\n");
+        assert!(e.starts_with("c.toml:2:") && e.contains("colour"), "{e}");
+
+        let e = error(
+            "[[resource_group]]\nname = \"G\"\nstrategy = \"lifo\"\nnumbers = [\"5551000\"]\n",
+        );
+        assert!(e.starts_with("c.toml:3:") && e.contains("lifo"), "{e}");
+
+        let e =
+            error("[[resource_group]]\nname = \"G\"\nnumbers = [\n  \"5551000\",\n  \"55x\",\n]\n");
+        assert!(
+            e.starts_with("c.toml:5:") && e.contains("resource_group.numbers"),
+            "{e}"
+        );
+
+        let e = error("[[resource_group]]\nname = \"G\"\nnumbers = []\n");
+        assert!(e.contains("at least one number"), "{e}");
+    }
+
+    #[test]
+    fn a_number_belongs_to_one_group_once() {
+        let e = error(
+            "[[resource_group]]\nname = \"A\"\nnumbers = [\"5551000..5551009\"]\n\
+             [[resource_group]]\nname = \"B\"\nnumbers = [\"5551009\"]\n",
+        );
+        assert!(e.starts_with("c.toml:6:") && e.contains("overlaps"), "{e}");
+        let e = error(
+            "[[resource_group]]\nname = \"A\"\nnumbers = [\"5551000\"]\n\
+             [[resource_group]]\nname = \"A\"\nnumbers = [\"5551001\"]\n",
+        );
+        assert!(e.contains("defined twice"), "{e}");
+    }
+}

@@ -1,0 +1,462 @@
+//! The reference wasmtime host for the `plugin` world.
+//!
+//! A [`PluginImage`] compiles the component once per process and links it; a [`Runtime`]
+//! serves calls from any number of threads with warm, pre-instantiated instances. Every
+//! call runs under a memory cap and a deadline (epoch interruption); an instance that
+//! traps is dropped and the next call gets a fresh one. Every value the guest returns is
+//! checked before it reaches a caller.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rand::rngs::ChaCha20Rng;
+use rand::{Rng, SeedableRng};
+use request_access_guest::api;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::services::Services;
+use crate::validate_answer;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+    });
+}
+
+use bindings::contact_center::request_access::{
+    clock, reservation_state as state, resource_groups as groups, service_registry, types,
+};
+use bindings::exports::contact_center::request_access::request_access as wit;
+
+/// The component built from `guest/`, embedded at build time.
+pub const PLUGIN_WASM: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/request_access_guest.wasm"));
+
+/// How often the epoch advances: the granularity of the call deadline.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Limits on the guest, with safe defaults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Longest one call may run before it is interrupted.
+    pub call_deadline: Duration,
+    /// Warm instances kept between calls.
+    pub max_idle_instances: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 32 << 20,
+            call_deadline: Duration::from_millis(500),
+            max_idle_instances: 16,
+        }
+    }
+}
+
+/// Why a call did not produce the plugin's answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin's documented answer: bad input, no match, pool exhausted, ...
+    #[error(transparent)]
+    Service(#[from] api::Error),
+    /// The plugin trapped, ran out of time or memory, or answered something invalid.
+    /// No state was changed by the failed call beyond what it committed atomically.
+    #[error("plugin fault: {0}")]
+    PluginFault(String),
+}
+
+/// A compiled, linked component and the engine that runs it. Build it once per process.
+pub struct PluginImage {
+    engine: Engine,
+    pre: bindings::PluginPre<InstanceState>,
+    ticker: Option<JoinHandle<()>>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl PluginImage {
+    /// Compile `wasm` and check that it targets the `plugin` world.
+    pub fn new(wasm: &[u8]) -> wasmtime::Result<Arc<PluginImage>> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let component = Component::new(&engine, wasm)?;
+        let mut linker = Linker::<InstanceState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
+        let pre = bindings::PluginPre::new(linker.instantiate_pre(&component)?)?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("epoch-ticker".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })?
+        };
+        Ok(Arc::new(PluginImage {
+            engine,
+            pre,
+            ticker: Some(ticker),
+            stop_ticker,
+        }))
+    }
+
+    /// The embedded plugin.
+    pub fn embedded() -> wasmtime::Result<Arc<PluginImage>> {
+        Self::new(PLUGIN_WASM)
+    }
+}
+
+impl Drop for PluginImage {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+/// Per-instance host state: WASI, the memory limiter and the shared services.
+pub struct InstanceState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    services: Arc<Services>,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+struct Warm {
+    store: Store<InstanceState>,
+    plugin: bindings::Plugin,
+}
+
+/// Counters for operators.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    pub instantiations: u64,
+    pub faults: u64,
+}
+
+/// Serves the request-access operations through the component.
+pub struct Runtime {
+    image: Arc<PluginImage>,
+    services: Arc<Services>,
+    limits: Limits,
+    idle: Mutex<Vec<Warm>>,
+    /// Seeds each new instance's `wasi:random` when set (tests); the OS otherwise.
+    seeded_random: Option<Mutex<ChaCha20Rng>>,
+    instantiations: AtomicU64,
+    faults: AtomicU64,
+}
+
+impl Runtime {
+    pub fn new(image: Arc<PluginImage>, services: Arc<Services>, limits: Limits) -> Self {
+        Runtime {
+            image,
+            services,
+            limits,
+            idle: Mutex::new(Vec::new()),
+            seeded_random: None,
+            instantiations: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+        }
+    }
+
+    /// Make every random draw of the plugin reproducible from `seed`. For tests only:
+    /// access codes become predictable.
+    pub fn with_random_seed(mut self, seed: u64) -> Self {
+        self.seeded_random = Some(Mutex::new(ChaCha20Rng::seed_from_u64(seed)));
+        self
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            instantiations: self.instantiations.load(Ordering::Relaxed),
+            faults: self.faults.load(Ordering::Relaxed),
+        }
+    }
+
+    fn instantiate(&self) -> Result<Warm, CallError> {
+        let mut wasi = WasiCtxBuilder::new();
+        if let Some(master) = &self.seeded_random {
+            let seed = master.lock().unwrap_or_else(|p| p.into_inner()).next_u64();
+            wasi.secure_random(ChaCha20Rng::seed_from_u64(seed));
+        }
+        let state = InstanceState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .build(),
+            services: self.services.clone(),
+        };
+        let mut store = Store::new(&self.image.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.deadline_ticks());
+        let plugin = self
+            .image
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.fault(format!("instantiation failed: {e:#}")))?;
+        self.instantiations.fetch_add(1, Ordering::Relaxed);
+        Ok(Warm { store, plugin })
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        (self.limits.call_deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+    }
+
+    fn fault(&self, why: String) -> CallError {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        CallError::PluginFault(why)
+    }
+
+    /// Run `call` on a warm instance. A trap drops the instance (a trapped store is
+    /// poisoned); the guest's committed state is untouched either way.
+    fn with_instance<R>(
+        &self,
+        call: impl FnOnce(&wit::Guest, &mut Store<InstanceState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut warm = match idle {
+            Some(warm) => warm,
+            None => self.instantiate()?,
+        };
+        warm.store.set_epoch_deadline(self.deadline_ticks());
+        let exports = warm.plugin.contact_center_request_access_request_access();
+        match call(exports, &mut warm.store) {
+            Ok(answer) => {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < self.limits.max_idle_instances {
+                    idle.push(warm);
+                }
+                Ok(answer)
+            }
+            Err(trap) => Err(self.fault(format!("{trap:#}"))),
+        }
+    }
+
+    /// Reserve an access number (the seed's Create).
+    pub fn create(&self, request: &api::CreateRequest) -> Result<api::AccessInfo, CallError> {
+        let wit_request = wit::CreateRequest {
+            service_id: request.service_id.clone(),
+            resource_group: request.resource_group.clone(),
+            provide_code: request.provide_code,
+            phone_number: request.phone_number.clone(),
+            booking_expiration_timeout: request.booking_expiration_timeout,
+        };
+        let before = self.services.clock.now_ms();
+        let answer = self.with_instance(|g, store| g.call_create(store, &wit_request))?;
+        let after = self.services.clock.now_ms();
+        let info = answer.map_err(from_wit_error)?;
+        let info = api::AccessInfo {
+            access_number: info.access_number,
+            access_code: info.access_code,
+            expiration_time: info.expiration_time,
+            expires_at: info.expires_at,
+        };
+        validate_answer::access_info(&self.services, request, &info, before..=after)
+            .map_err(|why| self.fault(why))?;
+        Ok(info)
+    }
+
+    /// Match an incoming call to its reservation, releasing it.
+    pub fn match_access(&self, request: &api::MatchRequest) -> Result<api::Matched, CallError> {
+        let wit_request = wit::MatchRequest {
+            access_number: request.access_number.clone(),
+            access_code: request.access_code.clone(),
+            phone_number: request.phone_number.clone(),
+        };
+        let answer = self.with_instance(|g, store| g.call_match_access(store, &wit_request))?;
+        let matched = answer.map_err(from_wit_error)?;
+        let matched = api::Matched {
+            service_id: matched.service_id,
+            resource_group: matched.resource_group,
+        };
+        validate_answer::matched(&self.services, request, &matched)
+            .map_err(|why| self.fault(why))?;
+        Ok(matched)
+    }
+
+    /// Give a service's reservation back; answers the number released.
+    pub fn release(&self, service_id: &str, resource_group: &str) -> Result<String, CallError> {
+        let answer =
+            self.with_instance(|g, store| g.call_release(store, service_id, resource_group))?;
+        let number = answer.map_err(from_wit_error)?;
+        validate_answer::released(&self.services, resource_group, &number)
+            .map_err(|why| self.fault(why))?;
+        Ok(number)
+    }
+
+    /// The occupancy of a group.
+    pub fn pool_status(&self, resource_group: &str) -> Result<api::PoolStatus, CallError> {
+        let answer = self.with_instance(|g, store| g.call_pool_status(store, resource_group))?;
+        let status = answer.map_err(from_wit_error)?;
+        let status = api::PoolStatus {
+            size: status.size,
+            live: status.live,
+            free: status.free,
+        };
+        validate_answer::pool_status(&self.services, resource_group, &status)
+            .map_err(|why| self.fault(why))?;
+        Ok(status)
+    }
+}
+
+fn from_wit_error(e: types::Error) -> CallError {
+    CallError::Service(match e {
+        types::Error::InvalidParameter(p) => api::Error::InvalidParameter {
+            field: p.field,
+            reason: p.reason,
+        },
+        types::Error::ServiceNotActive(id) => api::Error::ServiceNotActive(id),
+        types::Error::UnknownResourceGroup(g) => api::Error::UnknownResourceGroup(g),
+        types::Error::NoAccessNumberAvailable(g) => api::Error::NoAccessNumberAvailable(g),
+        types::Error::NoMatch => api::Error::NoMatch,
+        types::Error::TooManyAttempts => api::Error::TooManyAttempts,
+        types::Error::RegistryFailure(why) => api::Error::RegistryFailure(why),
+        types::Error::StateStoreFailure(why) => api::Error::StateStoreFailure(why),
+    })
+}
+
+impl types::Host for InstanceState {}
+
+impl clock::Host for InstanceState {
+    fn now(&mut self) -> u64 {
+        self.services.clock.now_ms()
+    }
+}
+
+impl service_registry::Host for InstanceState {
+    fn is_active(&mut self, service_id: String) -> Result<bool, service_registry::RegistryError> {
+        self.services
+            .registry
+            .is_active(&service_id)
+            .map_err(|e| service_registry::RegistryError::Unavailable(e.to_string()))
+    }
+}
+
+impl groups::Host for InstanceState {
+    fn options(&mut self) -> groups::GlobalOptions {
+        let o = self.services.config.options;
+        groups::GlobalOptions {
+            access_code_length: o.access_code_length,
+            booking_expiration_timeout: o.booking_expiration_timeout,
+            max_code_attempts: o.max_code_attempts,
+        }
+    }
+
+    fn group(&mut self, name: String) -> Option<groups::GroupInfo> {
+        self.services.group(&name).map(|g| groups::GroupInfo {
+            name: g.name,
+            strategy: match g.strategy {
+                api::Strategy::RoundRobin => groups::Strategy::RoundRobin,
+                api::Strategy::Random => groups::Strategy::Random,
+            },
+            booking_expiration_timeout: g.booking_expiration_timeout,
+            size: g.size,
+            pool_id: g.pool_id,
+        })
+    }
+
+    fn number_at(&mut self, group: String, index: u32) -> Option<String> {
+        self.services.number_at(&group, index)
+    }
+
+    fn index_of(&mut self, group: String, number: String) -> Option<u32> {
+        self.services.index_of(&group, &number)
+    }
+}
+
+fn state_error(e: crate::store::StoreError) -> state::StateError {
+    match e {
+        crate::store::StoreError::Unavailable(why) => state::StateError::Unavailable(why),
+        crate::store::StoreError::Refused(why) => state::StateError::Refused(why),
+    }
+}
+
+fn wit_entry(e: api::Entry) -> state::Entry {
+    state::Entry {
+        key: e.key,
+        value: e.value,
+        revision: e.revision,
+    }
+}
+
+impl state::Host for InstanceState {
+    fn get(&mut self, keys: Vec<String>) -> Result<Vec<Option<state::Entry>>, state::StateError> {
+        self.services
+            .store
+            .get(&keys)
+            .map(|entries| entries.into_iter().map(|e| e.map(wit_entry)).collect())
+            .map_err(state_error)
+    }
+
+    fn scan(
+        &mut self,
+        start: String,
+        end: String,
+        limit: u32,
+    ) -> Result<Vec<state::Entry>, state::StateError> {
+        self.services
+            .store
+            .scan(&start, &end, limit)
+            .map(|entries| entries.into_iter().map(wit_entry).collect())
+            .map_err(state_error)
+    }
+
+    fn commit(
+        &mut self,
+        preconditions: Vec<state::Precondition>,
+        mutations: Vec<state::Mutation>,
+    ) -> Result<state::CommitOutcome, state::StateError> {
+        let preconditions: Vec<api::Precondition> = preconditions
+            .into_iter()
+            .map(|p| api::Precondition {
+                key: p.key,
+                revision: p.revision,
+            })
+            .collect();
+        let mutations: Vec<api::Mutation> = mutations
+            .into_iter()
+            .map(|m| match m {
+                state::Mutation::Put((k, v)) => api::Mutation::Put(k, v),
+                state::Mutation::Delete(k) => api::Mutation::Delete(k),
+            })
+            .collect();
+        match self
+            .services
+            .store
+            .commit(&preconditions, &mutations)
+            .map_err(state_error)?
+        {
+            api::CommitOutcome::Committed(r) => Ok(state::CommitOutcome::Committed(r)),
+            api::CommitOutcome::Conflict(k) => Ok(state::CommitOutcome::Conflict(k)),
+        }
+    }
+}
