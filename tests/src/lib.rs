@@ -1,1 +1,176 @@
+//! Shared set-up for the integration tests: the real component, compiled once per test
+//! binary, run by the reference host on an in-memory or durable store, with a clock the
+//! test moves and a seeded random generator.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use request_access_host::api::{
+    CommitOutcome, CreateRequest, Entry, MatchRequest, Mutation, Precondition,
+};
+use request_access_host::clock::ManualClock;
+use request_access_host::config::Config;
+use request_access_host::runtime::{Limits, PluginImage, Runtime};
+use request_access_host::services::Services;
+use request_access_host::store::{MemoryStore, Registration, StateStore, StoreError};
+
+/// 2026-01-01T00:00:00Z, in ms.
+pub const T0: u64 = 1_767_225_600_000;
+
+/// A pool of ten numbers, round-robin, and one always-active service.
+pub const TEN_NUMBERS: &str = r#"
+[[resource_group]]
+name = "DNIS"
+numbers = ["+18005550100..+18005550109"]
+
+[registry]
+services = ["svc-1", "svc-2", "svc-3"]
+"#;
+
+/// The component, compiled once per test process (compiling is the slow part).
+pub fn image() -> Arc<PluginImage> {
+    static IMAGE: OnceLock<Arc<PluginImage>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| PluginImage::embedded().expect("the embedded plugin loads"))
+        .clone()
+}
+
+/// A runtime, its clock and its store.
+pub struct Harness {
+    pub runtime: Runtime,
+    pub clock: Arc<ManualClock>,
+    pub store: Arc<ProbeStore>,
+}
+
+impl Harness {
+    /// The in-memory store, the clock at [`T0`], random draws seeded with 7.
+    pub fn new(config: &str) -> Harness {
+        Harness::with_store(config, Arc::new(MemoryStore::new()))
+    }
+
+    pub fn with_store(config: &str, backend: Arc<dyn StateStore>) -> Harness {
+        let config = Config::parse(config, "test config").expect("test config is valid");
+        let clock = Arc::new(ManualClock::new(T0));
+        let store = Arc::new(ProbeStore::new(backend));
+        let services = Arc::new(Services::new(config, store.clone(), clock.clone()));
+        let runtime = Runtime::new(image(), services, Limits::default()).with_random_seed(7);
+        Harness {
+            runtime,
+            clock,
+            store,
+        }
+    }
+
+    pub fn advance(&self, seconds: u64) {
+        self.clock.advance(Duration::from_secs(seconds));
+    }
+
+    /// Every stored key and value: compared before and after a call that must change
+    /// nothing.
+    pub fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        self.store
+            .scan("", "\u{10ffff}", u32::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect()
+    }
+}
+
+pub fn create(id: &str, group: &str) -> CreateRequest {
+    CreateRequest {
+        service_id: id.into(),
+        resource_group: group.into(),
+        provide_code: false,
+        phone_number: None,
+        booking_expiration_timeout: None,
+    }
+}
+
+pub fn create_with_code(id: &str, group: &str) -> CreateRequest {
+    CreateRequest {
+        provide_code: true,
+        ..create(id, group)
+    }
+}
+
+pub fn match_number(number: &str) -> MatchRequest {
+    MatchRequest {
+        access_number: number.into(),
+        access_code: None,
+        phone_number: None,
+    }
+}
+
+pub fn match_with_code(number: &str, code: &str) -> MatchRequest {
+    MatchRequest {
+        access_code: Some(code.into()),
+        ..match_number(number)
+    }
+}
+
+/// A store wrapper that counts the work asked of it and can be made slow.
+pub struct ProbeStore {
+    inner: Arc<dyn StateStore>,
+    pub keys_read: AtomicU64,
+    pub commits: AtomicU64,
+    /// When set, every `get` sleeps this long first.
+    pub slow: AtomicBool,
+}
+
+impl ProbeStore {
+    pub fn new(inner: Arc<dyn StateStore>) -> Self {
+        ProbeStore {
+            inner,
+            keys_read: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            slow: AtomicBool::new(false),
+        }
+    }
+
+    /// Reset the counters; answers (keys read, commits) until now.
+    pub fn take_counts(&self) -> (u64, u64) {
+        (
+            self.keys_read.swap(0, Ordering::SeqCst),
+            self.commits.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+impl StateStore for ProbeStore {
+    fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
+        if self.slow.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.keys_read
+            .fetch_add(keys.len() as u64, Ordering::SeqCst);
+        self.inner.get(keys)
+    }
+    fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
+        let entries = self.inner.scan(start, end, limit)?;
+        self.keys_read
+            .fetch_add(entries.len() as u64, Ordering::SeqCst);
+        Ok(entries)
+    }
+    fn commit(
+        &self,
+        preconditions: &[Precondition],
+        mutations: &[Mutation],
+    ) -> Result<CommitOutcome, StoreError> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        self.inner.commit(preconditions, mutations)
+    }
+    fn register(&self, service_id: &str, registration: Registration) -> Result<(), StoreError> {
+        self.inner.register(service_id, registration)
+    }
+    fn deregister(&self, service_id: &str) -> Result<bool, StoreError> {
+        self.inner.deregister(service_id)
+    }
+    fn registration(&self, service_id: &str) -> Result<Option<Registration>, StoreError> {
+        self.inner.registration(service_id)
+    }
+    fn registrations(&self) -> Result<Vec<(String, Registration)>, StoreError> {
+        self.inner.registrations()
+    }
+}

@@ -1,1 +1,273 @@
-fn main() {}
+//! `request-access`: the command-line front end of the reference host.
+//!
+//! ```text
+//! cargo run --release -- create --id demo-service --resource-group DNIS --provide-code
+//! cargo run --release -- match --access-number +18005550100 --access-code 123456
+//! ```
+//!
+//! Success prints one JSON object on stdout with the original wire's keys. Failure prints
+//! one line on stderr and exits with: 2 invalid input (unknown resource group included),
+//! 3 service not active / no match / reservation revoked, 4 pool exhausted, 1 anything
+//! else. State persists across invocations in the `--data` file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use request_access_host::api::{CreateRequest, Error as ServiceError, MatchRequest};
+use request_access_host::clock::SystemClock;
+use request_access_host::config::Config;
+use request_access_host::runtime::{CallError, Limits, PluginImage, Runtime};
+use request_access_host::services::Services;
+use request_access_host::store::DurableStore;
+use serde_json::{Map, Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "request-access",
+    version,
+    about = "Lend access numbers to services and match incoming calls back to them"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without one, the embedded default serves: one group
+    /// `DNIS` of ten numbers and the always-active service `demo-service`.
+    #[arg(long, global = true, env = "REQUEST_ACCESS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The durable state file (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "REQUEST_ACCESS_DATA",
+        default_value = "request-access.redb"
+    )]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reserve an access number (and optionally an access code) for a service.
+    Create {
+        /// `_id`: the service; it must be active.
+        #[arg(long)]
+        id: String,
+        /// `_resource_group`: the pool to take the number from.
+        #[arg(long)]
+        resource_group: String,
+        /// `_provide_code`: also issue an access code.
+        #[arg(long)]
+        provide_code: bool,
+        /// `_phone_number`: the caller's number, tied to the reservation.
+        #[arg(long)]
+        phone_number: Option<String>,
+        /// `_booking_expiration_timeout`: seconds, 5..=1800.
+        #[arg(long)]
+        booking_expiration_timeout: Option<u32>,
+    },
+    /// Match an incoming call to its reservation (and release it).
+    Match {
+        /// `_access_number`: the dialled number.
+        #[arg(long)]
+        access_number: String,
+        /// `_access_code`: the code the caller typed in.
+        #[arg(long)]
+        access_code: Option<String>,
+        /// `_phone_number`: the caller's number.
+        #[arg(long)]
+        phone_number: Option<String>,
+    },
+    /// Give a service's reservation back before it expires.
+    Release {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        resource_group: String,
+    },
+    /// Manage the registered services.
+    #[command(subcommand)]
+    Services(ServicesCommand),
+    /// Per group: its size, live reservations and free numbers.
+    Groups,
+}
+
+#[derive(Subcommand)]
+enum ServicesCommand {
+    /// Register a service (active until deregistered, or for --ttl seconds).
+    Register {
+        id: String,
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Remove a registration.
+    Deregister { id: String },
+    /// List the active services.
+    List,
+}
+
+/// A failure and the exit code that documents it.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure {
+            code: 1,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Self {
+        let code = match &e {
+            CallError::Service(ServiceError::InvalidParameter { .. })
+            | CallError::Service(ServiceError::UnknownResourceGroup(_)) => 2,
+            CallError::Service(ServiceError::ServiceNotActive(_))
+            | CallError::Service(ServiceError::NoMatch)
+            | CallError::Service(ServiceError::TooManyAttempts) => 3,
+            CallError::Service(ServiceError::NoAccessNumberAvailable(_)) => 4,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn open(cli: &Cli) -> anyhow::Result<Runtime> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded(),
+    };
+    let store = DurableStore::open(&cli.data)
+        .with_context(|| format!("cannot open the data file {}", cli.data.display()))?;
+    let services = Arc::new(Services::new(
+        config,
+        Arc::new(store),
+        Arc::new(SystemClock),
+    ));
+    let image =
+        PluginImage::embedded().map_err(|e| anyhow::anyhow!("cannot load the plugin: {e:#}"))?;
+    Ok(Runtime::new(image, services, Limits::default()))
+}
+
+fn run(cli: Cli) -> Result<Value, Failure> {
+    let runtime = open(&cli)?;
+    let services = runtime.services().clone();
+    Ok(match cli.command {
+        Command::Create {
+            id,
+            resource_group,
+            provide_code,
+            phone_number,
+            booking_expiration_timeout,
+        } => {
+            let info = runtime.create(&CreateRequest {
+                service_id: id.clone(),
+                resource_group,
+                provide_code,
+                phone_number,
+                booking_expiration_timeout,
+            })?;
+            let mut out = Map::new();
+            out.insert("_id".into(), json!(id));
+            out.insert("_access_number".into(), json!(info.access_number));
+            if let Some(code) = info.access_code {
+                out.insert("_access_code".into(), json!(code));
+            }
+            out.insert("_expiration_time".into(), json!(info.expiration_time));
+            out.insert("_expires_at".into(), json!(rfc3339(info.expires_at)));
+            Value::Object(out)
+        }
+        Command::Match {
+            access_number,
+            access_code,
+            phone_number,
+        } => {
+            let matched = runtime.match_access(&MatchRequest {
+                access_number,
+                access_code,
+                phone_number,
+            })?;
+            json!({ "_id": matched.service_id })
+        }
+        Command::Release { id, resource_group } => {
+            let number = runtime.release(&id, &resource_group)?;
+            json!({ "_id": id, "_resource_group": resource_group, "_access_number": number })
+        }
+        Command::Services(ServicesCommand::Register { id, ttl }) => {
+            let ttl = ttl.map(Duration::from_secs);
+            services.registry.register(&id, ttl).map_err(|e| Failure {
+                code: 2,
+                message: format!("cannot register {id:?}: {e}"),
+            })?;
+            let expires_at = ttl.map(|t| rfc3339(services.clock.now_ms() + t.as_millis() as u64));
+            json!({ "_id": id, "_expires_at": expires_at })
+        }
+        Command::Services(ServicesCommand::Deregister { id }) => {
+            if !services
+                .registry
+                .deregister(&id)
+                .map_err(anyhow::Error::from)?
+            {
+                return Err(Failure {
+                    code: 3,
+                    message: format!("service {id:?} is not registered"),
+                });
+            }
+            json!({ "_id": id, "_deregistered": true })
+        }
+        Command::Services(ServicesCommand::List) => {
+            let list = services.registry.list().map_err(anyhow::Error::from)?;
+            let entries: Vec<Value> = list
+                .into_iter()
+                .map(|s| {
+                    json!({
+                        "_id": s.service_id,
+                        "static": s.static_entry,
+                        "_expires_at": s.expires_at.map(rfc3339),
+                    })
+                })
+                .collect();
+            json!({ "services": entries })
+        }
+        Command::Groups => {
+            let mut groups = Vec::new();
+            for group in &services.config.groups {
+                let status = runtime.pool_status(&group.name)?;
+                groups.push(json!({
+                    "name": group.name,
+                    "size": status.size,
+                    "live": status.live,
+                    "free": status.free,
+                }));
+            }
+            json!({ "groups": groups })
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(value) => {
+            println!("{value}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("request-access: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
