@@ -165,7 +165,7 @@ struct FileConfig {
     registry: RegistrySection,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct OptionsSection {
     #[serde(default)]
@@ -174,16 +174,6 @@ struct OptionsSection {
     booking_expiration_timeout: Timeout,
     #[serde(default)]
     max_code_attempts: CodeAttempts,
-}
-
-impl Default for OptionsSection {
-    fn default() -> Self {
-        OptionsSection {
-            access_code_length: CodeLength::default(),
-            booking_expiration_timeout: Timeout::default(),
-            max_code_attempts: CodeAttempts::default(),
-        }
-    }
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,8 @@
 //! traps is dropped and the next call gets a fresh one. Every value the guest returns is
 //! checked before it reaches a caller.
 
+use std::hash::{Hash, Hasher};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -76,6 +78,7 @@ pub enum CallError {
 /// A compiled, linked component and the engine that runs it. Build it once per process.
 pub struct PluginImage {
     engine: Engine,
+    component: Component,
     pre: bindings::PluginPre<InstanceState>,
     ticker: Option<JoinHandle<()>>,
     stop_ticker: Arc<AtomicBool>,
@@ -84,10 +87,50 @@ pub struct PluginImage {
 impl PluginImage {
     /// Compile `wasm` and check that it targets the `plugin` world.
     pub fn new(wasm: &[u8]) -> wasmtime::Result<Arc<PluginImage>> {
+        let engine = Self::engine()?;
+        let component = Component::new(&engine, wasm)?;
+        Self::link(engine, component)
+    }
+
+    /// Like [`PluginImage::new`], but keeps the compiled code in `cache_dir`, keyed by
+    /// the plugin's bytes and the engine's settings, so that later processes skip the
+    /// compilation. The directory must be writable by this service only: its files are
+    /// loaded as native code.
+    pub fn cached(wasm: &[u8], cache_dir: &Path) -> wasmtime::Result<Arc<PluginImage>> {
+        let engine = Self::engine()?;
+        let mut key = std::hash::DefaultHasher::new();
+        wasm.hash(&mut key);
+        engine.precompile_compatibility_hash().hash(&mut key);
+        let path = cache_dir.join(format!("plugin-{:016x}.cwasm", key.finish()));
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` below for this very
+            // engine configuration (its name carries both hashes), in a directory the
+            // operator reserves for this service.
+            if let Ok(component) = unsafe { Component::deserialize_file(&engine, &path) } {
+                return Self::link(engine, component);
+            }
+        }
+        let compiled = engine.precompile_component(wasm)?;
+        // Write to a temporary name and rename, so a reader never sees half a file.
+        // Failing to cache is not fatal: the compiled code is in hand.
+        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::create_dir_all(cache_dir).is_ok()
+            && std::fs::write(&temporary, &compiled).is_ok()
+        {
+            let _ = std::fs::rename(&temporary, &path);
+        }
+        // SAFETY: these bytes were just produced by `precompile_component` on this engine.
+        let component = unsafe { Component::deserialize(&engine, &compiled)? };
+        Self::link(engine, component)
+    }
+
+    fn engine() -> wasmtime::Result<Engine> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
-        let component = Component::new(&engine, wasm)?;
+        Engine::new(&config)
+    }
+
+    fn link(engine: Engine, component: Component) -> wasmtime::Result<Arc<PluginImage>> {
         let mut linker = Linker::<InstanceState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
@@ -108,10 +151,22 @@ impl PluginImage {
         };
         Ok(Arc::new(PluginImage {
             engine,
+            component,
             pre,
             ticker: Some(ticker),
             stop_ticker,
         }))
+    }
+
+    /// The names of the component's imports and exports (e.g.
+    /// `contact-center:request-access/clock@0.1.0`).
+    pub fn interface(&self) -> (Vec<String>, Vec<String>) {
+        let ty = self.component.component_type();
+        let names = |it: &mut dyn Iterator<Item = &str>| it.map(String::from).collect();
+        (
+            names(&mut ty.imports(&self.engine).map(|(n, _)| n)),
+            names(&mut ty.exports(&self.engine).map(|(n, _)| n)),
+        )
     }
 
     /// The embedded plugin.

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 use request_access_host::api::{CreateRequest, Error as ServiceError, MatchRequest};
 use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
-use request_access_host::runtime::{CallError, Limits, PluginImage, Runtime};
+use request_access_host::runtime::{CallError, Limits, PLUGIN_WASM, PluginImage, Runtime};
 use request_access_host::services::Services;
 use request_access_host::store::DurableStore;
 use serde_json::{Map, Value, json};
@@ -44,8 +44,23 @@ struct Cli {
         default_value = "request-access.redb"
     )]
     data: PathBuf,
+    /// Where compiled plugin code is kept between invocations (default:
+    /// `$XDG_CACHE_HOME/request-access` or `~/.cache/request-access`).
+    #[arg(long, global = true, env = "REQUEST_ACCESS_CACHE")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the plugin afresh and cache nothing.
+    #[arg(long, global = true)]
+    no_cache: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `$XDG_CACHE_HOME/request-access`, else `$HOME/.cache/request-access`.
+fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|base| base.join("request-access"))
 }
 
 #[derive(Subcommand)]
@@ -157,8 +172,12 @@ fn open(cli: &Cli) -> anyhow::Result<Runtime> {
         Arc::new(store),
         Arc::new(SystemClock),
     ));
-    let image =
-        PluginImage::embedded().map_err(|e| anyhow::anyhow!("cannot load the plugin: {e:#}"))?;
+    let cache_dir = cli.cache_dir.clone().or_else(default_cache_dir);
+    let image = match cache_dir {
+        Some(dir) if !cli.no_cache => PluginImage::cached(PLUGIN_WASM, &dir),
+        _ => PluginImage::new(PLUGIN_WASM),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot load the plugin: {e:#}"))?;
     Ok(Runtime::new(image, services, Limits::default()))
 }
 

@@ -151,7 +151,7 @@ pub(crate) mod contract {
         };
         let CommitOutcome::Committed(r2) = store
             .commit(
-                &[current.clone()],
+                std::slice::from_ref(&current),
                 &[put("a", b"3"), put("b", b"4"), put("c", b"5")],
             )
             .unwrap()

@@ -1,0 +1,209 @@
+//! The `request-access` binary: output shape, exit codes, and state that persists
+//! across invocations through the data file.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new(config: Option<&str>) -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(text) = config {
+            std::fs::write(dir.path().join("config.toml"), text).unwrap();
+        }
+        Cli { dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_request-access"));
+        cmd.arg("--data").arg(self.dir.path().join("state.redb"));
+        let config = self.dir.path().join("config.toml");
+        if Path::new(&config).exists() {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.arg("--cache-dir").arg(self.dir.path().join("cache"));
+        cmd.env_remove("REQUEST_ACCESS_CONFIG")
+            .env_remove("REQUEST_ACCESS_DATA")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Run, expect success, parse the one JSON object printed.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 1, "one line: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Run, expect failure with `code`, answer the one stderr line.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty());
+        let text = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(text.lines().count(), 1, "one line: {text}");
+        text
+    }
+}
+
+#[test]
+fn create_and_match_on_the_embedded_default_persist_across_invocations() {
+    let cli = Cli::new(None);
+    let first = cli.json(&[
+        "create",
+        "--id",
+        "demo-service",
+        "--resource-group",
+        "DNIS",
+        "--provide-code",
+    ]);
+    assert_eq!(first["_id"], "demo-service");
+    assert_eq!(first["_access_number"], "+18005550100");
+    assert_eq!(first["_expiration_time"], 30);
+    assert_eq!(first["_access_code"].as_str().unwrap().len(), 6);
+    assert!(first["_expires_at"].as_str().unwrap().ends_with('Z'));
+
+    cli.json(&["services", "register", "app-2", "--ttl", "600"]);
+    let second = cli.json(&["create", "--id", "app-2", "--resource-group", "DNIS"]);
+    assert_eq!(
+        second["_access_number"], "+18005550101",
+        "saw the first reservation"
+    );
+    assert!(second.get("_access_code").is_none(), "no code unless asked");
+
+    let groups = cli.json(&["groups"]);
+    assert_eq!(groups["groups"][0]["live"], 2);
+    assert_eq!(groups["groups"][0]["free"], 8);
+
+    let code = first["_access_code"].as_str().unwrap();
+    let matched = cli.json(&[
+        "match",
+        "--access-number",
+        "+18005550100",
+        "--access-code",
+        code,
+    ]);
+    assert_eq!(matched, serde_json::json!({ "_id": "demo-service" }));
+    cli.fails(
+        &[
+            "match",
+            "--access-number",
+            "+18005550100",
+            "--access-code",
+            code,
+        ],
+        3,
+    );
+
+    let released = cli.json(&["release", "--id", "app-2", "--resource-group", "DNIS"]);
+    assert_eq!(released["_access_number"], "+18005550101");
+    assert_eq!(cli.json(&["groups"])["groups"][0]["live"], 0);
+}
+
+#[test]
+fn failures_exit_with_their_documented_codes() {
+    let cli = Cli::new(Some(
+        "[[resource_group]]\nname = \"ONE\"\nnumbers = [\"5551000\"]\n\
+         [registry]\nservices = [\"a\", \"b\"]\n",
+    ));
+    let bad_timeout = cli.fails(
+        &[
+            "create",
+            "--id",
+            "a",
+            "--resource-group",
+            "ONE",
+            "--booking-expiration-timeout",
+            "4",
+        ],
+        2,
+    );
+    assert!(
+        bad_timeout.contains("_booking_expiration_timeout"),
+        "{bad_timeout}"
+    );
+    assert!(
+        cli.fails(&["create", "--id", "a", "--resource-group", "TWO"], 2)
+            .contains("unknown resource group")
+    );
+    cli.fails(
+        &[
+            "create",
+            "--id",
+            "a",
+            "--resource-group",
+            "ONE",
+            "--phone-number",
+            "x",
+        ],
+        2,
+    );
+    assert!(
+        cli.fails(&["create", "--id", "zed", "--resource-group", "ONE"], 3)
+            .contains("not active")
+    );
+    cli.json(&["create", "--id", "a", "--resource-group", "ONE"]);
+    assert!(
+        cli.fails(&["create", "--id", "b", "--resource-group", "ONE"], 4)
+            .contains("no access number available")
+    );
+    cli.fails(&["match", "--access-number", "5559999"], 3);
+    cli.fails(&["release", "--id", "b", "--resource-group", "ONE"], 3);
+    cli.fails(&["services", "deregister", "never-registered"], 3);
+}
+
+#[test]
+fn services_register_list_and_deregister() {
+    let cli = Cli::new(None);
+    cli.json(&["services", "register", "app-1"]);
+    let listed = cli.json(&["services", "list"]);
+    let ids: Vec<&str> = listed["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["app-1", "demo-service"]);
+    assert_eq!(
+        cli.json(&["services", "deregister", "app-1"])["_deregistered"],
+        true
+    );
+    cli.fails(&["create", "--id", "app-1", "--resource-group", "DNIS"], 3);
+    cli.fails(&["services", "register", ""], 2);
+}
+
+#[test]
+fn the_compiled_plugin_is_cached_and_a_damaged_cache_is_recompiled() {
+    let cli = Cli::new(None);
+    cli.json(&["groups"]);
+    let cache = cli.dir.path().join("cache");
+    let cached: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].extension().is_some_and(|e| e == "cwasm"));
+    std::fs::write(&cached[0], b"not compiled code").unwrap();
+    assert_eq!(cli.json(&["groups"])["groups"][0]["size"], 10);
+    assert!(std::fs::read(&cached[0]).unwrap().len() > 1000, "rewritten");
+}
+
+#[test]
+fn a_bad_configuration_names_file_line_and_key() {
+    let cli = Cli::new(Some("[options]\naccess_code_length = 20\n"));
+    let message = cli.fails(&["groups"], 1);
+    assert!(message.contains("config.toml:2:"), "{message}");
+    assert!(message.contains("access_code_length"), "{message}");
+}

@@ -1,0 +1,180 @@
+//! The host around the component: its declared interface, the call deadline, the
+//! memory cap, re-instantiation after a trap, and the durable store.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use request_access_host::clock::ManualClock;
+use request_access_host::config::Config;
+use request_access_host::runtime::{CallError, Limits, Runtime};
+use request_access_host::services::Services;
+use request_access_host::store::{DurableStore, MemoryStore, StateStore};
+use request_access_tests::*;
+
+#[test]
+fn the_component_exports_request_access_and_imports_only_the_world_and_wasi() {
+    let (imports, exports) = image().interface();
+    assert_eq!(
+        exports,
+        ["contact-center:request-access/request-access@0.1.0"]
+    );
+    for own in [
+        "contact-center:request-access/service-registry@0.1.0",
+        "contact-center:request-access/clock@0.1.0",
+        "contact-center:request-access/resource-groups@0.1.0",
+        "contact-center:request-access/reservation-state@0.1.0",
+    ] {
+        assert!(
+            imports.iter().any(|i| i == own),
+            "{own} missing from {imports:?}"
+        );
+    }
+    for import in &imports {
+        assert!(
+            import.starts_with("wasi:") || import.starts_with("contact-center:request-access/"),
+            "unexpected import {import}"
+        );
+    }
+    assert!(imports.iter().any(|i| i.starts_with("wasi:random/random")));
+}
+
+#[test]
+fn a_call_past_its_deadline_traps_changes_nothing_and_the_next_call_gets_a_fresh_instance() {
+    let config = Config::parse(TEN_NUMBERS, "test").unwrap();
+    let store = Arc::new(ProbeStore::new(Arc::new(MemoryStore::new())));
+    let services = Arc::new(Services::new(
+        config,
+        store.clone(),
+        Arc::new(ManualClock::new(T0)),
+    ));
+    let limits = Limits {
+        call_deadline: Duration::from_millis(20),
+        ..Limits::default()
+    };
+    let runtime = Runtime::new(image(), services, limits);
+    runtime.create(&create("svc-1", "DNIS")).unwrap();
+    assert_eq!(runtime.stats().instantiations, 1);
+
+    store.slow.store(true, Ordering::SeqCst);
+    let result = runtime.create(&create("svc-2", "DNIS"));
+    assert!(
+        matches!(&result, Err(CallError::PluginFault(why)) if why.contains("interrupt")),
+        "{result:?}"
+    );
+    store.slow.store(false, Ordering::SeqCst);
+    assert_eq!(runtime.stats().faults, 1);
+    assert_eq!(
+        runtime.pool_status("DNIS").unwrap().live,
+        1,
+        "nothing committed"
+    );
+
+    let info = runtime.create(&create("svc-2", "DNIS")).unwrap();
+    assert_eq!(info.access_number, "+18005550101");
+    assert_eq!(
+        runtime.stats().instantiations,
+        2,
+        "re-instantiated after the trap"
+    );
+}
+
+#[test]
+fn an_instance_over_its_memory_cap_is_a_plugin_fault_not_a_crash() {
+    let config = Config::parse(TEN_NUMBERS, "test").unwrap();
+    let services = Arc::new(Services::new(
+        config,
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(T0)),
+    ));
+    let limits = Limits {
+        memory_bytes: 64 * 1024,
+        ..Limits::default()
+    };
+    let runtime = Runtime::new(image(), services, limits);
+    assert!(matches!(
+        runtime.create(&create("svc-1", "DNIS")),
+        Err(CallError::PluginFault(_))
+    ));
+}
+
+#[test]
+fn many_threads_share_one_runtime_with_a_bounded_set_of_warm_instances() {
+    let h = Arc::new(Harness::new(&format!(
+        "[[resource_group]]\nname = \"G\"\nnumbers = [\"5551000..5551999\"]\n\
+         [registry]\nservices = [{}]\n",
+        (0..8)
+            .map(|i| format!("\"t{i}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    )));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    h.runtime.create(&create(&format!("t{t}"), "G")).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(h.runtime.pool_status("G").unwrap().live, 8);
+    let made = h.runtime.stats().instantiations;
+    assert!((1..=8).contains(&made), "{made} instances for 8 threads");
+}
+
+#[test]
+fn the_durable_store_keeps_every_reservation_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let config = format!(
+        "[[resource_group]]\nname = \"G\"\nstrategy = \"random\"\nnumbers = [\"5551000..5551049\"]\n\
+         [registry]\nservices = [{}]\n",
+        (0..20)
+            .map(|i| format!("\"s{i}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let lent: Vec<_> = {
+        let store: Arc<dyn StateStore> = Arc::new(DurableStore::open(&path).unwrap());
+        let h = Harness::with_store(&config, store);
+        h.runtime.services().registry.register("app", None).unwrap();
+        (0..20)
+            .map(|i| {
+                let id = format!("s{i}");
+                let info = h.runtime.create(&create_with_code(&id, "G")).unwrap();
+                (id, info)
+            })
+            .collect()
+    };
+
+    let store: Arc<dyn StateStore> = Arc::new(DurableStore::open(&path).unwrap());
+    let h = Harness::with_store(&config, store);
+    assert!(h.runtime.services().registry.is_active("app").unwrap());
+    assert_eq!(h.runtime.pool_status("G").unwrap().live, 20);
+    // New reservations avoid every number lent before the reopen.
+    let fresh: Vec<String> = (0..30)
+        .map(|_| h.runtime.create(&create("app", "G")).unwrap().access_number)
+        .collect();
+    for (_, info) in &lent {
+        assert!(!fresh.contains(&info.access_number));
+    }
+    for (id, info) in &lent {
+        let m = h
+            .runtime
+            .match_access(&match_with_code(
+                &info.access_number,
+                info.access_code.as_deref().unwrap(),
+            ))
+            .unwrap();
+        assert_eq!(&m.service_id, id);
+    }
+    assert_eq!(
+        h.runtime.pool_status("G").unwrap().live,
+        1,
+        "only app's last one"
+    );
+}
