@@ -19,6 +19,8 @@ pub const MAX_ATTEMPTS: u32 = 64;
 /// Expired reservations a `create` reclaims before taking a number. At least one, so
 /// an expired reservation is always reclaimed before the pool is called exhausted.
 const RECLAIM_BATCH: u32 = 4;
+/// Expiry-index entries `pool_status` reads per scan.
+const STATUS_PAGE: u32 = 512;
 
 fn group_of<I: Imports>(imports: &mut I, name: &str) -> Result<Group, Error> {
     validate::resource_group(name)?;
@@ -89,16 +91,17 @@ fn reclaim_expired<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) ->
     Ok(())
 }
 
-/// Take a free number off `group`'s ring: its pool index and configured form.
+/// Take a free number off `group`'s ring, in its configured form; `None` when the
+/// ring is empty.
 fn take_number<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     now: u64,
     rng: &mut R,
-) -> Result<(u32, String), Error> {
+) -> Result<Option<String>, Error> {
     loop {
         let Some(popped) = ring::pop(txn, group, rng)? else {
-            return Err(Error::NoAccessNumberAvailable(group.name.clone()));
+            return Ok(None);
         };
         let Some(index) = popped else { continue };
         let Some(number) = txn.imports().number_at(&group.name, index) else {
@@ -109,11 +112,11 @@ fn take_number<I: Imports, R: Rng>(
             continue;
         }
         match read_reservation(txn, &number_digits)? {
-            None => return Ok((index, number)),
+            None => return Ok(Some(number)),
             // Left behind with its expiry entry: clean it up and use the number.
             Some(stale) if stale.expires_at <= now => {
                 end_reservation(txn, &stale, false)?;
-                return Ok((index, number));
+                return Ok(Some(number));
             }
             // Still held, taken from an earlier pool's ring. Drop it from this ring and
             // adopt the reservation into this pool, so its end returns the number here.
@@ -180,7 +183,14 @@ pub fn create<I: Imports, R: Rng>(
             }
         }
 
-        let (_, number) = take_number(&mut txn, &group, now, rng)?;
+        let Some(number) = take_number(&mut txn, &group, now, rng)? else {
+            // Keep what was done on the way (numbers skipped after a pool change), so
+            // the next call does not redo it; a plain exhausted ring writes nothing.
+            if txn.commit()? {
+                return Err(Error::NoAccessNumberAvailable(group.name.clone()));
+            }
+            continue;
+        };
         let access_code = request
             .provide_code
             .then(|| access_code(options.access_code_length, rng));
@@ -319,8 +329,17 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
     let now = imports.now();
     let mut txn = Txn::new(imports);
     let in_ring = ring::free_count(&mut txn, &group)?;
-    let (start, end) = keys::expired_by(&group.name, now);
-    let expired = txn.scan(&start, &end, group.size)?.len() as u64;
+    let (mut start, end) = keys::expired_by(&group.name, now);
+    let mut expired: u64 = 0;
+    loop {
+        let page = txn.scan(&start, &end, STATUS_PAGE)?;
+        expired += page.len() as u64;
+        match page.last() {
+            // The smallest key after the last one seen.
+            Some((last, _)) if page.len() == STATUS_PAGE as usize => start = format!("{last}\0"),
+            _ => break,
+        }
+    }
     let free = (in_ring + expired).min(u64::from(group.size)) as u32;
     Ok(PoolStatus {
         size: group.size,

@@ -99,3 +99,121 @@ impl Imports for NativeImports<'_> {
             .map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The guest's logic run natively against the real in-memory store.
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::MemoryStore;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use request_access_guest::api::{CreateRequest, Error, MatchRequest};
+
+    fn services(numbers: &str, store: Arc<dyn StateStore>) -> Services {
+        let config = Config::parse(
+            &format!(
+                "[[resource_group]]\nname = \"G\"\nnumbers = [\"{numbers}\"]\n\
+                 [registry]\nservices = [{}]\n",
+                (0..20)
+                    .map(|i| format!("\"s{i}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            "test",
+        )
+        .unwrap();
+        Services::new(config, store, Arc::new(ManualClock::new(1_000_000)))
+    }
+
+    fn create(s: &Services, id: &str) -> Result<String, Error> {
+        let request = CreateRequest {
+            service_id: id.into(),
+            resource_group: "G".into(),
+            provide_code: false,
+            phone_number: None,
+            booking_expiration_timeout: None,
+        };
+        let mut rng = StdRng::seed_from_u64(1);
+        request_access_guest::create(&mut NativeImports(s), &mut rng, &request)
+            .map(|i| i.access_number)
+    }
+
+    fn match_number(s: &Services, number: &str) -> Result<String, Error> {
+        let request = MatchRequest {
+            access_number: number.into(),
+            access_code: None,
+            phone_number: None,
+        };
+        request_access_guest::match_access(&mut NativeImports(s), &request).map(|m| m.service_id)
+    }
+
+    #[test]
+    fn growing_a_pool_keeps_live_reservations_and_never_lends_them_twice() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let before = services("5551000..5551004", store.clone());
+        let held: Vec<String> = (0..3)
+            .map(|i| create(&before, &format!("s{i}")).unwrap())
+            .collect();
+
+        let after = services("5551000..5551009", store);
+        let fresh: Vec<String> = (3..10)
+            .map(|i| create(&after, &format!("s{i}")).unwrap())
+            .collect();
+        for n in &fresh {
+            assert!(!held.contains(n), "{n} is still held");
+        }
+        assert_eq!(
+            create(&after, "s10"),
+            Err(Error::NoAccessNumberAvailable("G".into()))
+        );
+        // The old reservations still match, and their numbers join the new pool.
+        assert_eq!(match_number(&after, &held[0]).unwrap(), "s0");
+        assert_eq!(create(&after, "s10").unwrap(), held[0]);
+    }
+
+    #[test]
+    fn shrinking_a_pool_retires_numbers_no_longer_in_it() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let before = services("5551000..5551004", store.clone());
+        for i in 0..3 {
+            create(&before, &format!("s{i}")).unwrap();
+        }
+        let after = services("5551000..5551001", store);
+        assert_eq!(
+            create(&after, "s5"),
+            Err(Error::NoAccessNumberAvailable("G".into()))
+        );
+        // 5551002 left the pool: matching it still works, but it is not lent again.
+        assert_eq!(match_number(&after, "5551002").unwrap(), "s2");
+        assert_eq!(
+            create(&after, "s5"),
+            Err(Error::NoAccessNumberAvailable("G".into()))
+        );
+        assert_eq!(match_number(&after, "5551000").unwrap(), "s0");
+        assert_eq!(create(&after, "s5").unwrap(), "5551000");
+        let status = request_access_guest::pool_status(&mut NativeImports(&after), "G").unwrap();
+        assert_eq!((status.size, status.live, status.free), (2, 2, 0));
+    }
+
+    #[test]
+    fn occupancy_counts_more_expired_reservations_than_one_scan_returns() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let config = Config::parse(
+            "[[resource_group]]\nname = \"G\"\nnumbers = [\"5550000..5552999\"]\n",
+            "test",
+        )
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let s = Services::new(config, store, clock.clone());
+        for i in 0..1500 {
+            s.registry.register(&format!("s{i}"), None).unwrap();
+            create(&s, &format!("s{i}")).unwrap();
+        }
+        let status =
+            |s: &Services| request_access_guest::pool_status(&mut NativeImports(s), "G").unwrap();
+        assert_eq!(status(&s).live, 1500);
+        clock.advance(std::time::Duration::from_secs(30));
+        assert_eq!(status(&s).live, 0, "all 1,500 expired, more than one page");
+    }
+}

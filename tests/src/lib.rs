@@ -115,8 +115,10 @@ pub struct ProbeStore {
     inner: Arc<dyn StateStore>,
     pub keys_read: AtomicU64,
     pub commits: AtomicU64,
-    /// When set, every `get` sleeps this long first.
+    /// When set, every `get` sleeps 100 ms first.
     pub slow: AtomicBool,
+    /// When set, every call fails as an unreachable backend would.
+    pub broken: AtomicBool,
 }
 
 impl ProbeStore {
@@ -126,6 +128,7 @@ impl ProbeStore {
             keys_read: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             slow: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
         }
     }
 
@@ -136,10 +139,18 @@ impl ProbeStore {
             self.commits.swap(0, Ordering::SeqCst),
         )
     }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("backend unreachable".into()));
+        }
+        Ok(())
+    }
 }
 
 impl StateStore for ProbeStore {
     fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
+        self.check()?;
         if self.slow.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -148,6 +159,7 @@ impl StateStore for ProbeStore {
         self.inner.get(keys)
     }
     fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
+        self.check()?;
         let entries = self.inner.scan(start, end, limit)?;
         self.keys_read
             .fetch_add(entries.len() as u64, Ordering::SeqCst);
@@ -158,6 +170,7 @@ impl StateStore for ProbeStore {
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, StoreError> {
+        self.check()?;
         self.commits.fetch_add(1, Ordering::SeqCst);
         self.inner.commit(preconditions, mutations)
     }
@@ -168,6 +181,7 @@ impl StateStore for ProbeStore {
         self.inner.deregister(service_id)
     }
     fn registration(&self, service_id: &str) -> Result<Option<Registration>, StoreError> {
+        self.check()?;
         self.inner.registration(service_id)
     }
     fn registrations(&self) -> Result<Vec<(String, Registration)>, StoreError> {

@@ -279,3 +279,33 @@ fn the_caller_number_is_tied_to_the_reservation() {
         "svc-1"
     );
 }
+
+#[test]
+fn an_unreachable_store_is_a_store_or_registry_failure_not_a_fault() {
+    let h = Harness::new(TEN_NUMBERS);
+    h.runtime
+        .services()
+        .registry
+        .register("app-1", None)
+        .unwrap();
+    h.store
+        .broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        h.runtime.create(&create("app-1", "DNIS")),
+        Err(CallError::Service(Error::RegistryFailure(why))) if why.contains("unreachable")
+    ));
+    assert!(matches!(
+        h.runtime.create(&create("svc-1", "DNIS")),
+        Err(CallError::Service(Error::StateStoreFailure(why))) if why.contains("unreachable")
+    ));
+    assert!(matches!(
+        h.runtime.match_access(&match_number("+18005550100")),
+        Err(CallError::Service(Error::StateStoreFailure(_)))
+    ));
+    h.store
+        .broken
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(h.runtime.stats().faults, 0);
+    assert!(h.runtime.create(&create("app-1", "DNIS")).is_ok());
+}
