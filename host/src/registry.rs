@@ -59,16 +59,22 @@ impl Registry {
             .is_some_and(|r| r.expires_at.is_none_or(|at| at > now)))
     }
 
-    /// Register `service_id`, active for `ttl` (or until deregistered).
-    pub fn register(&self, service_id: &str, ttl: Option<Duration>) -> Result<(), RegistryError> {
+    /// Register `service_id`, active for `ttl` (or until deregistered). Answers the
+    /// registration as stored.
+    pub fn register(
+        &self,
+        service_id: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Registration, RegistryError> {
         validate::service_id(service_id).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         if ttl.is_some_and(|t| t.is_zero()) {
             return Err(RegistryError::Invalid("the TTL must be positive".into()));
         }
-        let expires_at = ttl.map(|t| self.clock.now_ms().saturating_add(t.as_millis() as u64));
-        Ok(self
-            .store
-            .register(service_id, Registration { expires_at })?)
+        let registration = Registration {
+            expires_at: ttl.map(|t| self.clock.now_ms().saturating_add(t.as_millis() as u64)),
+        };
+        self.store.register(service_id, registration)?;
+        Ok(registration)
     }
 
     /// `false` if the service was not registered. Services from the configuration stay.

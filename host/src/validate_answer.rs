@@ -65,17 +65,19 @@ pub fn access_info(
 
 pub fn matched(services: &Services, request: &MatchRequest, m: &Matched) -> Result<(), String> {
     validate::service_id(&m.service_id).map_err(|e| format!("answered a bad service id: {e}"))?;
-    pool_has(services, &m.resource_group, &request.access_number).or_else(|_| {
-        // The dialled number may be formatted differently from the configured one.
-        let group = services.config.group(&m.resource_group);
-        match group.and_then(|g| g.pool.index_of(&request.access_number)) {
-            Some(_) => Ok(()),
-            None => Err(format!(
-                "matched {:?} to group {:?}, which does not hold it",
-                request.access_number, m.resource_group
-            )),
-        }
-    })
+    // The dialled number may be formatted unlike the configured one: compare by pool index.
+    let holds_number = services
+        .config
+        .group(&m.resource_group)
+        .and_then(|g| g.pool.index_of(&request.access_number))
+        .is_some();
+    if !holds_number {
+        return Err(format!(
+            "matched {:?} to group {:?}, which does not hold it",
+            request.access_number, m.resource_group
+        ));
+    }
+    Ok(())
 }
 
 pub fn released(services: &Services, group: &str, number: &str) -> Result<(), String> {

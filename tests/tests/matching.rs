@@ -10,6 +10,17 @@ fn outcome(h: &Harness, request: &MatchRequest) -> Result<(), CallError> {
     h.runtime.match_access(request).map(|_| ())
 }
 
+/// A reservation with a code for svc-1: (number, code, a wrong code of the same length).
+fn reserve_with_code(h: &Harness) -> (String, String, String) {
+    let info = h
+        .runtime
+        .create(&create_with_code("svc-1", "DNIS"))
+        .unwrap();
+    let code = info.access_code.unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    (info.access_number, code, wrong.to_string())
+}
+
 #[test]
 fn a_match_names_the_service_and_releases_the_number() {
     let h = Harness::new(TEN_NUMBERS);
@@ -56,28 +67,17 @@ fn a_code_is_required_when_one_was_issued() {
 #[test]
 fn too_many_wrong_codes_revoke_the_reservation() {
     let h = Harness::new(TEN_NUMBERS);
-    let info = h
-        .runtime
-        .create(&create_with_code("svc-1", "DNIS"))
-        .unwrap();
-    let code = info.access_code.unwrap();
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (number, code, wrong) = reserve_with_code(&h);
     for _ in 0..4 {
-        assert_eq!(
-            outcome(&h, &match_with_code(&info.access_number, wrong)),
-            NO_MATCH
-        );
+        assert_eq!(outcome(&h, &match_with_code(&number, &wrong)), NO_MATCH);
     }
     assert_eq!(h.runtime.pool_status("DNIS").unwrap().live, 1);
     assert_eq!(
-        outcome(&h, &match_with_code(&info.access_number, wrong)),
+        outcome(&h, &match_with_code(&number, &wrong)),
         Err(CallError::Service(Error::TooManyAttempts))
     );
     // Revoked: even the right code no longer matches, and the number is free again.
-    assert_eq!(
-        outcome(&h, &match_with_code(&info.access_number, &code)),
-        NO_MATCH
-    );
+    assert_eq!(outcome(&h, &match_with_code(&number, &code)), NO_MATCH);
     assert_eq!(h.runtime.pool_status("DNIS").unwrap().live, 0);
 }
 
@@ -85,28 +85,14 @@ fn too_many_wrong_codes_revoke_the_reservation() {
 fn the_right_code_still_matches_below_the_limit_and_the_limit_is_configurable() {
     let config = format!("[options]\nmax_code_attempts = 2\n{TEN_NUMBERS}");
     let h = Harness::new(&config);
-    let info = h
-        .runtime
-        .create(&create_with_code("svc-1", "DNIS"))
-        .unwrap();
-    let code = info.access_code.unwrap();
-    let wrong = if code == "000000" { "111111" } else { "000000" };
-    assert_eq!(
-        outcome(&h, &match_with_code(&info.access_number, wrong)),
-        NO_MATCH
-    );
-    assert!(outcome(&h, &match_with_code(&info.access_number, &code)).is_ok());
+    let (number, code, wrong) = reserve_with_code(&h);
+    assert_eq!(outcome(&h, &match_with_code(&number, &wrong)), NO_MATCH);
+    assert!(outcome(&h, &match_with_code(&number, &code)).is_ok());
 
-    let info = h
-        .runtime
-        .create(&create_with_code("svc-1", "DNIS"))
-        .unwrap();
+    let (number, _, _) = reserve_with_code(&h);
+    assert_eq!(outcome(&h, &match_with_code(&number, "1")), NO_MATCH);
     assert_eq!(
-        outcome(&h, &match_with_code(&info.access_number, "1")),
-        NO_MATCH
-    );
-    assert_eq!(
-        outcome(&h, &match_with_code(&info.access_number, "2")),
+        outcome(&h, &match_with_code(&number, "2")),
         Err(CallError::Service(Error::TooManyAttempts))
     );
 }

@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 use request_access_host::api::{CreateRequest, Error as ServiceError, MatchRequest};
 use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
+use request_access_host::registry::RegistryError;
 use request_access_host::runtime::{CallError, Limits, PLUGIN_WASM, PluginImage, Runtime};
 use request_access_host::services::Services;
 use request_access_host::store::DurableStore;
@@ -226,13 +227,18 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             json!({ "_id": id, "_resource_group": resource_group, "_access_number": number })
         }
         Command::Services(ServicesCommand::Register { id, ttl }) => {
-            let ttl = ttl.map(Duration::from_secs);
-            services.registry.register(&id, ttl).map_err(|e| Failure {
-                code: 2,
-                message: format!("cannot register {id:?}: {e}"),
-            })?;
-            let expires_at = ttl.map(|t| rfc3339(services.clock.now_ms() + t.as_millis() as u64));
-            json!({ "_id": id, "_expires_at": expires_at })
+            let registration = services
+                .registry
+                .register(&id, ttl.map(Duration::from_secs))
+                .map_err(|e| Failure {
+                    code: if matches!(e, RegistryError::Invalid(_)) {
+                        2
+                    } else {
+                        1
+                    },
+                    message: format!("cannot register {id:?}: {e}"),
+                })?;
+            json!({ "_id": id, "_expires_at": registration.expires_at.map(rfc3339) })
         }
         Command::Services(ServicesCommand::Deregister { id }) => {
             if !services
