@@ -5,7 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use request_access_guest::api::{Options, Strategy};
 use request_access_guest::validate;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::pool::{Pool, Segment, parse_spec};
+use crate::runtime::Limits;
 
 /// The configuration used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
@@ -25,7 +27,35 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     /// Services that are always active.
     pub static_services: HashSet<String>,
+    /// Another system that knows which services are active, if any.
+    pub remote_registry: Option<RemoteRegistryConfig>,
+    pub server: ServerConfig,
+    pub limits: Limits,
     by_name: HashMap<String, usize>,
+}
+
+/// `[registry] url = ...`: ask `GET {url}?id={service id}` whether a service is active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRegistryConfig {
+    pub url: String,
+    pub timeout: Duration,
+    /// How long an answer is reused.
+    pub cache_ttl: Duration,
+}
+
+/// `[server]`: the HTTP service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered 408.
+    pub request_timeout: Duration,
+    /// Bearer token of the admin routes; they are refused while there is none.
+    /// `REQUEST_ACCESS_ADMIN_TOKEN` takes precedence.
+    pub admin_token: Option<String>,
+    /// The plugin to run and to reload on SIGHUP; the embedded one if unset.
+    pub plugin: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +160,37 @@ impl Config {
             static_services.insert(id.into_inner());
         }
 
+        let remote_registry = match file.registry.url {
+            None => None,
+            Some(url) => {
+                if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://"))
+                {
+                    return Err(fail(
+                        url.span(),
+                        "registry.url",
+                        "must be an http:// or https:// URL".into(),
+                    ));
+                }
+                Some(RemoteRegistryConfig {
+                    url: url.into_inner(),
+                    timeout: Duration::from_millis(file.registry.timeout_ms.0),
+                    cache_ttl: Duration::from_millis(file.registry.cache_ttl_ms.0),
+                })
+            }
+        };
+        let server = ServerConfig {
+            listen: file.server.listen,
+            max_body_bytes: file.server.max_body_bytes.0 as usize,
+            request_timeout: Duration::from_millis(file.server.request_timeout_ms.0),
+            admin_token: file.server.admin_token,
+            plugin: file.server.plugin,
+        };
+        let limits = Limits {
+            memory_bytes: file.limits.memory_bytes.0 as usize,
+            call_deadline: Duration::from_millis(file.limits.call_deadline_ms.0),
+            max_idle_instances: file.limits.max_idle_instances.0 as usize,
+        };
+
         Ok(Config {
             options: Options {
                 access_code_length: file.options.access_code_length.0,
@@ -138,6 +199,9 @@ impl Config {
             },
             groups,
             static_services,
+            remote_registry,
+            server,
+            limits,
             by_name,
         })
     }
@@ -163,6 +227,50 @@ struct FileConfig {
     resource_group: Vec<GroupSection>,
     #[serde(default)]
     registry: RegistrySection,
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default)]
+    max_body_bytes: BodyBytes,
+    #[serde(default)]
+    request_timeout_ms: RequestTimeoutMs,
+    admin_token: Option<String>,
+    plugin: Option<PathBuf>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            max_body_bytes: BodyBytes::default(),
+            request_timeout_ms: RequestTimeoutMs::default(),
+            admin_token: None,
+            plugin: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    #[serde(default)]
+    memory_bytes: MemoryBytes,
+    #[serde(default)]
+    call_deadline_ms: CallDeadlineMs,
+    #[serde(default)]
+    max_idle_instances: IdleInstances,
 }
 
 #[derive(Deserialize, Default)]
@@ -191,6 +299,11 @@ struct GroupSection {
 struct RegistrySection {
     #[serde(default)]
     services: Vec<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout_ms: RegistryTimeoutMs,
+    #[serde(default)]
+    cache_ttl_ms: RegistryCacheMs,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -253,6 +366,25 @@ bounded_option!(
     30
 );
 bounded_option!(CodeAttempts, u32, "max_code_attempts", 1..=100, 5);
+bounded_option!(BodyBytes, u64, "max_body_bytes", 1024..=16 << 20, 64 << 10);
+bounded_option!(
+    RequestTimeoutMs,
+    u64,
+    "request_timeout_ms",
+    10..=600_000,
+    10_000
+);
+bounded_option!(
+    MemoryBytes,
+    u64,
+    "memory_bytes",
+    1 << 20..=4 << 30,
+    32 << 20
+);
+bounded_option!(CallDeadlineMs, u64, "call_deadline_ms", 1..=60_000, 500);
+bounded_option!(IdleInstances, u64, "max_idle_instances", 0..=1024, 16);
+bounded_option!(RegistryTimeoutMs, u64, "timeout_ms", 1..=60_000, 500);
+bounded_option!(RegistryCacheMs, u64, "cache_ttl_ms", 0..=3_600_000, 5_000);
 
 #[cfg(test)]
 mod tests {

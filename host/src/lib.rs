@@ -29,6 +29,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod http;
 pub mod pool;
 pub mod registry;
 pub mod runtime;

@@ -1,20 +1,23 @@
 //! The service registry behind the `service-registry` import: services listed in the
 //! configuration are always active; services registered through the host are active
-//! until their optional TTL runs out, and are kept in the state store.
+//! until their optional TTL runs out, and are kept in the state store; when another
+//! system owns the services, it is asked over HTTP (with a timeout and a short cache).
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use request_access_guest::validate;
 
 use crate::clock::Clock;
+use crate::config::RemoteRegistryConfig;
 use crate::store::{Registration, StateStore, StoreError};
 
 pub struct Registry {
     static_services: HashSet<String>,
     store: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
+    remote: Option<RemoteRegistry>,
 }
 
 /// One entry of [`Registry::list`].
@@ -33,6 +36,8 @@ pub enum RegistryError {
     Invalid(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("remote registry: {0}")]
+    Remote(String),
 }
 
 impl Registry {
@@ -45,18 +50,29 @@ impl Registry {
             static_services,
             store,
             clock,
+            remote: None,
         }
     }
 
-    pub fn is_active(&self, service_id: &str) -> Result<bool, StoreError> {
+    /// Also ask the registry at `config.url` about services this host does not know.
+    pub fn with_remote(mut self, config: RemoteRegistryConfig) -> Self {
+        self.remote = Some(RemoteRegistry::new(config));
+        self
+    }
+
+    pub fn is_active(&self, service_id: &str) -> Result<bool, RegistryError> {
         if self.static_services.contains(service_id) {
             return Ok(true);
         }
         let now = self.clock.now_ms();
-        Ok(self
+        let registered = self
             .store
             .registration(service_id)?
-            .is_some_and(|r| r.expires_at.is_none_or(|at| at > now)))
+            .is_some_and(|r| r.expires_at.is_none_or(|at| at > now));
+        match &self.remote {
+            Some(remote) if !registered => remote.is_active(service_id),
+            _ => Ok(registered),
+        }
     }
 
     /// Register `service_id`, active for `ttl` (or until deregistered). Answers the
@@ -109,5 +125,76 @@ impl Registry {
         );
         entries.sort_by(|a, b| a.service_id.cmp(&b.service_id));
         Ok(entries)
+    }
+}
+
+/// Most answers the remote registry's cache keeps; it starts afresh when full.
+const REMOTE_CACHE_ENTRIES: usize = 10_000;
+
+/// A registry another system owns: `GET {url}?id={service id}` answers 200 with
+/// `{"active": true|false}`, or 404 for a service it does not know (not active).
+struct RemoteRegistry {
+    config: RemoteRegistryConfig,
+    agent: ureq::Agent,
+    cache: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RemoteAnswer {
+    active: bool,
+}
+
+impl RemoteRegistry {
+    fn new(config: RemoteRegistryConfig) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(config.timeout))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        RemoteRegistry {
+            config,
+            agent,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn is_active(&self, service_id: &str) -> Result<bool, RegistryError> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service_id)
+            .filter(|(_, at)| at.elapsed() < self.config.cache_ttl)
+            .map(|(active, _)| *active);
+        if let Some(active) = cached {
+            return Ok(active);
+        }
+        let active = self.ask(service_id)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= REMOTE_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(service_id.to_string(), (active, Instant::now()));
+        Ok(active)
+    }
+
+    fn ask(&self, service_id: &str) -> Result<bool, RegistryError> {
+        let remote =
+            |e: &dyn std::fmt::Display| RegistryError::Remote(format!("{}: {e}", self.config.url));
+        let mut response = self
+            .agent
+            .get(&self.config.url)
+            .query("id", service_id)
+            .call()
+            .map_err(|e| remote(&e))?;
+        match response.status().as_u16() {
+            200 => Ok(response
+                .body_mut()
+                .read_json::<RemoteAnswer>()
+                .map_err(|e| remote(&e))?
+                .active),
+            404 => Ok(false),
+            status => Err(remote(&format!("answered HTTP {status}"))),
+        }
     }
 }

@@ -8,11 +8,13 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::Counter;
 use rand::rngs::ChaCha20Rng;
 use rand::{Rng, SeedableRng};
 use request_access_guest::api;
@@ -211,31 +213,60 @@ struct Warm {
 pub struct RuntimeStats {
     pub instantiations: u64,
     pub faults: u64,
+    pub reloads: u64,
+}
+
+/// One loaded plugin and its warm instances. A reload installs a new generation; calls
+/// already running finish on the old one, whose instances are then dropped.
+struct Generation {
+    image: Arc<PluginImage>,
+    idle: Mutex<Vec<Warm>>,
+}
+
+impl Generation {
+    fn new(image: Arc<PluginImage>) -> Arc<Generation> {
+        Arc::new(Generation {
+            image,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
 }
 
 /// Serves the request-access operations through the component.
 pub struct Runtime {
-    image: Arc<PluginImage>,
+    current: ArcSwap<Generation>,
     services: Arc<Services>,
     limits: Limits,
-    idle: Mutex<Vec<Warm>>,
     /// Seeds each new instance's `wasi:random` when set (tests); the OS otherwise.
     seeded_random: Option<Mutex<ChaCha20Rng>>,
-    instantiations: AtomicU64,
-    faults: AtomicU64,
+    instantiations: Counter,
+    faults: Counter,
+    reloads: Counter,
 }
 
 impl Runtime {
     pub fn new(image: Arc<PluginImage>, services: Arc<Services>, limits: Limits) -> Self {
         Runtime {
-            image,
+            current: ArcSwap::new(Generation::new(image)),
             services,
             limits,
-            idle: Mutex::new(Vec::new()),
             seeded_random: None,
-            instantiations: AtomicU64::new(0),
-            faults: AtomicU64::new(0),
+            instantiations: Counter::default(),
+            faults: Counter::default(),
+            reloads: Counter::default(),
         }
+    }
+
+    /// Swap in another plugin while calls continue. Calls that started on the old one
+    /// finish there; every later call runs the new one. Reservations live in the host,
+    /// so none is lost or duplicated by the swap.
+    pub fn reload(&self, image: Arc<PluginImage>) {
+        self.current.store(Generation::new(image));
+        self.reloads.inc();
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Make every random draw of the plugin reproducible from `seed`. For tests only:
@@ -251,12 +282,32 @@ impl Runtime {
 
     pub fn stats(&self) -> RuntimeStats {
         RuntimeStats {
-            instantiations: self.instantiations.load(Ordering::Relaxed),
-            faults: self.faults.load(Ordering::Relaxed),
+            instantiations: self.instantiations.get(),
+            faults: self.faults.get(),
+            reloads: self.reloads.get(),
         }
     }
 
-    fn instantiate(&self) -> Result<Warm, CallError> {
+    /// Add the plugin counters to a Prometheus registry.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "request_access_plugin_instantiations",
+            "Plugin instances created (the first ones, and after traps and reloads)",
+            self.instantiations.clone(),
+        );
+        registry.register(
+            "request_access_plugin_faults",
+            "Calls that trapped, overran their deadline or memory, or answered invalid values",
+            self.faults.clone(),
+        );
+        registry.register(
+            "request_access_plugin_reloads",
+            "Plugin swaps",
+            self.reloads.clone(),
+        );
+    }
+
+    fn instantiate(&self, image: &PluginImage) -> Result<Warm, CallError> {
         let mut wasi = WasiCtxBuilder::new();
         if let Some(master) = &self.seeded_random {
             let seed = master.lock().unwrap_or_else(|p| p.into_inner()).next_u64();
@@ -270,15 +321,14 @@ impl Runtime {
                 .build(),
             services: self.services.clone(),
         };
-        let mut store = Store::new(&self.image.engine, state);
+        let mut store = Store::new(&image.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.deadline_ticks());
-        let plugin = self
-            .image
+        let plugin = image
             .pre
             .instantiate(&mut store)
             .map_err(|e| self.fault(format!("instantiation failed: {e:#}")))?;
-        self.instantiations.fetch_add(1, Ordering::Relaxed);
+        self.instantiations.inc();
         Ok(Warm { store, plugin })
     }
 
@@ -287,7 +337,7 @@ impl Runtime {
     }
 
     fn fault(&self, why: String) -> CallError {
-        self.faults.fetch_add(1, Ordering::Relaxed);
+        self.faults.inc();
         CallError::PluginFault(why)
     }
 
@@ -297,16 +347,21 @@ impl Runtime {
         &self,
         call: impl FnOnce(&wit::Guest, &mut Store<InstanceState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let generation = self.current.load_full();
+        let idle = generation
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
         let mut warm = match idle {
             Some(warm) => warm,
-            None => self.instantiate()?,
+            None => self.instantiate(&generation.image)?,
         };
         warm.store.set_epoch_deadline(self.deadline_ticks());
         let exports = warm.plugin.contact_center_request_access_request_access();
         match call(exports, &mut warm.store) {
             Ok(answer) => {
-                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let mut idle = generation.idle.lock().unwrap_or_else(|p| p.into_inner());
                 if idle.len() < self.limits.max_idle_instances {
                     idle.push(warm);
                 }

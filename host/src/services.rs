@@ -22,7 +22,11 @@ pub struct Services {
 
 impl Services {
     pub fn new(config: Config, store: Arc<dyn StateStore>, clock: Arc<dyn Clock>) -> Self {
-        let registry = Registry::new(config.static_services.clone(), store.clone(), clock.clone());
+        let mut registry =
+            Registry::new(config.static_services.clone(), store.clone(), clock.clone());
+        if let Some(remote) = &config.remote_registry {
+            registry = registry.with_remote(remote.clone());
+        }
         Services {
             config: Arc::new(config),
             store,

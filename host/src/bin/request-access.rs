@@ -13,15 +13,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use request_access_host::api::{CreateRequest, Error as ServiceError, MatchRequest};
 use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
+use request_access_host::http::{AppState, PluginSource, rfc3339};
 use request_access_host::registry::RegistryError;
-use request_access_host::runtime::{CallError, Limits, PLUGIN_WASM, PluginImage, Runtime};
+use request_access_host::runtime::{CallError, Runtime};
 use request_access_host::services::Services;
 use request_access_host::store::DurableStore;
 use serde_json::{Map, Value, json};
@@ -108,6 +109,18 @@ enum Command {
     Services(ServicesCommand),
     /// Per group: its size, live reservations and free numbers.
     Groups,
+    /// Serve the HTTP API until SIGTERM or SIGINT (SIGHUP reloads the plugin).
+    Serve {
+        /// Address to listen on (default: `[server] listen`, 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Run this `.wasm` plugin instead of the embedded one.
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// Log JSON lines instead of text.
+        #[arg(long)]
+        json_logs: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,35 +170,95 @@ impl From<CallError> for Failure {
     }
 }
 
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-fn open(cli: &Cli) -> anyhow::Result<Runtime> {
+/// The runtime every command works on, and where its plugin came from.
+fn open(cli: &Cli, plugin_override: Option<PathBuf>) -> anyhow::Result<(Runtime, PluginSource)> {
     let config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::embedded(),
     };
     let store = DurableStore::open(&cli.data)
         .with_context(|| format!("cannot open the data file {}", cli.data.display()))?;
+    let source = PluginSource {
+        path: plugin_override.or_else(|| config.server.plugin.clone()),
+        cache_dir: if cli.no_cache {
+            None
+        } else {
+            cli.cache_dir.clone().or_else(default_cache_dir)
+        },
+    };
+    let image = source.load().context("cannot load the plugin")?;
+    let limits = config.limits.clone();
     let services = Arc::new(Services::new(
         config,
         Arc::new(store),
         Arc::new(SystemClock),
     ));
-    let cache_dir = cli.cache_dir.clone().or_else(default_cache_dir);
-    let image = match cache_dir {
-        Some(dir) if !cli.no_cache => PluginImage::cached(PLUGIN_WASM, &dir),
-        _ => PluginImage::new(PLUGIN_WASM),
+    Ok((Runtime::new(image, services, limits), source))
+}
+
+fn serve(
+    cli: &Cli,
+    listen: Option<String>,
+    plugin: Option<PathBuf>,
+    json_logs: bool,
+) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json_logs {
+        logs.json().init();
+    } else {
+        logs.init();
     }
-    .map_err(|e| anyhow::anyhow!("cannot load the plugin: {e:#}"))?;
-    Ok(Runtime::new(image, services, Limits::default()))
+    let started = std::time::Instant::now();
+    let (runtime, source) = open(cli, plugin)?;
+    let server = runtime.services().config.server.clone();
+    let admin_token = std::env::var("REQUEST_ACCESS_ADMIN_TOKEN")
+        .ok()
+        .or(server.admin_token.clone());
+    let app = AppState::new(
+        Arc::new(runtime),
+        admin_token,
+        source,
+        server.request_timeout,
+        server.max_body_bytes,
+    );
+    let listen = listen.unwrap_or(server.listen);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let address = listener.local_addr()?;
+            tracing::info!(%address, startup_ms = started.elapsed().as_millis() as u64, "serving");
+            // The one line on stdout: where to reach the service.
+            println!("listening on {address}");
+            request_access_host::http::serve(listener, app).await?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+    tracing::info!("stopped; the state store is closed");
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<Value, Failure> {
-    let runtime = open(&cli)?;
+    if let Command::Serve {
+        listen,
+        plugin,
+        json_logs,
+    } = &cli.command
+    {
+        serve(&cli, listen.clone(), plugin.clone(), *json_logs)?;
+        return Ok(Value::Null);
+    }
+    let (runtime, _) = open(&cli, None)?;
     let services = runtime.services().clone();
     Ok(match cli.command {
+        Command::Serve { .. } => unreachable!("handled above"),
         Command::Create {
             id,
             resource_group,
@@ -286,6 +359,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
+        Ok(Value::Null) => ExitCode::SUCCESS,
         Ok(value) => {
             println!("{value}");
             ExitCode::SUCCESS

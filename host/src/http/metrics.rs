@@ -1,0 +1,118 @@
+//! Prometheus metrics: requests by route and outcome, latency per route, pool occupancy
+//! per group (read at scrape time), and the plugin's counters.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
+pub struct Metrics {
+    pub requests: Family<RequestLabels, prometheus_client::metrics::counter::Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub pool_size: Family<GroupLabels, Gauge>,
+    pub pool_live: Family<GroupLabels, Gauge>,
+    pub pool_utilisation: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    pub registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, _>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            // 50 us .. ~1.6 s
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.000_05, 2.0, 16,
+            ))
+        });
+        let pool_size = Family::<GroupLabels, Gauge>::default();
+        let pool_live = Family::<GroupLabels, Gauge>::default();
+        let pool_utilisation = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "request_access_http_requests",
+            "HTTP requests by route and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "request_access_http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "request_access_pool_size",
+            "Numbers in each resource group",
+            pool_size.clone(),
+        );
+        registry.register(
+            "request_access_pool_live",
+            "Numbers held by live reservations",
+            pool_live.clone(),
+        );
+        registry.register(
+            "request_access_pool_utilisation",
+            "Share of each resource group held by live reservations (0..1)",
+            pool_utilisation.clone(),
+        );
+        Metrics {
+            requests,
+            latency,
+            pool_size,
+            pool_live,
+            pool_utilisation,
+            registry,
+        }
+    }
+
+    pub fn observe(&self, route: &'static str, outcome: &'static str, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { route, outcome })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn set_pool(&self, group: &str, size: u32, live: u32) {
+        let labels = GroupLabels {
+            group: group.to_string(),
+        };
+        self.pool_size.get_or_create(&labels).set(i64::from(size));
+        self.pool_live.get_or_create(&labels).set(i64::from(live));
+        self.pool_utilisation
+            .get_or_create(&labels)
+            .set(f64::from(live) / f64::from(size.max(1)));
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,268 @@
+//! The original wire: parameters named `_id`, `_resource_group`, ... arriving as
+//! `application/x-www-form-urlencoded`, `multipart/form-data` or JSON, every value
+//! possibly a string (`"true"`, `"30"`). Decoding names the parameter it refuses.
+
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use request_access_guest::api::{CreateRequest, MatchRequest};
+use serde_json::Value;
+
+use super::ApiError;
+
+/// One decoded parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    Bool(bool),
+    Number(serde_json::Number),
+}
+
+/// The parameters of one request, in arrival order.
+#[derive(Debug, Default)]
+pub struct Params(Vec<(String, Param)>);
+
+impl Params {
+    /// Decode `body` according to its `Content-Type`.
+    pub async fn decode(headers: &HeaderMap, body: Bytes) -> Result<Params, ApiError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::bad_request("the Content-Type header is not text"))
+            })
+            .transpose()?
+            .unwrap_or("");
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "" if body.is_empty() => Ok(Params::default()),
+            "application/x-www-form-urlencoded" => {
+                let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+                    .map_err(|e| ApiError::bad_request(format!("malformed form body: {e}")))?;
+                Ok(Params(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, Param::Text(v)))
+                        .collect(),
+                ))
+            }
+            "multipart/form-data" => decode_multipart(content_type, body).await,
+            "application/json" => decode_json(&body),
+            _ => Err(ApiError::unsupported_media_type(content_type)),
+        }
+    }
+
+    /// The single value of `name`; a parameter given twice is refused.
+    fn one(&self, name: &str) -> Result<Option<&Param>, ApiError> {
+        let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(ApiError::invalid(name, "is given more than once"));
+        }
+        Ok(first)
+    }
+
+    /// A text parameter (numbers and booleans are refused: ids are strings).
+    pub fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.one(name)? {
+            None => Ok(None),
+            Some(Param::Text(t)) => Ok(Some(t.clone())),
+            Some(_) => Err(ApiError::invalid(name, "must be a string")),
+        }
+    }
+
+    pub fn required_text(&self, name: &str) -> Result<String, ApiError> {
+        self.text(name)?
+            .ok_or_else(|| ApiError::invalid(name, "is mandatory"))
+    }
+
+    /// A boolean: `true`/`false` (any case) or a JSON boolean; absent is `false`.
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.one(name)? {
+            None => Ok(false),
+            Some(Param::Bool(b)) => Ok(*b),
+            Some(Param::Text(t)) if t.eq_ignore_ascii_case("true") => Ok(true),
+            Some(Param::Text(t)) if t.eq_ignore_ascii_case("false") => Ok(false),
+            Some(_) => Err(ApiError::invalid(name, "must be true or false")),
+        }
+    }
+
+    /// A whole number of seconds written in decimal digits (or a JSON integer).
+    pub fn seconds(&self, name: &str) -> Result<Option<u32>, ApiError> {
+        let text = match self.one(name)? {
+            None => return Ok(None),
+            Some(Param::Number(n)) => n.to_string(),
+            Some(Param::Text(t)) => t.clone(),
+            Some(Param::Bool(_)) => return Err(ApiError::invalid(name, "must be a whole number")),
+        };
+        if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::invalid(
+                name,
+                "must be a whole number of seconds, 5..=1800",
+            ));
+        }
+        text.parse()
+            .map(Some)
+            .map_err(|_| ApiError::invalid(name, "must be a whole number of seconds, 5..=1800"))
+    }
+
+    pub fn create_request(&self) -> Result<CreateRequest, ApiError> {
+        Ok(CreateRequest {
+            service_id: self.required_text("_id")?,
+            resource_group: self.required_text("_resource_group")?,
+            provide_code: self.flag("_provide_code")?,
+            phone_number: self.text("_phone_number")?,
+            booking_expiration_timeout: self.seconds("_booking_expiration_timeout")?,
+        })
+    }
+
+    pub fn match_request(&self) -> Result<MatchRequest, ApiError> {
+        Ok(MatchRequest {
+            access_number: self.required_text("_access_number")?,
+            access_code: self.text("_access_code")?,
+            phone_number: self.text("_phone_number")?,
+        })
+    }
+}
+
+async fn decode_multipart(content_type: &str, body: Bytes) -> Result<Params, ApiError> {
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut params = Vec::new();
+    loop {
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+        let Some(field) = field else { break };
+        let name = field
+            .name()
+            .ok_or_else(|| ApiError::bad_request("a multipart part has no name"))?
+            .to_string();
+        if field.file_name().is_some() {
+            return Err(ApiError::invalid(
+                &name,
+                "must be a plain field, not a file",
+            ));
+        }
+        let value = field
+            .text()
+            .await
+            .map_err(|e| ApiError::invalid(&name, format!("unreadable: {e}")))?;
+        params.push((name, Param::Text(value)));
+    }
+    Ok(Params(params))
+}
+
+fn decode_json(body: &[u8]) -> Result<Params, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(ApiError::bad_request("the JSON body must be an object"));
+    };
+    object
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let param = match v {
+                Value::String(s) => Param::Text(s),
+                Value::Bool(b) => Param::Bool(b),
+                Value::Number(n) => Param::Number(n),
+                _ => return Err(ApiError::invalid(&k, "must be a string, number or boolean")),
+            };
+            Ok((k, param))
+        })
+        .collect::<Result<_, _>>()
+        .map(Params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &str) -> Params {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        futures_util::FutureExt::now_or_never(Params::decode(
+            &headers,
+            Bytes::from(body.to_string()),
+        ))
+        .unwrap()
+        .unwrap()
+    }
+
+    fn field(e: ApiError) -> Option<String> {
+        e.field
+    }
+
+    #[test]
+    fn form_values_arrive_as_strings() {
+        let p =
+            form("_id=s1&_resource_group=DNIS&_provide_code=TRUE&_booking_expiration_timeout=30");
+        let r = p.create_request().unwrap();
+        assert_eq!(r.service_id, "s1");
+        assert!(r.provide_code);
+        assert_eq!(r.booking_expiration_timeout, Some(30));
+        assert_eq!(r.phone_number, None);
+    }
+
+    #[test]
+    fn bad_values_name_their_parameter() {
+        for (body, name) in [
+            ("_resource_group=G", "_id"),
+            ("_id=a", "_resource_group"),
+            ("_id=a&_id=b&_resource_group=G", "_id"),
+            (
+                "_id=a&_resource_group=G&_provide_code=maybe",
+                "_provide_code",
+            ),
+            (
+                "_id=a&_resource_group=G&_booking_expiration_timeout=-1",
+                "_booking_expiration_timeout",
+            ),
+            (
+                "_id=a&_resource_group=G&_booking_expiration_timeout=3.5",
+                "_booking_expiration_timeout",
+            ),
+            (
+                "_id=a&_resource_group=G&_booking_expiration_timeout=1e9",
+                "_booking_expiration_timeout",
+            ),
+            (
+                "_id=a&_resource_group=G&_booking_expiration_timeout=",
+                "_booking_expiration_timeout",
+            ),
+            (
+                "_id=a&_resource_group=G&_booking_expiration_timeout=99999999999",
+                "_booking_expiration_timeout",
+            ),
+        ] {
+            let e = form(body).create_request().unwrap_err();
+            assert_eq!(field(e).as_deref(), Some(name), "{body}");
+        }
+    }
+
+    #[test]
+    fn json_takes_native_types_and_strings() {
+        let p = decode_json(br#"{"_id":"s1","_resource_group":"G","_provide_code":true,"_booking_expiration_timeout":"45","_phone_number":null}"#).unwrap();
+        let r = p.create_request().unwrap();
+        assert!(r.provide_code);
+        assert_eq!(r.booking_expiration_timeout, Some(45));
+        let p = decode_json(br#"{"_id":7,"_resource_group":"G"}"#).unwrap();
+        assert_eq!(
+            field(p.create_request().unwrap_err()).as_deref(),
+            Some("_id")
+        );
+        assert!(decode_json(b"[1]").is_err());
+        assert!(decode_json(b"{").is_err());
+    }
+}
