@@ -8,13 +8,13 @@ mod bindings {
     });
 }
 
-use bindings::contact_center::request_access::types::{Error as WitError, InvalidParameter};
 use bindings::contact_center::request_access::{
     clock, reservation_state as state, resource_groups as groups, service_registry,
 };
 use bindings::exports::contact_center::request_access::request_access as wit;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use wit::{Error as WitError, InvalidParameter};
 
 use crate::api::{self, Imports};
 

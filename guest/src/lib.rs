@@ -18,5 +18,5 @@ pub mod validate;
 
 pub use service::{MAX_ATTEMPTS, create, match_access, pool_status, release};
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;

@@ -28,13 +28,12 @@
 //! ```
 
 pub mod clock;
-pub mod config;
 pub mod http;
-pub mod pool;
 pub mod registry;
 pub mod runtime;
 pub mod services;
 pub mod store;
 mod validate_answer;
 
+pub use request_access_config::{self as config, pool};
 pub use request_access_guest::api;

@@ -33,7 +33,7 @@ mod bindings {
 }
 
 use bindings::contact_center::request_access::{
-    clock, reservation_state as state, resource_groups as groups, service_registry, types,
+    clock, reservation_state as state, resource_groups as groups, service_registry,
 };
 use bindings::exports::contact_center::request_access::request_access as wit;
 
@@ -41,29 +41,15 @@ use bindings::exports::contact_center::request_access::request_access as wit;
 pub const PLUGIN_WASM: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/request_access_guest.wasm"));
 
+/// The plugin composed with the WASI-only adapter (`adapter/`): the `standalone` world,
+/// for generic hosts such as `wasmtime run --dir STATE::/state`.
+pub const STANDALONE_WASM: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/request-access-standalone.wasm"));
+
 /// How often the epoch advances: the granularity of the call deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Limits on the guest, with safe defaults.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Most linear memory one instance may grow to.
-    pub memory_bytes: usize,
-    /// Longest one call may run before it is interrupted.
-    pub call_deadline: Duration,
-    /// Warm instances kept between calls.
-    pub max_idle_instances: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 32 << 20,
-            call_deadline: Duration::from_millis(500),
-            max_idle_instances: 16,
-        }
-    }
-}
+pub use request_access_config::Limits;
 
 /// Why a call did not produce the plugin's answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -438,23 +424,21 @@ impl Runtime {
     }
 }
 
-fn from_wit_error(e: types::Error) -> CallError {
+fn from_wit_error(e: wit::Error) -> CallError {
     CallError::Service(match e {
-        types::Error::InvalidParameter(p) => api::Error::InvalidParameter {
+        wit::Error::InvalidParameter(p) => api::Error::InvalidParameter {
             field: p.field,
             reason: p.reason,
         },
-        types::Error::ServiceNotActive(id) => api::Error::ServiceNotActive(id),
-        types::Error::UnknownResourceGroup(g) => api::Error::UnknownResourceGroup(g),
-        types::Error::NoAccessNumberAvailable(g) => api::Error::NoAccessNumberAvailable(g),
-        types::Error::NoMatch => api::Error::NoMatch,
-        types::Error::TooManyAttempts => api::Error::TooManyAttempts,
-        types::Error::RegistryFailure(why) => api::Error::RegistryFailure(why),
-        types::Error::StateStoreFailure(why) => api::Error::StateStoreFailure(why),
+        wit::Error::ServiceNotActive(id) => api::Error::ServiceNotActive(id),
+        wit::Error::UnknownResourceGroup(g) => api::Error::UnknownResourceGroup(g),
+        wit::Error::NoAccessNumberAvailable(g) => api::Error::NoAccessNumberAvailable(g),
+        wit::Error::NoMatch => api::Error::NoMatch,
+        wit::Error::TooManyAttempts => api::Error::TooManyAttempts,
+        wit::Error::RegistryFailure(why) => api::Error::RegistryFailure(why),
+        wit::Error::StateStoreFailure(why) => api::Error::StateStoreFailure(why),
     })
 }
-
-impl types::Host for InstanceState {}
 
 impl clock::Host for InstanceState {
     fn now(&mut self) -> u64 {

@@ -22,7 +22,7 @@ use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
 use request_access_host::http::{AppState, PluginSource, rfc3339};
 use request_access_host::registry::RegistryError;
-use request_access_host::runtime::{CallError, Runtime};
+use request_access_host::runtime::{CallError, Runtime, STANDALONE_WASM};
 use request_access_host::services::Services;
 use request_access_host::store::DurableStore;
 use serde_json::{Map, Value, json};
@@ -109,6 +109,13 @@ enum Command {
     Services(ServicesCommand),
     /// Per group: its size, live reservations and free numbers.
     Groups,
+    /// Write the standalone component (the plugin composed with the WASI-only adapter)
+    /// for generic hosts: `wasmtime run --dir STATE::/state --invoke 'create(...)' FILE`.
+    ExportStandalone {
+        /// Where to write it.
+        #[arg(default_value = "request-access-standalone.wasm")]
+        output: PathBuf,
+    },
     /// Serve the HTTP API until SIGTERM or SIGINT (SIGHUP reloads the plugin).
     Serve {
         /// Address to listen on (default: `[server] listen`, 127.0.0.1:8080).
@@ -255,10 +262,17 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         serve(&cli, listen.clone(), plugin.clone(), *json_logs)?;
         return Ok(Value::Null);
     }
+    if let Command::ExportStandalone { output } = &cli.command {
+        std::fs::write(output, STANDALONE_WASM)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        return Ok(json!({ "written": output, "bytes": STANDALONE_WASM.len() }));
+    }
     let (runtime, _) = open(&cli, None)?;
     let services = runtime.services().clone();
     Ok(match cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Serve { .. } | Command::ExportStandalone { .. } => {
+            unreachable!("handled above")
+        }
         Command::Create {
             id,
             resource_group,

@@ -1,4 +1,6 @@
-//! The host's configuration file (TOML), with the original service's option names.
+//! The configuration file (TOML), with the original service's option names: the
+//! resource groups and their pools, the registry, the server and the plugin limits.
+//! Shared by the reference host and the standalone adapter.
 //!
 //! Every error names the file, the line and the key. With no file, the embedded
 //! `default-config.toml` serves: one group `DNIS` of ten numbers.
@@ -13,8 +15,30 @@ use request_access_guest::validate;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod pool;
+
 use crate::pool::{Pool, Segment, parse_spec};
-use crate::runtime::Limits;
+
+/// Limits on the guest, with safe defaults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Longest one call may run before it is interrupted.
+    pub call_deadline: Duration,
+    /// Warm instances kept between calls.
+    pub max_idle_instances: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 32 << 20,
+            call_deadline: Duration::from_millis(500),
+            max_idle_instances: 16,
+        }
+    }
+}
 
 /// The configuration used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
@@ -379,10 +403,22 @@ bounded_option!(
     u64,
     "memory_bytes",
     1 << 20..=4 << 30,
-    32 << 20
+    Limits::default().memory_bytes as u64
 );
-bounded_option!(CallDeadlineMs, u64, "call_deadline_ms", 1..=60_000, 500);
-bounded_option!(IdleInstances, u64, "max_idle_instances", 0..=1024, 16);
+bounded_option!(
+    CallDeadlineMs,
+    u64,
+    "call_deadline_ms",
+    1..=60_000,
+    Limits::default().call_deadline.as_millis() as u64
+);
+bounded_option!(
+    IdleInstances,
+    u64,
+    "max_idle_instances",
+    0..=1024,
+    Limits::default().max_idle_instances as u64
+);
 bounded_option!(RegistryTimeoutMs, u64, "timeout_ms", 1..=60_000, 500);
 bounded_option!(RegistryCacheMs, u64, "cache_ttl_ms", 0..=3_600_000, 5_000);
 

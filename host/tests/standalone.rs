@@ -1,0 +1,251 @@
+//! The plugin outside the reference host: the composed standalone component under a
+//! WASI-only host (in process, and the real `wasmtime` CLI when installed), and the
+//! minimal embedding example.
+
+use std::path::Path;
+use std::process::Command;
+
+use request_access_host::runtime::{PLUGIN_WASM, STANDALONE_WASM};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+#[path = "../examples/embed.rs"]
+mod embed;
+
+mod generic {
+    wasmtime::component::bindgen!({ path: "../wit", world: "standalone" });
+}
+use generic::exports::contact_center::request_access::request_access::{
+    CreateRequest, MatchRequest,
+};
+
+const CONFIG: &str = r#"
+[[resource_group]]
+name = "DNIS"
+numbers = ["+18005550100..+18005550104"]
+
+[registry]
+services = ["s1", "s2"]
+"#;
+
+struct Wasi {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Wasi {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// One "invocation": a fresh instance with nothing but WASI and `/state` preopened.
+fn invocation(
+    engine: &Engine,
+    component: &Component,
+    state: &Path,
+) -> (Store<Wasi>, generic::Standalone) {
+    let mut linker = Linker::<Wasi>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    let ctx = WasiCtxBuilder::new()
+        .preopened_dir(state, "/state", FsPerms::ReadWrite)
+        .unwrap()
+        .build();
+    let mut store = Store::new(
+        engine,
+        Wasi {
+            ctx,
+            table: ResourceTable::new(),
+        },
+    );
+    let instance = generic::Standalone::instantiate(&mut store, component, &linker).unwrap();
+    (store, instance)
+}
+
+fn create(id: &str, provide_code: bool) -> CreateRequest {
+    CreateRequest {
+        service_id: id.into(),
+        resource_group: "DNIS".into(),
+        provide_code,
+        phone_number: None,
+        booking_expiration_timeout: None,
+    }
+}
+
+#[test]
+fn the_standalone_component_imports_only_wasi() {
+    let engine = Engine::default();
+    let component = Component::new(&engine, STANDALONE_WASM).unwrap();
+    let ty = component.component_type();
+    let imports: Vec<&str> = ty.imports(&engine).map(|(name, _)| name).collect();
+    assert!(!imports.is_empty());
+    for import in &imports {
+        assert!(
+            import.starts_with("wasi:"),
+            "{import} is not WASI: {imports:?}"
+        );
+    }
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.starts_with("wasi:filesystem/preopens"))
+    );
+    let exports: Vec<&str> = ty.exports(&engine).map(|(name, _)| name).collect();
+    assert_eq!(
+        exports,
+        ["contact-center:request-access/request-access@0.1.0"]
+    );
+}
+
+#[test]
+fn consecutive_generic_invocations_share_reservations_through_the_state_file() {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(state.path().join("config.toml"), CONFIG).unwrap();
+    let engine = Engine::default();
+    let component = Component::new(&engine, STANDALONE_WASM).unwrap();
+
+    let (mut store, plugin) = invocation(&engine, &component, state.path());
+    let api = plugin.contact_center_request_access_request_access();
+    let first = api
+        .call_create(&mut store, &create("s1", true))
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.access_number, "+18005550100");
+    drop(store);
+
+    let (mut store, plugin) = invocation(&engine, &component, state.path());
+    let api = plugin.contact_center_request_access_request_access();
+    let second = api
+        .call_create(&mut store, &create("s2", false))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        second.access_number, "+18005550101",
+        "saw the first reservation"
+    );
+    drop(store);
+
+    let (mut store, plugin) = invocation(&engine, &component, state.path());
+    let api = plugin.contact_center_request_access_request_access();
+    let call = MatchRequest {
+        access_number: first.access_number.clone(),
+        access_code: first.access_code.clone(),
+        phone_number: None,
+    };
+    let matched = api.call_match_access(&mut store, &call).unwrap().unwrap();
+    assert_eq!(matched.service_id, "s1");
+    let released = api.call_release(&mut store, "s2", "DNIS").unwrap().unwrap();
+    assert_eq!(released, "+18005550101");
+    let status = api.call_pool_status(&mut store, "DNIS").unwrap().unwrap();
+    assert_eq!((status.size, status.live), (5, 0));
+}
+
+#[test]
+fn the_minimal_embedding_example_creates_and_matches() {
+    let (number, service) = embed::run(PLUGIN_WASM).unwrap();
+    assert_eq!(number, "+18005550100");
+    assert_eq!(service, "demo-service");
+}
+
+/// The external tool `name`, or `None` (and the test is skipped) where it is not
+/// installed, unless `REQUEST_ACCESS_REQUIRE_TOOLS` is set, as in CI.
+fn tool(name: &str) -> Option<String> {
+    let found = Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match (found, std::env::var_os("REQUEST_ACCESS_REQUIRE_TOOLS")) {
+        (true, _) => Some(name.to_string()),
+        (false, Some(_)) => {
+            panic!("{name} is required (REQUEST_ACCESS_REQUIRE_TOOLS) but not installed")
+        }
+        (false, None) => {
+            eprintln!("skipped: {name} is not installed (.ci/run installs it)");
+            None
+        }
+    }
+}
+
+fn wasmtime_invoke(wasmtime: &str, component: &Path, state: &Path, call: &str) -> String {
+    let out = Command::new(wasmtime)
+        .arg("run")
+        .arg("--dir")
+        .arg(format!("{}::/state", state.display()))
+        .arg("--invoke")
+        .arg(call)
+        .arg(component)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{call}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The text between `key: "` and the next `"`.
+fn quoted<'a>(text: &'a str, key: &str) -> &'a str {
+    let start = text
+        .find(&format!("{key}: \""))
+        .unwrap_or_else(|| panic!("{key} in {text}"))
+        + key.len()
+        + 3;
+    &text[start..start + text[start..].find('"').unwrap()]
+}
+
+#[test]
+fn the_wasmtime_cli_allocates_matches_and_releases_with_the_standalone_component() {
+    let Some(wasmtime) = tool("wasmtime") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("request-access-standalone.wasm");
+    std::fs::write(&component, STANDALONE_WASM).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("config.toml"), CONFIG).unwrap();
+
+    let first = wasmtime_invoke(
+        &wasmtime,
+        &component,
+        &state,
+        r#"create({service-id: "s1", resource-group: "DNIS", provide-code: true, phone-number: none, booking-expiration-timeout: none})"#,
+    );
+    assert!(first.starts_with("ok("), "{first}");
+    assert_eq!(quoted(&first, "access-number"), "+18005550100");
+    let code = first
+        .split("access-code: some(\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no code in {first}"));
+
+    let second = wasmtime_invoke(
+        &wasmtime,
+        &component,
+        &state,
+        r#"create({service-id: "s2", resource-group: "DNIS", provide-code: false, phone-number: none, booking-expiration-timeout: some(60)})"#,
+    );
+    assert_eq!(quoted(&second, "access-number"), "+18005550101", "{second}");
+    assert!(second.contains("expiration-time: 60"), "{second}");
+
+    let matched = wasmtime_invoke(
+        &wasmtime,
+        &component,
+        &state,
+        &format!(
+            r#"match-access({{access-number: "+18005550100", access-code: some("{code}"), phone-number: none}})"#
+        ),
+    );
+    assert_eq!(quoted(&matched, "service-id"), "s1", "{matched}");
+
+    let released = wasmtime_invoke(&wasmtime, &component, &state, r#"release("s2", "DNIS")"#);
+    assert_eq!(released, r#"ok("+18005550101")"#);
+    let again = wasmtime_invoke(&wasmtime, &component, &state, r#"release("s2", "DNIS")"#);
+    assert_eq!(again, "err(no-match)");
+}
