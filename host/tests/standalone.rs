@@ -249,3 +249,127 @@ fn the_wasmtime_cli_allocates_matches_and_releases_with_the_standalone_component
     let again = wasmtime_invoke(&wasmtime, &component, &state, r#"release("s2", "DNIS")"#);
     assert_eq!(again, "err(no-match)");
 }
+
+/// The wasm artifacts written to a temporary directory for external tools.
+fn artifacts() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("request_access_guest.wasm");
+    let standalone = dir.path().join("request-access-standalone.wasm");
+    std::fs::write(&plugin, PLUGIN_WASM).unwrap();
+    std::fs::write(&standalone, STANDALONE_WASM).unwrap();
+    (dir, plugin, standalone)
+}
+
+fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(tool).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `import`/`export` lines of a `wasm-tools component wit` listing's world.
+fn world_items(wit: &str) -> Vec<String> {
+    let mut items: Vec<String> = wit
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("import ") || l.starts_with("export "))
+        .map(|l| l.trim_end_matches(';').to_string())
+        .collect();
+    items.sort();
+    items
+}
+
+#[test]
+fn wasm_tools_validates_the_artifacts_and_lists_exactly_the_declared_interface() {
+    let Some(wasm_tools) = tool("wasm-tools") else {
+        return;
+    };
+    let (_dir, plugin, standalone) = artifacts();
+    for artifact in [&plugin, &standalone] {
+        run_tool(&wasm_tools, &["validate".as_ref(), artifact.as_os_str()]);
+    }
+    let plugin_items = world_items(&run_tool(
+        &wasm_tools,
+        &["component".as_ref(), "wit".as_ref(), plugin.as_os_str()],
+    ));
+    let own: Vec<&String> = plugin_items
+        .iter()
+        .filter(|i| i.contains("contact-center:"))
+        .collect();
+    assert_eq!(
+        own,
+        [
+            "export contact-center:request-access/request-access@0.1.0",
+            "import contact-center:request-access/clock@0.1.0",
+            "import contact-center:request-access/reservation-state@0.1.0",
+            "import contact-center:request-access/resource-groups@0.1.0",
+            "import contact-center:request-access/service-registry@0.1.0",
+        ]
+    );
+    for item in &plugin_items {
+        assert!(
+            item.contains("contact-center:") || item.starts_with("import wasi:"),
+            "{item}"
+        );
+    }
+    let standalone_items = world_items(&run_tool(
+        &wasm_tools,
+        &["component".as_ref(), "wit".as_ref(), standalone.as_os_str()],
+    ));
+    for item in &standalone_items {
+        assert!(
+            item.starts_with("import wasi:")
+                || item == "export contact-center:request-access/request-access@0.1.0",
+            "{item}"
+        );
+    }
+}
+
+#[test]
+fn the_components_target_the_current_and_the_released_worlds() {
+    let Some(wasm_tools) = tool("wasm-tools") else {
+        return;
+    };
+    let (_dir, plugin, standalone) = artifacts();
+    let current = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    // The 0.1.0 contract as released: a host built for it must still run this plugin.
+    let released = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/released-wit");
+    for wit in [&current, &released] {
+        for (component, world) in [(&plugin, "plugin"), (&standalone, "standalone")] {
+            run_tool(
+                &wasm_tools,
+                &[
+                    "component".as_ref(),
+                    "targets".as_ref(),
+                    "--world".as_ref(),
+                    world.as_ref(),
+                    wit.as_os_str(),
+                    component.as_os_str(),
+                ],
+            );
+        }
+    }
+    // And a breaking change is caught: drop a parameter from `release` in a copy.
+    let broken = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&current).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "release: func(service-id: string, resource-group: string)",
+            "release: func(service-id: string)",
+        );
+        std::fs::write(broken.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let out = Command::new(&wasm_tools)
+        .args(["component", "targets", "--world", "plugin"])
+        .arg(broken.path())
+        .arg(&plugin)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a changed export signature must not target the world"
+    );
+}

@@ -50,11 +50,25 @@ impl Harness {
     }
 
     pub fn with_store(config: &str, backend: Arc<dyn StateStore>) -> Harness {
+        Harness::build(config, backend, Limits::default())
+    }
+
+    /// The in-memory store with a call deadline and memory cap of the test's choosing.
+    pub fn with_limits(config: &str, call_deadline: Duration, memory_bytes: usize) -> Harness {
+        let limits = Limits {
+            call_deadline,
+            memory_bytes,
+            ..Limits::default()
+        };
+        Harness::build(config, Arc::new(MemoryStore::new()), limits)
+    }
+
+    fn build(config: &str, backend: Arc<dyn StateStore>, limits: Limits) -> Harness {
         let config = Config::parse(config, "test config").expect("test config is valid");
         let clock = Arc::new(ManualClock::new(T0));
         let store = Arc::new(ProbeStore::new(backend));
         let services = Arc::new(Services::new(config, store.clone(), clock.clone()));
-        let runtime = Runtime::new(image(), services, Limits::default()).with_random_seed(7);
+        let runtime = Runtime::new(image(), services, limits).with_random_seed(7);
         Harness {
             runtime,
             clock,
@@ -188,3 +202,8 @@ impl StateStore for ProbeStore {
         self.inner.registrations()
     }
 }
+
+/// A plugin that targets the same world and misbehaves on request (see
+/// `broken-plugin/src/lib.rs` for what each service id triggers).
+pub const BROKEN_PLUGIN_WASM: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/broken_plugin.wasm"));

@@ -1,0 +1,83 @@
+//! A plugin that targets the `plugin` world and misbehaves as its input asks, so the
+//! host's sandbox can be tested against each failure. `create`'s service id picks it:
+//!
+//! | service id    | behaviour                                              |
+//! |---------------|--------------------------------------------------------|
+//! | `loop`        | spins forever                                          |
+//! | `grow`        | allocates memory without bound                         |
+//! | `panic`       | panics (a trap)                                        |
+//! | `bad-number`  | answers a number outside every pool                    |
+//! | `bad-code`    | answers an access code with letters                    |
+//! | `short-code`  | answers an access code of the wrong length             |
+//! | `past-expiry` | answers an expiry in the past                          |
+//! | `unasked-code`| answers a code nobody asked for                        |
+//!
+//! `match-access` answers a group that does not hold the number; `release` answers a
+//! number outside the pool; `pool-status` answers counts that do not add up.
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    mod bindings {
+        wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
+    }
+
+    use bindings::contact_center::request_access::clock;
+    use bindings::exports::contact_center::request_access::request_access as wit;
+
+    struct Broken;
+    bindings::export!(Broken with_types_in bindings);
+
+    impl wit::Guest for Broken {
+        fn create(request: wit::CreateRequest) -> Result<wit::AccessInfo, wit::Error> {
+            let now = clock::now();
+            let mut info = wit::AccessInfo {
+                access_number: "+18005550100".into(),
+                access_code: request.provide_code.then(|| "123456".into()),
+                expiration_time: 30,
+                expires_at: now + 30_000,
+            };
+            match request.service_id.as_str() {
+                "loop" => {
+                    let mut n: u64 = 0;
+                    loop {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                }
+                "grow" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; 1 << 20]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
+                "panic" => panic!("deliberate panic"),
+                "bad-number" => info.access_number = "+19999999999".into(),
+                "bad-code" => info.access_code = Some("12a456".into()),
+                "short-code" => info.access_code = Some("123".into()),
+                "past-expiry" => info.expires_at = now.saturating_sub(1_000),
+                "unasked-code" => info.access_code = Some("123456".into()),
+                _ => {}
+            }
+            Ok(info)
+        }
+
+        fn match_access(_request: wit::MatchRequest) -> Result<wit::Matched, wit::Error> {
+            Ok(wit::Matched {
+                service_id: "intruder".into(),
+                resource_group: "NO-SUCH-GROUP".into(),
+            })
+        }
+
+        fn release(_service_id: String, _group: String) -> Result<String, wit::Error> {
+            Ok("+19999999999".into())
+        }
+
+        fn pool_status(_group: String) -> Result<wit::PoolOccupancy, wit::Error> {
+            Ok(wit::PoolOccupancy {
+                size: 10,
+                live: 7,
+                free: 7,
+            })
+        }
+    }
+}
