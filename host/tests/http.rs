@@ -2,158 +2,16 @@
 //! every route and content type, every error status, the admin token, metrics, the
 //! OpenAPI document, a `kill -9` in a stream of creates, and a plugin swap under load.
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
-
-const TOKEN: &str = "test-admin-token";
-
-/// A pool of `size` numbers, round-robin, services s0..s{services} always active.
-fn config(size: u32, services: u32, extra: &str) -> String {
-    let ids: Vec<String> = (0..services).map(|i| format!("\"s{i}\"")).collect();
-    format!(
-        "[[resource_group]]\nname = \"DNIS\"\nnumbers = [\"5550000..{}\"]\n\
-         [registry]\nservices = [{}]\n{extra}",
-        5_550_000 + size - 1,
-        ids.join(",")
-    )
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    dir: PathBuf,
-    /// Time from spawning the process to its "listening" line.
-    startup: Duration,
-}
-
-impl Server {
-    /// Start `request-access serve` on an ephemeral port with `config` in `dir`.
-    fn start(dir: &Path, config: &str, token: Option<&str>) -> Server {
-        std::fs::write(dir.join("config.toml"), config).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_request-access"));
-        cmd.arg("--config")
-            .arg(dir.join("config.toml"))
-            .arg("--data")
-            .arg(dir.join("state.redb"))
-            .arg("--cache-dir")
-            .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .env_remove("REQUEST_ACCESS_ADMIN_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("server.log")).unwrap());
-        if let Some(token) = token {
-            cmd.env("REQUEST_ACCESS_ADMIN_TOKEN", token);
-        }
-        let started = Instant::now();
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}: {}", log(dir)));
-        Server {
-            base: format!("http://{address}"),
-            child,
-            dir: dir.to_path_buf(),
-            startup: started.elapsed(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// SIGTERM, and the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent()
-}
-
-/// Status, headers we care about, and the JSON body (Null when it is not JSON).
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
-    body: Value,
-}
-
-fn reply(mut r: ureq::http::Response<ureq::Body>) -> Reply {
-    let status = r.status().as_u16();
-    let retry_after = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    Reply {
-        status,
-        retry_after,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-    }
-}
-
-fn post_form(url: &str, fields: &[(&str, &str)]) -> Reply {
-    reply(agent().post(url).send_form(fields.iter().copied()).unwrap())
-}
-
-fn post_raw(url: &str, content_type: &str, body: &str) -> Reply {
-    reply(
-        agent()
-            .post(url)
-            .header("content-type", content_type)
-            .send(body)
-            .unwrap(),
-    )
-}
-
-fn get(url: &str, token: Option<&str>) -> Reply {
-    let mut request = agent().get(url);
-    if let Some(t) = token {
-        request = request.header("authorization", &format!("Bearer {t}"));
-    }
-    reply(request.call().unwrap())
-}
-
-fn create_url(s: &Server) -> String {
-    s.url("/genesys/1/service/request-access")
-}
-
-fn match_url(s: &Server) -> String {
-    s.url("/genesys/1/service/match-interaction")
-}
+use common::*;
 
 #[test]
 fn every_content_type_reaches_create_with_the_original_wire_shape() {

@@ -328,6 +328,100 @@ fn wasm_tools_validates_the_artifacts_and_lists_exactly_the_declared_interface()
     }
 }
 
+/// The WASI interfaces the plugin may import: no filesystem, no sockets.
+const PLUGIN_WASI: &[&str] = &[
+    "wasi:io/poll@0.2.6",
+    "wasi:io/error@0.2.6",
+    "wasi:io/streams@0.2.6",
+    "wasi:random/random@0.2.6",
+    "wasi:random/insecure-seed@0.2.6",
+    "wasi:cli/environment@0.2.6",
+    "wasi:cli/exit@0.2.6",
+    "wasi:cli/stdin@0.2.6",
+    "wasi:cli/stdout@0.2.6",
+    "wasi:cli/stderr@0.2.6",
+    "wasi:cli/terminal-input@0.2.6",
+    "wasi:cli/terminal-output@0.2.6",
+    "wasi:cli/terminal-stdin@0.2.6",
+    "wasi:cli/terminal-stdout@0.2.6",
+    "wasi:cli/terminal-stderr@0.2.6",
+];
+
+/// What the standalone component adds: clocks and the preopened state directory.
+const STANDALONE_WASI: &[&str] = &[
+    "wasi:clocks/monotonic-clock@0.2.6",
+    "wasi:clocks/wall-clock@0.2.6",
+    "wasi:filesystem/types@0.2.6",
+    "wasi:filesystem/preopens@0.2.6",
+];
+
+/// A copy of the package in `wit` with two more worlds, the declared ones plus the WASI
+/// they may use, and the WASI definitions (taken from the standalone component).
+fn package_with_wasi(wasm_tools: &str, wit: &Path, standalone: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(wit).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wit") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let extracted = tempfile::tempdir().unwrap();
+    run_tool(
+        wasm_tools,
+        &[
+            "component".as_ref(),
+            "wit".as_ref(),
+            standalone.as_os_str(),
+            "--out-dir".as_ref(),
+            extracted.path().as_os_str(),
+        ],
+    );
+    std::fs::create_dir(dir.path().join("deps")).unwrap();
+    for entry in std::fs::read_dir(extracted.path().join("deps")).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("request-access")
+        {
+            continue; // that package is the one under test
+        }
+        std::fs::copy(
+            &path,
+            dir.path().join("deps").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let imports = |list: &[&str]| {
+        list.iter()
+            .map(|i| format!("    import {i};\n"))
+            .collect::<String>()
+    };
+    std::fs::write(
+        dir.path().join("targets.wit"),
+        format!(
+            "package contact-center:request-access@0.1.0;\n\n\
+             world plugin-on-wasi {{\n    include plugin;\n{}}}\n\n\
+             world standalone-on-wasi {{\n    include standalone;\n{}{}}}\n",
+            imports(PLUGIN_WASI),
+            imports(PLUGIN_WASI),
+            imports(STANDALONE_WASI)
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn targets(wasm_tools: &str, wit: &Path, world: &str, component: &Path) -> std::process::Output {
+    Command::new(wasm_tools)
+        .args(["component", "targets", "--world", world])
+        .arg(wit)
+        .arg(component)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_components_target_the_current_and_the_released_worlds() {
     let Some(wasm_tools) = tool("wasm-tools") else {
@@ -335,24 +429,32 @@ fn the_components_target_the_current_and_the_released_worlds() {
     };
     let (_dir, plugin, standalone) = artifacts();
     let current = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
-    // The 0.1.0 contract as released: a host built for it must still run this plugin.
+    // The 0.1.0 contract as released: a host built for it must still run these.
     let released = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/released-wit");
     for wit in [&current, &released] {
-        for (component, world) in [(&plugin, "plugin"), (&standalone, "standalone")] {
-            run_tool(
-                &wasm_tools,
-                &[
-                    "component".as_ref(),
-                    "targets".as_ref(),
-                    "--world".as_ref(),
-                    world.as_ref(),
-                    wit.as_os_str(),
-                    component.as_os_str(),
-                ],
+        let package = package_with_wasi(&wasm_tools, wit, &standalone);
+        for (component, world) in [
+            (&plugin, "plugin-on-wasi"),
+            (&standalone, "standalone-on-wasi"),
+        ] {
+            let out = targets(&wasm_tools, package.path(), world, component);
+            assert!(
+                out.status.success(),
+                "{} {world}: {}",
+                wit.display(),
+                String::from_utf8_lossy(&out.stderr)
             );
         }
+        // The plugin alone may not reach the filesystem: it does not target a world
+        // that lacks what only the standalone adapter needs... and vice versa.
+        let out = targets(&wasm_tools, package.path(), "plugin-on-wasi", &standalone);
+        assert!(
+            !out.status.success(),
+            "the standalone component needs more than the plugin world"
+        );
     }
-    // And a breaking change is caught: drop a parameter from `release` in a copy.
+
+    // A breaking change is caught: `release` loses a parameter in a copy of the WIT.
     let broken = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(&current).unwrap() {
         let path = entry.unwrap().path();
@@ -362,12 +464,8 @@ fn the_components_target_the_current_and_the_released_worlds() {
         );
         std::fs::write(broken.path().join(path.file_name().unwrap()), text).unwrap();
     }
-    let out = Command::new(&wasm_tools)
-        .args(["component", "targets", "--world", "plugin"])
-        .arg(broken.path())
-        .arg(&plugin)
-        .output()
-        .unwrap();
+    let package = package_with_wasi(&wasm_tools, broken.path(), &standalone);
+    let out = targets(&wasm_tools, package.path(), "plugin-on-wasi", &plugin);
     assert!(
         !out.status.success(),
         "a changed export signature must not target the world"
