@@ -40,16 +40,7 @@ impl Params {
             .to_ascii_lowercase();
         match essence.as_str() {
             "" if body.is_empty() => Ok(Params::default()),
-            "application/x-www-form-urlencoded" => {
-                let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
-                    .map_err(|e| ApiError::bad_request(format!("malformed form body: {e}")))?;
-                Ok(Params(
-                    pairs
-                        .into_iter()
-                        .map(|(k, v)| (k, Param::Text(v)))
-                        .collect(),
-                ))
-            }
+            "application/x-www-form-urlencoded" => decode_form(&body),
             "multipart/form-data" => decode_multipart(content_type, body).await,
             "application/json" => decode_json(&body),
             _ => Err(ApiError::unsupported_media_type(content_type)),
@@ -129,6 +120,31 @@ impl Params {
     }
 }
 
+/// `a=1&b=2`, percent-decoded; a value that is not UTF-8 is refused, not mangled.
+fn decode_form(body: &[u8]) -> Result<Params, ApiError> {
+    let decode = |part: &[u8]| {
+        let plus_as_space: Vec<u8> = part
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_encoding::percent_decode(&plus_as_space)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+    };
+    let mut params = Vec::new();
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let name = decode(name)
+            .map_err(|_| ApiError::bad_request("a parameter name is not valid UTF-8"))?;
+        let value = decode(value).map_err(|_| ApiError::invalid(&name, "is not valid UTF-8"))?;
+        params.push((name, Param::Text(value)));
+    }
+    Ok(Params(params))
+}
+
 async fn decode_multipart(content_type: &str, body: Bytes) -> Result<Params, ApiError> {
     let boundary = multer::parse_boundary(content_type)
         .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
@@ -154,7 +170,7 @@ async fn decode_multipart(content_type: &str, body: Bytes) -> Result<Params, Api
         let value = field
             .text()
             .await
-            .map_err(|e| ApiError::invalid(&name, format!("unreadable: {e}")))?;
+            .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
         params.push((name, Param::Text(value)));
     }
     Ok(Params(params))

@@ -33,6 +33,15 @@ pub struct Server {
 impl Server {
     /// Start `request-access serve` on an ephemeral port with `config` in `dir`.
     pub fn start(dir: &Path, config: &str, token: Option<&str>) -> Server {
+        Server::start_with_log_level(dir, config, token, "info")
+    }
+
+    pub fn start_with_log_level(
+        dir: &Path,
+        config: &str,
+        token: Option<&str>,
+        level: &str,
+    ) -> Server {
         std::fs::write(dir.join("config.toml"), config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_request-access"));
         cmd.arg("--config")
@@ -42,7 +51,7 @@ impl Server {
             .arg("--cache-dir")
             .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"))
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .env_remove("REQUEST_ACCESS_ADMIN_TOKEN")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("server.log")).unwrap());
