@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
@@ -19,7 +19,7 @@ use rand::rngs::ChaCha20Rng;
 use rand::{Rng, SeedableRng};
 use request_access_guest::api;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::services::Services;
@@ -178,6 +178,47 @@ pub struct InstanceState {
     table: ResourceTable,
     limits: StoreLimits,
     services: Arc<Services>,
+    call: CallTime,
+}
+
+/// Where the time of the current call goes. The deadline bounds the guest's own time:
+/// time blocked in the host (a contended store, a slow registry) does not count, or a
+/// busy store would turn into plugin faults after its commits had landed.
+#[derive(Debug, Clone, Copy)]
+struct CallTime {
+    started: Instant,
+    in_host: Duration,
+    deadline: Duration,
+}
+
+impl CallTime {
+    fn start(deadline: Duration) -> Self {
+        CallTime {
+            started: Instant::now(),
+            in_host: Duration::ZERO,
+            deadline,
+        }
+    }
+
+    /// The guest's time left, or `None` once it has run past the deadline.
+    fn guest_time_left(&self) -> Option<Duration> {
+        let in_guest = self.started.elapsed().saturating_sub(self.in_host);
+        self.deadline.checked_sub(in_guest).filter(|d| !d.is_zero())
+    }
+}
+
+fn ticks(duration: Duration) -> u64 {
+    (duration.as_micros() / EPOCH_TICK.as_micros()) as u64 + 1
+}
+
+impl InstanceState {
+    /// Run host work on behalf of the guest, off the guest's clock.
+    fn in_host<R>(&mut self, work: impl FnOnce(&Services) -> R) -> R {
+        let started = Instant::now();
+        let answer = work(&self.services);
+        self.call.in_host += started.elapsed();
+        answer
+    }
 }
 
 impl WasiView for InstanceState {
@@ -306,20 +347,23 @@ impl Runtime {
                 .memory_size(self.limits.memory_bytes)
                 .build(),
             services: self.services.clone(),
+            call: CallTime::start(self.limits.call_deadline),
         };
         let mut store = Store::new(&image.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.deadline_ticks());
+        store.set_epoch_deadline(ticks(self.limits.call_deadline));
+        store.epoch_deadline_callback(|store| {
+            Ok(match store.data().call.guest_time_left() {
+                Some(left) => UpdateDeadline::Continue(ticks(left)),
+                None => UpdateDeadline::Interrupt,
+            })
+        });
         let plugin = image
             .pre
             .instantiate(&mut store)
             .map_err(|e| self.fault(format!("instantiation failed: {e:#}")))?;
         self.instantiations.inc();
         Ok(Warm { store, plugin })
-    }
-
-    fn deadline_ticks(&self) -> u64 {
-        (self.limits.call_deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
     }
 
     fn fault(&self, why: String) -> CallError {
@@ -343,7 +387,9 @@ impl Runtime {
             Some(warm) => warm,
             None => self.instantiate(&generation.image)?,
         };
-        warm.store.set_epoch_deadline(self.deadline_ticks());
+        warm.store.data_mut().call = CallTime::start(self.limits.call_deadline);
+        warm.store
+            .set_epoch_deadline(ticks(self.limits.call_deadline));
         let exports = warm.plugin.contact_center_request_access_request_access();
         match call(exports, &mut warm.store) {
             Ok(answer) => {
@@ -353,7 +399,14 @@ impl Runtime {
                 }
                 Ok(answer)
             }
-            Err(trap) => Err(self.fault(format!("{trap:#}"))),
+            Err(error) => Err(self.fault(match error.downcast_ref::<wasmtime::Trap>() {
+                Some(wasmtime::Trap::Interrupt) => format!(
+                    "the call ran past its deadline of {:?}",
+                    self.limits.call_deadline
+                ),
+                Some(trap) => format!("the plugin trapped: {trap}"),
+                None => format!("{error:#}"),
+            })),
         }
     }
 
@@ -448,9 +501,7 @@ impl clock::Host for InstanceState {
 
 impl service_registry::Host for InstanceState {
     fn is_active(&mut self, service_id: String) -> Result<bool, service_registry::RegistryError> {
-        self.services
-            .registry
-            .is_active(&service_id)
+        self.in_host(|s| s.registry.is_active(&service_id))
             .map_err(|e| service_registry::RegistryError::Unavailable(e.to_string()))
     }
 }
@@ -504,9 +555,7 @@ fn wit_entry(e: api::Entry) -> state::Entry {
 
 impl state::Host for InstanceState {
     fn get(&mut self, keys: Vec<String>) -> Result<Vec<Option<state::Entry>>, state::StateError> {
-        self.services
-            .store
-            .get(&keys)
+        self.in_host(|s| s.store.get(&keys))
             .map(|entries| entries.into_iter().map(|e| e.map(wit_entry)).collect())
             .map_err(state_error)
     }
@@ -517,9 +566,7 @@ impl state::Host for InstanceState {
         end: String,
         limit: u32,
     ) -> Result<Vec<state::Entry>, state::StateError> {
-        self.services
-            .store
-            .scan(&start, &end, limit)
+        self.in_host(|s| s.store.scan(&start, &end, limit))
             .map(|entries| entries.into_iter().map(wit_entry).collect())
             .map_err(state_error)
     }
@@ -544,9 +591,7 @@ impl state::Host for InstanceState {
             })
             .collect();
         match self
-            .services
-            .store
-            .commit(&preconditions, &mutations)
+            .in_host(|s| s.store.commit(&preconditions, &mutations))
             .map_err(state_error)?
         {
             api::CommitOutcome::Committed(r) => Ok(state::CommitOutcome::Committed(r)),

@@ -40,7 +40,9 @@ fn the_component_exports_request_access_and_imports_only_the_world_and_wasi() {
 }
 
 #[test]
-fn a_call_past_its_deadline_traps_changes_nothing_and_the_next_call_gets_a_fresh_instance() {
+fn time_blocked_in_the_host_does_not_count_against_the_call_deadline() {
+    // A store that takes 100 ms per read and a 20 ms deadline: the guest's own time is
+    // microseconds, so the call completes. (A guest that spins is stopped: sandbox.rs.)
     let config = Config::parse(TEN_NUMBERS, "test").unwrap();
     let store = Arc::new(ProbeStore::new(Arc::new(MemoryStore::new())));
     let services = Arc::new(Services::new(
@@ -53,30 +55,10 @@ fn a_call_past_its_deadline_traps_changes_nothing_and_the_next_call_gets_a_fresh
         ..Limits::default()
     };
     let runtime = Runtime::new(image(), services, limits);
-    runtime.create(&create("svc-1", "DNIS")).unwrap();
-    assert_eq!(runtime.stats().instantiations, 1);
-
     store.slow.store(true, Ordering::SeqCst);
-    let result = runtime.create(&create("svc-2", "DNIS"));
-    assert!(
-        matches!(&result, Err(CallError::PluginFault(why)) if why.contains("interrupt")),
-        "{result:?}"
-    );
-    store.slow.store(false, Ordering::SeqCst);
-    assert_eq!(runtime.stats().faults, 1);
-    assert_eq!(
-        runtime.pool_status("DNIS").unwrap().live,
-        1,
-        "nothing committed"
-    );
-
-    let info = runtime.create(&create("svc-2", "DNIS")).unwrap();
-    assert_eq!(info.access_number, "+18005550101");
-    assert_eq!(
-        runtime.stats().instantiations,
-        2,
-        "re-instantiated after the trap"
-    );
+    let info = runtime.create(&create("svc-1", "DNIS")).unwrap();
+    assert_eq!(info.access_number, "+18005550100");
+    assert_eq!(runtime.stats().faults, 0);
 }
 
 #[test]

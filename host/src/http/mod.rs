@@ -22,10 +22,9 @@ use subtle::ConstantTimeEq;
 use crate::runtime::{CallError, PLUGIN_WASM, PluginImage, Runtime};
 
 mod metrics;
-pub mod wire;
 
 pub use metrics::Metrics;
-use wire::Params;
+use request_access_wire::{Params, WireError};
 
 /// The OpenAPI document of every route below.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -137,31 +136,9 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", message)
-    }
-
+    /// Parameter `field` refused: `reason` completes "`field` ...".
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
-        let reason = reason.into();
-        ApiError {
-            field: Some(field.to_string()),
-            ..Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-parameter",
-                format!("{field} {reason}"),
-            )
-        }
-    }
-
-    pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            format!(
-                "Content-Type {content_type:?} is not accepted: use \
-                 application/x-www-form-urlencoded, multipart/form-data or application/json"
-            ),
-        )
+        WireError::invalid(field, reason).into()
     }
 
     fn internal(message: impl Into<String>) -> Self {
@@ -212,6 +189,18 @@ impl From<CallError> for ApiError {
     }
 }
 
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            code: e.code,
+            message: e.message,
+            field: e.field,
+            retry_after: None,
+        }
+    }
+}
+
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
         let status = r.status();
@@ -246,6 +235,10 @@ impl IntoResponse for ApiError {
 }
 
 type Answer = Result<Value, ApiError>;
+
+fn content_type(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes())
+}
 
 /// Run `work` for `route`: deadline, metrics, one log line, a request id header.
 async fn handle(
@@ -311,7 +304,7 @@ async fn request_access(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     handle(&app, "request-access", async {
-        let params = Params::decode(&headers, body?).await?;
+        let params = Params::decode(content_type(&headers), body?).await?;
         let request = params.create_request()?;
         let with_health = params.flag("_return_pool_health")?;
         let group = request.resource_group.clone();
@@ -348,7 +341,7 @@ async fn match_interaction(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     handle(&app, "match-interaction", async {
-        let params = Params::decode(&headers, body?).await?;
+        let params = Params::decode(content_type(&headers), body?).await?;
         let request = params.match_request()?;
         let multiple = params.flag("_return_multiple_matches")?;
         let matched = call(&app, move |rt| rt.match_access(&request)).await?;
@@ -368,7 +361,7 @@ async fn release_access(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     handle(&app, "release-access", async {
-        let params = Params::decode(&headers, body?).await?;
+        let params = Params::decode(content_type(&headers), body?).await?;
         let id = params.required_text("_id")?;
         let group = params.required_text("_resource_group")?;
         let (id2, group2) = (id.clone(), group.clone());
@@ -436,7 +429,7 @@ async fn register_service(
 ) -> Response {
     handle(&app, "admin-services", async {
         authorize(&app, &headers)?;
-        let params = Params::decode(&headers, body?).await?;
+        let params = Params::decode(content_type(&headers), body?).await?;
         let id = params.required_text("_id")?;
         let ttl = match params.seconds("_ttl")? {
             Some(0) => return Err(ApiError::invalid("_ttl", "must be positive")),

@@ -36,12 +36,21 @@ impl Server {
         Server::start_with_log_level(dir, config, token, "info")
     }
 
+    /// Start on a given `address` (to restart where clients expect the server).
+    pub fn start_on(dir: &Path, config: &str, address: &str) -> Server {
+        Server::launch(dir, config, None, "info", address)
+    }
+
     pub fn start_with_log_level(
         dir: &Path,
         config: &str,
         token: Option<&str>,
         level: &str,
     ) -> Server {
+        Server::launch(dir, config, token, level, "127.0.0.1:0")
+    }
+
+    fn launch(dir: &Path, config: &str, token: Option<&str>, level: &str, address: &str) -> Server {
         std::fs::write(dir.join("config.toml"), config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_request-access"));
         cmd.arg("--config")
@@ -50,11 +59,17 @@ impl Server {
             .arg(dir.join("state.redb"))
             .arg("--cache-dir")
             .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", address])
             .env("RUST_LOG", level)
             .env_remove("REQUEST_ACCESS_ADMIN_TOKEN")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("server.log")).unwrap());
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("server.log"))
+                    .unwrap(),
+            );
         if let Some(token) = token {
             cmd.env("REQUEST_ACCESS_ADMIN_TOKEN", token);
         }

@@ -2,12 +2,51 @@
 //! `application/x-www-form-urlencoded`, `multipart/form-data` or JSON, every value
 //! possibly a string (`"true"`, `"30"`). Decoding names the parameter it refuses.
 
-use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 use request_access_guest::api::{CreateRequest, MatchRequest};
 use serde_json::Value;
 
-use super::ApiError;
+/// A refused request: the HTTP status, a stable code, a message, and the parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl WireError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        WireError {
+            status: 400,
+            code: "bad-request",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// Parameter `field` refused: `reason` completes "`field` ...".
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        WireError {
+            status: 400,
+            code: "invalid-parameter",
+            message: format!("{field} {}", reason.into()),
+            field: Some(field.to_string()),
+        }
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        WireError {
+            status: 415,
+            code: "unsupported-media-type",
+            message: format!(
+                "Content-Type {content_type:?} is not accepted: use \
+                 application/x-www-form-urlencoded, multipart/form-data or application/json"
+            ),
+            field: None,
+        }
+    }
+}
 
 /// One decoded parameter value.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,12 +62,12 @@ pub struct Params(Vec<(String, Param)>);
 
 impl Params {
     /// Decode `body` according to its `Content-Type`.
-    pub async fn decode(headers: &HeaderMap, body: Bytes) -> Result<Params, ApiError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
+    /// Decode `body` according to the raw `Content-Type` header value, if any.
+    pub async fn decode(content_type: Option<&[u8]>, body: Bytes) -> Result<Params, WireError> {
+        let content_type = content_type
             .map(|v| {
-                v.to_str()
-                    .map_err(|_| ApiError::bad_request("the Content-Type header is not text"))
+                std::str::from_utf8(v)
+                    .map_err(|_| WireError::bad_request("the Content-Type header is not text"))
             })
             .transpose()?
             .unwrap_or("");
@@ -43,65 +82,65 @@ impl Params {
             "application/x-www-form-urlencoded" => decode_form(&body),
             "multipart/form-data" => decode_multipart(content_type, body).await,
             "application/json" => decode_json(&body),
-            _ => Err(ApiError::unsupported_media_type(content_type)),
+            _ => Err(WireError::unsupported_media_type(content_type)),
         }
     }
 
     /// The single value of `name`; a parameter given twice is refused.
-    fn one(&self, name: &str) -> Result<Option<&Param>, ApiError> {
+    fn one(&self, name: &str) -> Result<Option<&Param>, WireError> {
         let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
         let first = found.next();
         if found.next().is_some() {
-            return Err(ApiError::invalid(name, "is given more than once"));
+            return Err(WireError::invalid(name, "is given more than once"));
         }
         Ok(first)
     }
 
     /// A text parameter (numbers and booleans are refused: ids are strings).
-    pub fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
+    pub fn text(&self, name: &str) -> Result<Option<String>, WireError> {
         match self.one(name)? {
             None => Ok(None),
             Some(Param::Text(t)) => Ok(Some(t.clone())),
-            Some(_) => Err(ApiError::invalid(name, "must be a string")),
+            Some(_) => Err(WireError::invalid(name, "must be a string")),
         }
     }
 
-    pub fn required_text(&self, name: &str) -> Result<String, ApiError> {
+    pub fn required_text(&self, name: &str) -> Result<String, WireError> {
         self.text(name)?
-            .ok_or_else(|| ApiError::invalid(name, "is mandatory"))
+            .ok_or_else(|| WireError::invalid(name, "is mandatory"))
     }
 
     /// A boolean: `true`/`false` (any case) or a JSON boolean; absent is `false`.
-    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+    pub fn flag(&self, name: &str) -> Result<bool, WireError> {
         match self.one(name)? {
             None => Ok(false),
             Some(Param::Bool(b)) => Ok(*b),
             Some(Param::Text(t)) if t.eq_ignore_ascii_case("true") => Ok(true),
             Some(Param::Text(t)) if t.eq_ignore_ascii_case("false") => Ok(false),
-            Some(_) => Err(ApiError::invalid(name, "must be true or false")),
+            Some(_) => Err(WireError::invalid(name, "must be true or false")),
         }
     }
 
     /// A whole number of seconds written in decimal digits (or a JSON integer).
-    pub fn seconds(&self, name: &str) -> Result<Option<u32>, ApiError> {
+    pub fn seconds(&self, name: &str) -> Result<Option<u32>, WireError> {
         let text = match self.one(name)? {
             None => return Ok(None),
             Some(Param::Number(n)) => n.to_string(),
             Some(Param::Text(t)) => t.clone(),
-            Some(Param::Bool(_)) => return Err(ApiError::invalid(name, "must be a whole number")),
+            Some(Param::Bool(_)) => return Err(WireError::invalid(name, "must be a whole number")),
         };
         if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::invalid(
+            return Err(WireError::invalid(
                 name,
                 "must be a whole number of seconds, 5..=1800",
             ));
         }
         text.parse()
             .map(Some)
-            .map_err(|_| ApiError::invalid(name, "must be a whole number of seconds, 5..=1800"))
+            .map_err(|_| WireError::invalid(name, "must be a whole number of seconds, 5..=1800"))
     }
 
-    pub fn create_request(&self) -> Result<CreateRequest, ApiError> {
+    pub fn create_request(&self) -> Result<CreateRequest, WireError> {
         Ok(CreateRequest {
             service_id: self.required_text("_id")?,
             resource_group: self.required_text("_resource_group")?,
@@ -111,7 +150,7 @@ impl Params {
         })
     }
 
-    pub fn match_request(&self) -> Result<MatchRequest, ApiError> {
+    pub fn match_request(&self) -> Result<MatchRequest, WireError> {
         Ok(MatchRequest {
             access_number: self.required_text("_access_number")?,
             access_code: self.text("_access_code")?,
@@ -121,7 +160,7 @@ impl Params {
 }
 
 /// `a=1&b=2`, percent-decoded; a value that is not UTF-8 is refused, not mangled.
-fn decode_form(body: &[u8]) -> Result<Params, ApiError> {
+fn decode_form(body: &[u8]) -> Result<Params, WireError> {
     let decode = |part: &[u8]| {
         let plus_as_space: Vec<u8> = part
             .iter()
@@ -138,16 +177,16 @@ fn decode_form(body: &[u8]) -> Result<Params, ApiError> {
             None => (pair, &b""[..]),
         };
         let name = decode(name)
-            .map_err(|_| ApiError::bad_request("a parameter name is not valid UTF-8"))?;
-        let value = decode(value).map_err(|_| ApiError::invalid(&name, "is not valid UTF-8"))?;
+            .map_err(|_| WireError::bad_request("a parameter name is not valid UTF-8"))?;
+        let value = decode(value).map_err(|_| WireError::invalid(&name, "is not valid UTF-8"))?;
         params.push((name, Param::Text(value)));
     }
     Ok(Params(params))
 }
 
-async fn decode_multipart(content_type: &str, body: Bytes) -> Result<Params, ApiError> {
+async fn decode_multipart(content_type: &str, body: Bytes) -> Result<Params, WireError> {
     let boundary = multer::parse_boundary(content_type)
-        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+        .map_err(|e| WireError::bad_request(format!("malformed multipart body: {e}")))?;
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut params = Vec::new();
@@ -155,14 +194,14 @@ async fn decode_multipart(content_type: &str, body: Bytes) -> Result<Params, Api
         let field = multipart
             .next_field()
             .await
-            .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+            .map_err(|e| WireError::bad_request(format!("malformed multipart body: {e}")))?;
         let Some(field) = field else { break };
         let name = field
             .name()
-            .ok_or_else(|| ApiError::bad_request("a multipart part has no name"))?
+            .ok_or_else(|| WireError::bad_request("a multipart part has no name"))?
             .to_string();
         if field.file_name().is_some() {
-            return Err(ApiError::invalid(
+            return Err(WireError::invalid(
                 &name,
                 "must be a plain field, not a file",
             ));
@@ -170,17 +209,17 @@ async fn decode_multipart(content_type: &str, body: Bytes) -> Result<Params, Api
         let value = field
             .text()
             .await
-            .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+            .map_err(|e| WireError::bad_request(format!("malformed multipart body: {e}")))?;
         params.push((name, Param::Text(value)));
     }
     Ok(Params(params))
 }
 
-fn decode_json(body: &[u8]) -> Result<Params, ApiError> {
+fn decode_json(body: &[u8]) -> Result<Params, WireError> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+        .map_err(|e| WireError::bad_request(format!("malformed JSON body: {e}")))?;
     let Value::Object(object) = value else {
-        return Err(ApiError::bad_request("the JSON body must be an object"));
+        return Err(WireError::bad_request("the JSON body must be an object"));
     };
     object
         .into_iter()
@@ -190,7 +229,12 @@ fn decode_json(body: &[u8]) -> Result<Params, ApiError> {
                 Value::String(s) => Param::Text(s),
                 Value::Bool(b) => Param::Bool(b),
                 Value::Number(n) => Param::Number(n),
-                _ => return Err(ApiError::invalid(&k, "must be a string, number or boolean")),
+                _ => {
+                    return Err(WireError::invalid(
+                        &k,
+                        "must be a string, number or boolean",
+                    ));
+                }
             };
             Ok((k, param))
         })
@@ -203,20 +247,15 @@ mod tests {
     use super::*;
 
     fn form(body: &str) -> Params {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded".parse().unwrap(),
-        );
         futures_util::FutureExt::now_or_never(Params::decode(
-            &headers,
+            Some(b"application/x-www-form-urlencoded"),
             Bytes::from(body.to_string()),
         ))
         .unwrap()
         .unwrap()
     }
 
-    fn field(e: ApiError) -> Option<String> {
+    fn field(e: WireError) -> Option<String> {
         e.field
     }
 
