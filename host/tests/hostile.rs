@@ -202,6 +202,7 @@ fn every_bad_http_request_gets_its_4xx_and_changes_nothing() {
     let before = state(&s);
     let cases = cases();
     assert!(cases.len() >= 40, "{} cases", cases.len());
+    eprintln!("{} hostile requests", cases.len());
     for (i, case) in cases.iter().enumerate() {
         let mut request = agent().post(&s.url(case.route));
         if !case.content_type.is_empty() {

@@ -25,6 +25,7 @@ fn long() -> bool {
 #[derive(Debug, Clone)]
 struct Interval {
     number: String,
+    #[allow(dead_code, reason = "shown when a double booking is reported")]
     service: String,
     from: Instant,
     to: Instant,
@@ -101,7 +102,7 @@ fn client(
         let from = Instant::now();
         let number = created.body["_access_number"].as_str().unwrap().to_string();
         let code = created.body["_access_code"].as_str().unwrap().to_string();
-        let matching = round % 3 != 0;
+        let matching = !round.is_multiple_of(3);
         let mut first_attempt: Option<Instant> = None;
         let mut attempts = 0;
         loop {
