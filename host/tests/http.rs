@@ -586,3 +586,49 @@ fn sigterm_stops_cleanly_and_leaves_a_store_that_reopens() {
         1
     );
 }
+
+#[test]
+fn wrong_codes_over_http_revoke_the_reservation_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &config(10, 1, "[options]\nmax_code_attempts = 3\n"),
+        Some(TOKEN),
+    );
+    let created = post_form(
+        &create_url(&s),
+        &[
+            ("_id", "s0"),
+            ("_resource_group", "DNIS"),
+            ("_provide_code", "true"),
+        ],
+    );
+    let number = created.body["_access_number"].as_str().unwrap().to_string();
+    let code = created.body["_access_code"].as_str().unwrap().to_string();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let attempt = |c: &str| {
+        post_form(
+            &match_url(&s),
+            &[("_access_number", &number), ("_access_code", c)],
+        )
+    };
+    for _ in 0..2 {
+        let r = attempt(wrong);
+        assert_eq!((r.status, r.body["code"].as_str()), (404, Some("no-match")));
+    }
+    let revoked = attempt(wrong);
+    assert_eq!(
+        (revoked.status, revoked.body["code"].as_str()),
+        (404, Some("too-many-attempts"))
+    );
+    // Revoked: the right code no longer matches, and the number is back in the pool.
+    let late = attempt(&code);
+    assert_eq!(
+        (late.status, late.body["code"].as_str()),
+        (404, Some("no-match"))
+    );
+    assert_eq!(
+        get(&s.url("/admin/pools"), Some(TOKEN)).body["groups"][0]["live"],
+        0
+    );
+}
