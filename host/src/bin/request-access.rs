@@ -20,12 +20,14 @@ use clap::{Parser, Subcommand};
 use request_access_host::api::{CreateRequest, Error as ServiceError, MatchRequest};
 use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
-use request_access_host::http::{AppState, PluginSource, rfc3339};
+use request_access_host::http::{
+    AppState, PluginSource, access_info_json, rfc3339, service_entry_json,
+};
 use request_access_host::registry::RegistryError;
 use request_access_host::runtime::{CallError, Runtime, STANDALONE_WASM};
 use request_access_host::services::Services;
 use request_access_host::store::DurableStore;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 #[derive(Parser)]
 #[command(
@@ -287,15 +289,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
                 phone_number,
                 booking_expiration_timeout,
             })?;
-            let mut out = Map::new();
-            out.insert("_id".into(), json!(id));
-            out.insert("_access_number".into(), json!(info.access_number));
-            if let Some(code) = info.access_code {
-                out.insert("_access_code".into(), json!(code));
-            }
-            out.insert("_expiration_time".into(), json!(info.expiration_time));
-            out.insert("_expires_at".into(), json!(rfc3339(info.expires_at)));
-            Value::Object(out)
+            Value::Object(access_info_json(&id, &info))
         }
         Command::Match {
             access_number,
@@ -342,16 +336,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         }
         Command::Services(ServicesCommand::List) => {
             let list = services.registry.list().map_err(anyhow::Error::from)?;
-            let entries: Vec<Value> = list
-                .into_iter()
-                .map(|s| {
-                    json!({
-                        "_id": s.service_id,
-                        "static": s.static_entry,
-                        "_expires_at": s.expires_at.map(rfc3339),
-                    })
-                })
-                .collect();
+            let entries: Vec<Value> = list.iter().map(service_entry_json).collect();
             json!({ "services": entries })
         }
         Command::Groups => {

@@ -15,10 +15,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use bytes::Bytes;
-use request_access_guest::api::Error as ServiceError;
+use request_access_guest::api::{AccessInfo, Error as ServiceError};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::registry::ServiceEntry;
 use crate::runtime::{CallError, PLUGIN_WASM, PluginImage, Runtime};
 
 mod metrics;
@@ -38,6 +39,29 @@ pub const EXHAUSTED_RETRY_AFTER_SECONDS: u32 = 5;
 /// `ms` since the epoch as RFC 3339 with milliseconds, UTC.
 pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Access information as the original wire answers it: `_id`, `_access_number`,
+/// `_access_code` (only when one was issued), `_expiration_time`, `_expires_at`.
+pub fn access_info_json(service_id: &str, info: &AccessInfo) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("_id".into(), json!(service_id));
+    out.insert("_access_number".into(), json!(info.access_number));
+    if let Some(code) = &info.access_code {
+        out.insert("_access_code".into(), json!(code));
+    }
+    out.insert("_expiration_time".into(), json!(info.expiration_time));
+    out.insert("_expires_at".into(), json!(rfc3339(info.expires_at)));
+    out
+}
+
+/// One active service, as the admin route and the command line list it.
+pub fn service_entry_json(entry: &ServiceEntry) -> Value {
+    json!({
+        "_id": entry.service_id,
+        "static": entry.static_entry,
+        "_expires_at": entry.expires_at.map(rfc3339),
+    })
 }
 
 /// Where the plugin comes from, for start-up and reloads.
@@ -319,14 +343,7 @@ async fn request_access(
             Ok((info, health))
         })
         .await?;
-        let mut out = Map::new();
-        out.insert("_id".into(), json!(id));
-        out.insert("_access_number".into(), json!(info.access_number));
-        if let Some(code) = info.access_code {
-            out.insert("_access_code".into(), json!(code));
-        }
-        out.insert("_expiration_time".into(), json!(info.expiration_time));
-        out.insert("_expires_at".into(), json!(rfc3339(info.expires_at)));
+        let mut out = access_info_json(&id, &info);
         if let Some(s) = health {
             out.insert("_pool_health".into(), pool_health(s.size, s.live, s.free));
         }
@@ -410,13 +427,7 @@ async fn list_services(State(app): State<Arc<AppState>>, headers: HeaderMap) -> 
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?
             .map_err(registry_error)?;
-        let services: Vec<Value> = list
-            .into_iter()
-            .map(|s| {
-                json!({ "_id": s.service_id, "static": s.static_entry,
-                        "_expires_at": s.expires_at.map(rfc3339) })
-            })
-            .collect();
+        let services: Vec<Value> = list.iter().map(service_entry_json).collect();
         Ok(json!({ "services": services }))
     })
     .await
