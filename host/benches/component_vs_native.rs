@@ -1,0 +1,131 @@
+//! `create`, `match-access` and `release` through the component on a warm instance
+//! against the same logic compiled natively on the same in-memory state: the ratio is
+//! the cost of the sandbox. `match` and `release` are measured one call at a time after a
+//! fresh `create` (one service, so every create replaces the previous reservation). Run
+//! with
+//!
+//! ```text
+//! cargo bench -p request-access-host --bench component_vs_native
+//! ```
+
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use request_access_host::api::{CreateRequest, MatchRequest};
+use request_access_host::clock::SystemClock;
+use request_access_host::config::Config;
+use request_access_host::runtime::{Limits, PluginImage, Runtime};
+use request_access_host::services::{NativeImports, Services};
+use request_access_host::store::MemoryStore;
+
+const CONFIG: &str = r#"
+[[resource_group]]
+name = "G"
+numbers = ["+15550000000..+15550000999"]
+
+[registry]
+services = ["bench"]
+"#;
+
+fn services() -> Arc<Services> {
+    Arc::new(Services::new(
+        Config::parse(CONFIG, "bench").unwrap(),
+        Arc::new(MemoryStore::new()),
+        Arc::new(SystemClock),
+    ))
+}
+
+fn create_request() -> CreateRequest {
+    CreateRequest {
+        service_id: "bench".into(),
+        resource_group: "G".into(),
+        provide_code: true,
+        phone_number: None,
+        booking_expiration_timeout: None,
+    }
+}
+
+fn match_request(number: String, code: Option<String>) -> MatchRequest {
+    MatchRequest {
+        access_number: number,
+        access_code: code,
+        phone_number: None,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let native = services();
+    let mut rng = StdRng::seed_from_u64(1);
+    let runtime = Runtime::new(
+        PluginImage::embedded().unwrap(),
+        services(),
+        Limits::default(),
+    );
+    let request = create_request();
+
+    let mut group = c.benchmark_group("create");
+    group.bench_function("native", |b| {
+        b.iter(|| request_access_guest_create(&native, &mut rng, &request))
+    });
+    group.bench_function("component", |b| {
+        b.iter(|| runtime.create(&request).unwrap())
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("match");
+    group.bench_function("native", |b| {
+        b.iter_batched(
+            || request_access_guest_create(&native, &mut StdRng::seed_from_u64(2), &request),
+            |(number, code)| {
+                request_access_guest::match_access(
+                    &mut NativeImports(&native),
+                    &match_request(number, code),
+                )
+                .unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("component", |b| {
+        b.iter_batched(
+            || {
+                let info = runtime.create(&request).unwrap();
+                (info.access_number, info.access_code)
+            },
+            |(number, code)| runtime.match_access(&match_request(number, code)).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("release");
+    group.bench_function("native", |b| {
+        b.iter_batched(
+            || request_access_guest_create(&native, &mut StdRng::seed_from_u64(3), &request),
+            |_| request_access_guest::release(&mut NativeImports(&native), "bench", "G").unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("component", |b| {
+        b.iter_batched(
+            || runtime.create(&request).unwrap(),
+            |_| runtime.release("bench", "G").unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn request_access_guest_create(
+    services: &Services,
+    rng: &mut StdRng,
+    request: &CreateRequest,
+) -> (String, Option<String>) {
+    let info = request_access_guest::create(&mut NativeImports(services), rng, request).unwrap();
+    (info.access_number, info.access_code)
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
