@@ -24,15 +24,8 @@ fn form(
     code: &'static str,
     field: Option<&'static str>,
 ) -> Case {
-    Case {
-        route,
-        content_type: "application/x-www-form-urlencoded",
-        body: body.as_bytes().to_vec(),
-        status,
-        code,
-        field,
-        token: None,
-    }
+    let form = "application/x-www-form-urlencoded";
+    raw(route, form, body.as_bytes(), status, code, field)
 }
 
 fn raw(
