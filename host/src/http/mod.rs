@@ -19,7 +19,7 @@ use request_access_guest::api::{AccessInfo, Error as ServiceError};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::registry::ServiceEntry;
+use crate::registry::{RegistryError, ServiceEntry};
 use crate::runtime::{CallError, PLUGIN_WASM, PluginImage, Runtime};
 
 mod metrics;
@@ -412,21 +412,25 @@ fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn registry_error(e: crate::registry::RegistryError) -> ApiError {
-    match e {
-        crate::registry::RegistryError::Invalid(why) => ApiError::invalid("_id", why),
-        other => ApiError::internal(other.to_string()),
-    }
+/// Run a registry operation on the blocking pool (the registry lives in the store).
+async fn registry_call<T: Send + 'static>(
+    app: &AppState,
+    work: impl FnOnce(&crate::registry::Registry) -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let runtime = app.runtime.clone();
+    tokio::task::spawn_blocking(move || work(&runtime.services().registry))
+        .await
+        .map_err(|e| ApiError::internal(format!("the call was lost: {e}")))?
+        .map_err(|e| match e {
+            RegistryError::Invalid(why) => ApiError::invalid("_id", why),
+            other => ApiError::internal(other.to_string()),
+        })
 }
 
 async fn list_services(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     handle(&app, "admin-services", async {
         authorize(&app, &headers)?;
-        let runtime = app.runtime.clone();
-        let list = tokio::task::spawn_blocking(move || runtime.services().registry.list())
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(registry_error)?;
+        let list = registry_call(&app, |registry| registry.list()).await?;
         let services: Vec<Value> = list.iter().map(service_entry_json).collect();
         Ok(json!({ "services": services }))
     })
@@ -446,13 +450,9 @@ async fn register_service(
             Some(0) => return Err(ApiError::invalid("_ttl", "must be positive")),
             ttl => ttl.map(|s| Duration::from_secs(u64::from(s))),
         };
-        let runtime = app.runtime.clone();
         let id2 = id.clone();
         let registration =
-            tokio::task::spawn_blocking(move || runtime.services().registry.register(&id2, ttl))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?
-                .map_err(registry_error)?;
+            registry_call(&app, move |registry| registry.register(&id2, ttl)).await?;
         Ok(json!({ "_id": id, "_expires_at": registration.expires_at.map(rfc3339) }))
     })
     .await
@@ -465,13 +465,8 @@ async fn deregister_service(
 ) -> Response {
     handle(&app, "admin-services", async {
         authorize(&app, &headers)?;
-        let runtime = app.runtime.clone();
         let id2 = id.clone();
-        let existed =
-            tokio::task::spawn_blocking(move || runtime.services().registry.deregister(&id2))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?
-                .map_err(registry_error)?;
+        let existed = registry_call(&app, move |registry| registry.deregister(&id2)).await?;
         if !existed {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
