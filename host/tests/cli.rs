@@ -207,3 +207,14 @@ fn a_bad_configuration_names_file_line_and_key() {
     assert!(message.contains("config.toml:2:"), "{message}");
     assert!(message.contains("access_code_length"), "{message}");
 }
+
+#[test]
+fn export_standalone_writes_the_composed_component() {
+    let cli = Cli::new(None);
+    let path = cli.dir.path().join("standalone.wasm");
+    let out = cli.json(&["export-standalone", path.to_str().unwrap()]);
+    let written = std::fs::read(&path).unwrap();
+    assert_eq!(written, request_access_host::runtime::STANDALONE_WASM);
+    assert_eq!(out["bytes"], written.len());
+    assert_eq!(&written[..4], b"\0asm");
+}

@@ -632,3 +632,35 @@ fn wrong_codes_over_http_revoke_the_reservation_at_the_limit() {
         0
     );
 }
+
+#[test]
+fn sighup_reloads_the_plugin_and_the_service_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &config(10, 1, ""), None);
+    let reloads = || {
+        let mut r = agent().get(&s.url("/metrics")).call().unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("request_access_plugin_reloads_total "))
+            .map(str::to_string)
+    };
+    assert_eq!(reloads().as_deref(), Some("0"));
+    std::process::Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while reloads().as_deref() != Some("1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload after SIGHUP: {}",
+            log(&s.dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let created = post_form(
+        &create_url(&s),
+        &[("_id", "s0"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(created.status, 200);
+}
