@@ -8,7 +8,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,7 +19,10 @@ use rand::rngs::ChaCha20Rng;
 use rand::{Rng, SeedableRng};
 use request_access_guest::api;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::services::Services;
@@ -63,6 +66,24 @@ pub enum CallError {
     PluginFault(String),
 }
 
+/// Where instances get their memory from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InstanceAllocation {
+    /// Map memory for each instance when it is created (wasmtime's default). With warm
+    /// instances reused across calls, instantiation is rare and this costs nothing.
+    #[default]
+    OnDemand,
+    /// Pre-reserve [`POOLED_INSTANCES`] slots of [`POOLED_MEMORY_BYTES`] each: cheaper
+    /// instantiation, at the price of address space reserved up front. The slot size
+    /// also caps each instance's memory, whatever [`Limits::memory_bytes`] says.
+    Pooling,
+}
+
+/// Instance slots reserved by [`InstanceAllocation::Pooling`].
+pub const POOLED_INSTANCES: u32 = 64;
+/// Linear memory per slot of [`InstanceAllocation::Pooling`].
+pub const POOLED_MEMORY_BYTES: usize = 64 << 20;
+
 /// A compiled, linked component and the engine that runs it. Build it once per process.
 pub struct PluginImage {
     engine: Engine,
@@ -75,7 +96,27 @@ pub struct PluginImage {
 impl PluginImage {
     /// Compile `wasm` and check that it targets the `plugin` world.
     pub fn new(wasm: &[u8]) -> wasmtime::Result<Arc<PluginImage>> {
-        let engine = Self::engine()?;
+        Self::with_allocation(wasm, InstanceAllocation::OnDemand)
+    }
+
+    /// Like [`PluginImage::new`], with a choice of instance allocator.
+    pub fn with_allocation(
+        wasm: &[u8],
+        allocation: InstanceAllocation,
+    ) -> wasmtime::Result<Arc<PluginImage>> {
+        let mut config = Self::engine_config();
+        if allocation == InstanceAllocation::Pooling {
+            let mut pooling = PoolingAllocationConfig::default();
+            pooling
+                .total_component_instances(POOLED_INSTANCES)
+                .total_core_instances(POOLED_INSTANCES * 4)
+                .total_memories(POOLED_INSTANCES * 2)
+                .total_tables(POOLED_INSTANCES * 4)
+                .total_stacks(POOLED_INSTANCES)
+                .max_memory_size(POOLED_MEMORY_BYTES);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        }
+        let engine = Engine::new(&config)?;
         let component = Component::new(&engine, wasm)?;
         Self::link(engine, component)
     }
@@ -85,7 +126,7 @@ impl PluginImage {
     /// compilation. The directory must be writable by this service only: its files are
     /// loaded as native code.
     pub fn cached(wasm: &[u8], cache_dir: &Path) -> wasmtime::Result<Arc<PluginImage>> {
-        let engine = Self::engine()?;
+        let engine = Engine::new(&Self::engine_config())?;
         let mut key = std::hash::DefaultHasher::new();
         wasm.hash(&mut key);
         engine.precompile_compatibility_hash().hash(&mut key);
@@ -112,10 +153,10 @@ impl PluginImage {
         Self::link(engine, component)
     }
 
-    fn engine() -> wasmtime::Result<Engine> {
+    fn engine_config() -> wasmtime::Config {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
-        Engine::new(&config)
+        config
     }
 
     fn link(engine: Engine, component: Component) -> wasmtime::Result<Arc<PluginImage>> {
@@ -176,9 +217,51 @@ impl Drop for PluginImage {
 pub struct InstanceState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    memory: GuestMemory,
     services: Arc<Services>,
     call: CallTime,
+}
+
+/// The memory cap, and the most linear memory the instance has asked for.
+struct GuestMemory {
+    limits: StoreLimits,
+    peak_bytes: usize,
+}
+
+impl ResourceLimiter for GuestMemory {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak_bytes = self.peak_bytes.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 /// Where the time of the current call goes. The deadline bounds the guest's own time:
@@ -241,6 +324,8 @@ pub struct RuntimeStats {
     pub instantiations: u64,
     pub faults: u64,
     pub reloads: u64,
+    /// The most linear memory any instance has grown to, in bytes.
+    pub peak_guest_memory_bytes: u64,
 }
 
 /// One loaded plugin and its warm instances. A reload installs a new generation; calls
@@ -269,6 +354,7 @@ pub struct Runtime {
     instantiations: Counter,
     faults: Counter,
     reloads: Counter,
+    peak_guest_memory: AtomicU64,
 }
 
 impl Runtime {
@@ -281,6 +367,7 @@ impl Runtime {
             instantiations: Counter::default(),
             faults: Counter::default(),
             reloads: Counter::default(),
+            peak_guest_memory: AtomicU64::new(0),
         }
     }
 
@@ -312,6 +399,7 @@ impl Runtime {
             instantiations: self.instantiations.get(),
             faults: self.faults.get(),
             reloads: self.reloads.get(),
+            peak_guest_memory_bytes: self.peak_guest_memory.load(Ordering::Relaxed),
         }
     }
 
@@ -343,14 +431,17 @@ impl Runtime {
         let state = InstanceState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .build(),
+            memory: GuestMemory {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .build(),
+                peak_bytes: 0,
+            },
             services: self.services.clone(),
             call: CallTime::start(self.limits.call_deadline),
         };
         let mut store = Store::new(&image.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(ticks(self.limits.call_deadline));
         store.epoch_deadline_callback(|store| {
             Ok(match store.data().call.guest_time_left() {
@@ -391,7 +482,12 @@ impl Runtime {
         warm.store
             .set_epoch_deadline(ticks(self.limits.call_deadline));
         let exports = warm.plugin.contact_center_request_access_request_access();
-        match call(exports, &mut warm.store) {
+        let outcome = call(exports, &mut warm.store);
+        self.peak_guest_memory.fetch_max(
+            warm.store.data().memory.peak_bytes as u64,
+            Ordering::Relaxed,
+        );
+        match outcome {
             Ok(answer) => {
                 let mut idle = generation.idle.lock().unwrap_or_else(|p| p.into_inner());
                 if idle.len() < self.limits.max_idle_instances {

@@ -78,6 +78,18 @@ fn an_instance_over_its_memory_cap_is_a_plugin_fault_not_a_crash() {
         runtime.create(&create("svc-1", "DNIS")),
         Err(CallError::PluginFault(_))
     ));
+    // Refused growth is not counted as memory the guest had.
+    assert!(runtime.stats().peak_guest_memory_bytes <= 64 * 1024);
+}
+
+#[test]
+fn the_guests_peak_memory_is_reported_and_stays_under_its_cap() {
+    let h = Harness::new(TEN_NUMBERS);
+    assert_eq!(h.runtime.stats().peak_guest_memory_bytes, 0);
+    h.runtime.create(&create("svc-1", "DNIS")).unwrap();
+    let peak = h.runtime.stats().peak_guest_memory_bytes;
+    assert!(peak > 0, "an instance has some memory");
+    assert!(peak as usize <= h.runtime.limits().memory_bytes);
 }
 
 #[test]

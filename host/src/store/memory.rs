@@ -128,4 +128,9 @@ mod tests {
     fn honours_the_store_contract() {
         super::super::contract::check(&super::MemoryStore::new());
     }
+
+    #[test]
+    fn receives_a_copy_of_another_store() {
+        super::super::contract::check_copy(&super::MemoryStore::new());
+    }
 }

@@ -92,6 +92,35 @@ fn check_commit(preconditions: &[Precondition], mutations: &[Mutation]) -> Resul
     Ok(())
 }
 
+/// Copy every entry and registration of `from` into `to`, a page of
+/// [`MAX_KEYS_PER_CALL`] entries per commit: to move the state to another backend, or to
+/// seed one. Revisions are `to`'s own, which is all the plugin relies on. Run it while
+/// nothing else writes to either store.
+pub fn copy_state(from: &dyn StateStore, to: &dyn StateStore) -> Result<u64, StoreError> {
+    let mut copied = 0;
+    let mut start = String::new();
+    loop {
+        let page = from.scan(&start, "\u{10ffff}", MAX_KEYS_PER_CALL as u32)?;
+        let Some(last) = page.last() else { break };
+        // The smallest key after `last`.
+        start = format!("{}\0", last.key);
+        let full = page.len() == MAX_KEYS_PER_CALL;
+        let mutations: Vec<Mutation> = page
+            .into_iter()
+            .map(|e| Mutation::Put(e.key, e.value))
+            .collect();
+        copied += mutations.len() as u64;
+        to.commit(&[], &mutations)?;
+        if !full {
+            break;
+        }
+    }
+    for (service_id, registration) in from.registrations()? {
+        to.register(&service_id, registration)?;
+    }
+    Ok(copied)
+}
+
 fn clamp_limit(limit: u32) -> usize {
     (limit as usize).min(MAX_KEYS_PER_CALL)
 }
@@ -110,6 +139,31 @@ pub(crate) mod contract {
             key: k.into(),
             revision: None,
         }
+    }
+
+    /// `copy_state` into `to` carries every entry and registration across pages.
+    pub fn check_copy(to: &dyn StateStore) {
+        let from = MemoryStore::new();
+        let keys: Vec<String> = (0..MAX_KEYS_PER_CALL * 2 + 3)
+            .map(|i| format!("k{i:05}"))
+            .collect();
+        for chunk in keys.chunks(100) {
+            let puts: Vec<Mutation> = chunk.iter().map(|k| put(k, k.as_bytes())).collect();
+            from.commit(&[], &puts).unwrap();
+        }
+        let forever = Registration { expires_at: None };
+        from.register("s", forever).unwrap();
+        assert_eq!(copy_state(&from, to).unwrap(), keys.len() as u64);
+        for chunk in keys.chunks(MAX_KEYS_PER_CALL) {
+            let got = to.get(chunk).unwrap();
+            for (key, entry) in chunk.iter().zip(got) {
+                assert_eq!(entry.unwrap().value, key.as_bytes());
+            }
+        }
+        assert_eq!(
+            to.registrations().unwrap(),
+            vec![("s".to_string(), forever)]
+        );
     }
 
     pub fn check(store: &dyn StateStore) {
