@@ -15,36 +15,65 @@
 
 const SEP: char = '\u{1f}';
 
+/// A key under construction: a tag, then parts each preceded by [`SEP`]. Built by hand
+/// rather than with `format!`: keys are made on every call, and the formatting
+/// machinery is a measurable share of a call inside the component.
+struct Key(String);
+
+impl Key {
+    fn new(tag: char) -> Key {
+        let mut key = String::with_capacity(64);
+        key.push(tag);
+        Key(key)
+    }
+
+    fn part(mut self, part: &str) -> Key {
+        self.0.push(SEP);
+        self.0.push_str(part);
+        self
+    }
+
+    /// `n` as 16 lower-case hexadecimal digits.
+    fn hex(mut self, n: u64) -> Key {
+        self.0.push(SEP);
+        for shift in (0..16).rev() {
+            let nibble = ((n >> (shift * 4)) & 0xf) as u32;
+            self.0.push(char::from_digit(nibble, 16).unwrap_or('0'));
+        }
+        self
+    }
+}
+
 /// The free-number ring's head, tail and pool fingerprint for `group`.
 pub fn ring_meta(group: &str) -> String {
-    format!("g{SEP}{group}")
+    Key::new('g').part(group).0
 }
 
 /// One slot of `group`'s free-number ring for pool `pool_id`.
 pub fn ring_slot(group: &str, pool_id: u64, slot: u64) -> String {
-    format!("r{SEP}{group}{SEP}{pool_id:016x}{SEP}{slot:016x}")
+    Key::new('r').part(group).hex(pool_id).hex(slot).0
 }
 
 /// The reservation holding the number with these digits.
 pub fn reservation(digits: &str) -> String {
-    format!("n{SEP}{digits}")
+    Key::new('n').part(digits).0
 }
 
 /// Which number `service_id` holds in `group`.
 pub fn holder(group: &str, service_id: &str) -> String {
-    format!("s{SEP}{group}{SEP}{service_id}")
+    Key::new('s').part(group).part(service_id).0
 }
 
 /// The expiry-index entry of a reservation.
 pub fn expiry(group: &str, expires_at: u64, digits: &str) -> String {
-    format!("x{SEP}{group}{SEP}{expires_at:016x}{SEP}{digits}")
+    Key::new('x').part(group).hex(expires_at).part(digits).0
 }
 
 /// The key range of `group`'s reservations that expire at or before `now`.
 pub fn expired_by(group: &str, now: u64) -> (String, String) {
     (
-        format!("x{SEP}{group}{SEP}"),
-        format!("x{SEP}{group}{SEP}{:016x}", now.saturating_add(1)),
+        Key::new('x').part(group).part("").0,
+        Key::new('x').part(group).hex(now.saturating_add(1)).0,
     )
 }
 
@@ -56,6 +85,23 @@ pub fn digits_of_expiry(key: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_have_the_documented_layout() {
+        assert_eq!(ring_meta("G"), "g\u{1f}G");
+        assert_eq!(
+            ring_slot("G", 0xabc, 255),
+            "r\u{1f}G\u{1f}0000000000000abc\u{1f}00000000000000ff"
+        );
+        assert_eq!(reservation("123"), "n\u{1f}123");
+        assert_eq!(holder("G", "svc"), "s\u{1f}G\u{1f}svc");
+        assert_eq!(
+            expiry("G", u64::MAX, "9"),
+            "x\u{1f}G\u{1f}ffffffffffffffff\u{1f}9"
+        );
+        // Fixed-width hexadecimal: key order is numeric order.
+        assert!(expiry("G", 0xf, "1") < expiry("G", 0x10, "1"));
+    }
 
     #[test]
     fn expired_range_holds_exactly_the_due_entries() {

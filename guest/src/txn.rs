@@ -1,7 +1,7 @@
 //! An optimistic transaction over the state import: reads are cached and remembered as
 //! preconditions, writes are buffered, and `commit` sends them all in one atomic call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::api::{CommitOutcome, Error, Imports, Mutation, Precondition};
 
@@ -10,7 +10,8 @@ pub struct Txn<'a, I: Imports> {
     /// Revision of every key read (`None`: it was absent): the commit's preconditions.
     read_revisions: BTreeMap<String, Option<u64>>,
     /// The transaction's view: committed values read, overlaid with its own writes.
-    view: HashMap<String, Option<Vec<u8>>>,
+    /// A B-tree, not a hash map: a handful of keys, and no hashing to pay for.
+    view: BTreeMap<String, Option<Vec<u8>>>,
     writes: BTreeMap<String, Option<Vec<u8>>>,
 }
 
@@ -23,7 +24,7 @@ impl<'a, I: Imports> Txn<'a, I> {
         Txn {
             imports,
             read_revisions: BTreeMap::new(),
-            view: HashMap::new(),
+            view: BTreeMap::new(),
             writes: BTreeMap::new(),
         }
     }
