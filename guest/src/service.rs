@@ -58,6 +58,10 @@ fn end_reservation<I: Imports>(
     let number_digits = digits(&res.number);
     txn.delete(keys::reservation(&number_digits));
     let holder = keys::holder(&res.group, &res.service_id);
+    if return_number {
+        // The ring's head and tail are needed next: one host call for both keys.
+        txn.prefetch(&[holder.clone(), keys::ring_meta(&res.group)])?;
+    }
     if txn.get(&holder)? == Some(number_digits.as_bytes()) {
         txn.delete(holder);
     }
@@ -232,7 +236,6 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
         validate::access_code(code)?;
     }
     let caller_digits = validate::caller_number(request.phone_number.as_deref())?;
-    let max_attempts = imports.options().max_code_attempts;
 
     for _ in 0..MAX_ATTEMPTS {
         let now = imports.now();
@@ -268,7 +271,7 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
                 }
                 (Some(_), Some(_)) => {
                     res.failed_attempts += 1;
-                    if res.failed_attempts >= max_attempts {
+                    if res.failed_attempts >= txn.imports().options().max_code_attempts {
                         end_reservation(&mut txn, &res, true)?;
                         Err(Error::TooManyAttempts)
                     } else {
