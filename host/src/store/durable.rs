@@ -1,33 +1,57 @@
-//! The embedded durable backend on redb, with group commit.
+//! The embedded durable backend on redb: state served from memory, written behind to a
+//! group-flushed log.
 //!
-//! Durability: a commit is acknowledged (`Committed` or `Conflict`) only after the redb
-//! write transaction holding it has been committed with redb's default
-//! `Durability::Immediate`, i.e. fsynced, so an acknowledged reservation survives a crash
-//! of the process. If that transaction fails, every commit in it gets `Unavailable`:
-//! none is acknowledged.
+//! On `open` the whole state table and the last revision are loaded into a
+//! [`MemoryStore`], which serves every `get` and `scan`. A `commit` checks its
+//! preconditions against memory and applies itself there exactly as [`MemoryStore`] does,
+//! taking the next revision, then hands its write set (revision, mutations) to a flusher
+//! thread, both under one sequencing mutex so that the flusher's queue is in revision
+//! order. It then waits, outside the mutex, until the flusher reports that revision
+//! durable, and only then answers `Committed`. A `Conflict` is answered at once: it wrote
+//! nothing, so there is nothing to make durable.
 //!
-//! Why group commit: redb serialises writers and each write transaction costs an fsync,
-//! so one transaction per commit caps throughput at one commit per fsync however many
-//! callers there are. Instead a single writer thread owns the commit path: it takes the
-//! next queued commit, then everything else already queued (up to `MAX_BATCH`), and
-//! applies them in order in one transaction with one fsync. Each commit keeps its own
-//! semantics: its preconditions see the state left by the commits before it, a conflict
-//! writes nothing and leaves the others alone, and each applied commit gets its own
-//! revision. A lone caller never waits for company: when the queue is empty its commit
-//! goes out at once.
+//! The flusher takes the next write set, then everything else already queued (up to
+//! `MAX_BATCH`), writes them in revision order into one redb write transaction (the state
+//! rows and the last revision) and commits it with redb's default
+//! `Durability::Immediate`, i.e. fsynced; then it tells every waiting caller. So concurrent
+//! commits share one fsync, and a lone commit goes out at once: there are no timers.
 //!
-//! Readers never block each other nor wait for the writer. `register`/`deregister` run
-//! their own write transactions, which redb serialises with the writer's.
+//! Why acknowledging this way is safe (the classic early-lock-release argument): a
+//! commit may read, and be checked against, state that is committed in memory but not yet
+//! durable. It cannot be acknowledged before its own write set is durable, and write sets
+//! are flushed in revision order, so everything it depended on is durable no later than
+//! it is. A crash can lose only commits nobody was told had committed, and every commit
+//! built on them is lost with them. Preconditions therefore see the newest state, so
+//! concurrent optimistic transactions do not conflict merely because an fsync is in
+//! flight.
+//!
+//! What is not covered: an answer that writes nothing, whether a read (`get`, `scan`) or
+//! a `Conflict`, may reflect commits that are not durable yet, and that a crash would
+//! lose; a caller that must only ever report durable state has to commit what it relies
+//! on. Likewise the revision of a commit lost in a crash may be handed out again after the
+//! restart; the plugin only compares revisions within one transaction, which does not
+//! outlive the process.
+//!
+//! If a flush fails, memory is ahead of the disk and nothing built on the lost writes may
+//! be acknowledged: the store fails for good, answering `Unavailable` to the callers of
+//! that batch and to every later `get`, `scan` and `commit`. Reopening reloads the disk,
+//! which is the truth. The same holds if the flusher thread dies.
+//!
+//! Registrations do not go through memory: `register`/`deregister` run their own redb
+//! write transactions (redb serialises them with the flusher's), and `registration(s)`
+//! read redb.
+//!
+//! Cost: the whole state is held in memory, besides the redb file.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 
-use super::{Registration, StateStore, StoreError, check_commit, check_keys, clamp_limit};
+use super::{MemoryStore, Registration, StateStore, StoreError, check_commit};
 
 /// key -> (revision, value)
 const STATE: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("state");
@@ -37,39 +61,123 @@ const SERVICES: TableDefinition<&str, Option<u64>> = TableDefinition::new("servi
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 
-/// The most commits one transaction carries, which bounds how long the first of them
-/// waits for the rest to be applied.
-const MAX_BATCH: usize = 256;
+/// The most write sets one flush carries. The queue never holds more than one write set
+/// per caller blocked in `commit`, so this only splits very large crowds.
+const MAX_BATCH: usize = 1024;
 
-type StateTable<'txn> = Table<'txn, &'static str, (u64, &'static [u8])>;
-type Reply = Result<CommitOutcome, StoreError>;
-
-/// A commit waiting for the writer thread.
-struct Request {
-    preconditions: Vec<Precondition>,
+/// What one commit changed, to be written behind under its revision.
+struct WriteSet {
+    revision: u64,
     mutations: Vec<Mutation>,
-    reply: SyncSender<Reply>,
 }
 
-/// The writer thread and the queue it serves.
-struct Writer {
-    requests: Sender<Request>,
-    thread: JoinHandle<()>,
+/// Writes a batch of write sets, in revision order, durably; `Err` if it did not.
+trait Flush: FnMut(&Database, &[WriteSet]) -> Result<(), StoreError> + Send + 'static {}
+impl<F: FnMut(&Database, &[WriteSet]) -> Result<(), StoreError> + Send + 'static> Flush for F {}
+
+/// What the flusher tells the committers waiting for it.
+struct Durability {
+    /// The highest revision known to be on disk.
+    flushed: Mutex<u64>,
+    changed: Condvar,
+    /// Set once the store has failed: memory may then hold commits the disk never got.
+    failure: OnceLock<String>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks halfway through a change.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Durability {
+    fn new(flushed: u64) -> Self {
+        Durability {
+            flushed: Mutex::new(flushed),
+            changed: Condvar::new(),
+            failure: OnceLock::new(),
+        }
+    }
+
+    /// `Unavailable` once the store has failed.
+    fn check(&self) -> Result<(), StoreError> {
+        match self.failure.get() {
+            Some(why) => Err(StoreError::Unavailable(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Fail the store for good (the first reason wins) and wake every waiter.
+    fn fail(&self, why: String) {
+        let _flushed = lock(&self.flushed);
+        let _ = self.failure.set(why);
+        self.changed.notify_all();
+    }
+
+    /// Everything up to `revision` is durable.
+    fn flushed(&self, revision: u64) {
+        *lock(&self.flushed) = revision;
+        self.changed.notify_all();
+    }
+
+    /// Wait until `revision` is durable, or the store has failed.
+    fn wait_for(&self, revision: u64) -> Result<(), StoreError> {
+        let mut flushed = lock(&self.flushed);
+        loop {
+            // A revision flushed before a later failure stays acknowledged.
+            if *flushed >= revision {
+                return Ok(());
+            }
+            self.check()?;
+            flushed = self
+                .changed
+                .wait(flushed)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Fails the store if the flusher thread unwinds, so nobody waits for it in vain.
+struct FailOnPanic<'a>(&'a Durability);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .fail("the durable store's flusher thread has stopped; restart to reload".into());
+        }
+    }
 }
 
 pub struct DurableStore {
     db: Arc<Database>,
-    /// `None` only while dropping.
-    writer: Option<Writer>,
+    /// The whole state; registrations are not kept here but in `db`.
+    memory: MemoryStore,
+    /// The flusher's queue, and the sequencing mutex: held from checking a commit's
+    /// preconditions to queuing its write set, so the queue is in revision order. `None`
+    /// once dropping.
+    queue: Mutex<Option<Sender<WriteSet>>>,
+    durability: Arc<Durability>,
+    /// `None` once dropping.
+    flusher: Option<JoinHandle<()>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+fn flusher_gone() -> StoreError {
+    StoreError::Unavailable("the durable store's flusher thread has stopped".into())
+}
+
 impl DurableStore {
-    /// Open the store at `path`, creating it if needed, and start its writer thread.
+    /// Open the store at `path`, creating it if needed, load its state into memory and
+    /// start its flusher thread.
     pub fn open(path: &Path) -> Result<DurableStore, StoreError> {
+        Self::open_with(path, flush)
+    }
+
+    /// [`DurableStore::open`], flushing with `flush`: tests inject failures here.
+    fn open_with(path: &Path, mut flush_with: impl Flush) -> Result<DurableStore, StoreError> {
         let db = Database::create(path)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(unavailable)?;
@@ -77,177 +185,155 @@ impl DurableStore {
         txn.open_table(SERVICES).map_err(unavailable)?;
         txn.open_table(META).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
+        let (revision, entries) = load(&db)?;
+        let memory = MemoryStore::with_state(revision, entries);
         let db = Arc::new(db);
-        let (requests, queue) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("durable-store-writer".into())
+        let durability = Arc::new(Durability::new(revision));
+        let (queue, write_sets) = mpsc::channel();
+        let flusher = std::thread::Builder::new()
+            .name("durable-store-flusher".into())
             .spawn({
                 let db = Arc::clone(&db);
-                move || write_loop(&db, &queue)
+                let durability = Arc::clone(&durability);
+                move || flush_loop(&write_sets, &durability, |batch| flush_with(&db, batch))
             })
-            .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("starting the flusher thread: {e}")))?;
         Ok(DurableStore {
             db,
-            writer: Some(Writer { requests, thread }),
+            memory,
+            queue: Mutex::new(Some(queue)),
+            durability,
+            flusher: Some(flusher),
         })
     }
 }
 
 impl Drop for DurableStore {
-    /// Stop the writer and wait for it, so that the database file is closed once the
-    /// store is gone and can be reopened at once.
+    /// Stop the flusher once it has flushed everything queued, and wait for it, so that
+    /// the database file is closed once the store is gone and can be reopened at once.
     fn drop(&mut self) {
-        if let Some(Writer { requests, thread }) = self.writer.take() {
-            // Closing the queue ends the writer's loop once it has drained it.
-            drop(requests);
-            // A writer that panicked has already failed its callers; nothing to add.
-            let _ = thread.join();
+        // Closing the queue ends the flusher's loop once it has drained it.
+        drop(
+            self.queue
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        if let Some(flusher) = self.flusher.take() {
+            // A flusher that panicked has already failed the store; nothing to add.
+            let _ = flusher.join();
         }
     }
 }
 
-/// Serve queued commits until the queue closes, a batch at a time.
-fn write_loop(db: &Database, queue: &Receiver<Request>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        match commit_batch(db, &mut batch, queue) {
-            Ok(outcomes) => {
-                for (request, outcome) in batch.into_iter().zip(outcomes) {
-                    // A caller that went away needs no answer.
-                    let _ = request.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                for request in batch {
-                    let _ = request.reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
-}
-
-/// Apply `batch`, topped up from `queue`, in one write transaction and commit it durably.
-/// Answers nobody: on `Ok` the outcomes are durable; on `Err` the batch failed as a whole.
-fn commit_batch(
-    db: &Database,
-    batch: &mut Vec<Request>,
-    queue: &Receiver<Request>,
-) -> Result<Vec<CommitOutcome>, StoreError> {
-    let txn = db.begin_write().map_err(unavailable)?;
-    // Drain only now: commits queued while we waited for the write lock (held by a
-    // registration, say) ride along too.
-    batch.extend(queue.try_iter().take(MAX_BATCH - batch.len()));
-    let outcomes = apply_batch(
-        &txn,
-        batch
-            .iter()
-            .map(|r| (r.preconditions.as_slice(), r.mutations.as_slice())),
-    )?;
-    // One fsync for the whole batch. On error the transaction is dropped, which aborts it.
-    txn.commit().map_err(unavailable)?;
-    Ok(outcomes)
-}
-
-/// Apply `commits` in order within `txn`, each with its own preconditions and revision,
-/// and record the last revision. An error means the transaction must not be committed.
-fn apply_batch<'a>(
-    txn: &WriteTransaction,
-    commits: impl IntoIterator<Item = (&'a [Precondition], &'a [Mutation])>,
-) -> Result<Vec<CommitOutcome>, StoreError> {
-    let mut state = txn.open_table(STATE).map_err(unavailable)?;
-    let mut meta = txn.open_table(META).map_err(unavailable)?;
-    let last = meta
+/// The last revision and every entry on disk.
+fn load(db: &Database) -> Result<(u64, Vec<Entry>), StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let revision = txn
+        .open_table(META)
+        .map_err(unavailable)?
         .get(REVISION)
         .map_err(unavailable)?
         .map_or(0, |g| g.value());
-    let mut revision = last;
-    let outcomes = commits
-        .into_iter()
-        .map(|(preconditions, mutations)| {
-            apply_one(&mut state, &mut revision, preconditions, mutations)
+    let entries = txn
+        .open_table(STATE)
+        .map_err(unavailable)?
+        .iter()
+        .map_err(unavailable)?
+        .map(|item| {
+            let (key, value) = item.map_err(unavailable)?;
+            let (revision, value) = value.value();
+            Ok(Entry {
+                key: key.value().to_string(),
+                value: value.to_vec(),
+                revision,
+            })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    if revision != last {
-        meta.insert(REVISION, revision).map_err(unavailable)?;
-    }
-    Ok(outcomes)
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((revision, entries))
 }
 
-/// One commit of a batch: check every precondition before writing anything, so that a
-/// conflict leaves no trace; otherwise take the next revision and apply the mutations.
-fn apply_one(
-    state: &mut StateTable<'_>,
-    revision: &mut u64,
-    preconditions: &[Precondition],
-    mutations: &[Mutation],
-) -> Result<CommitOutcome, StoreError> {
-    for p in preconditions {
-        let current = state
-            .get(p.key.as_str())
-            .map_err(unavailable)?
-            .map(|g| g.value().0);
-        if current != p.revision {
-            return Ok(CommitOutcome::Conflict(p.key.clone()));
-        }
-    }
-    *revision += 1;
-    for m in mutations {
-        match m {
-            Mutation::Put(k, v) => {
-                state
-                    .insert(k.as_str(), (*revision, v.as_slice()))
-                    .map_err(unavailable)?;
-            }
-            Mutation::Delete(k) => {
-                state.remove(k.as_str()).map_err(unavailable)?;
+/// Flush queued write sets until the queue closes, a batch at a time, and report each
+/// batch durable; on the first failure fail the store and stop.
+fn flush_loop(
+    queue: &Receiver<WriteSet>,
+    durability: &Durability,
+    mut flush: impl FnMut(&[WriteSet]) -> Result<(), StoreError>,
+) {
+    let _guard = FailOnPanic(durability);
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter().take(MAX_BATCH - 1));
+        let (first, last) = (batch[0].revision, batch[batch.len() - 1].revision);
+        match flush(&batch) {
+            Ok(()) => durability.flushed(last),
+            Err(e) => {
+                // Memory now holds commits the disk does not: serve nothing more.
+                durability.fail(format!(
+                    "the durable store failed to write revisions {first}..={last} ({e}); \
+                     restart to reload the durable state"
+                ));
+                return;
             }
         }
     }
-    Ok(CommitOutcome::Committed(*revision))
 }
 
-fn writer_gone() -> StoreError {
-    StoreError::Unavailable("the durable store's writer thread has stopped".into())
+/// Write `batch` in one write transaction and commit it durably (fsync).
+fn flush(db: &Database, batch: &[WriteSet]) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    write_batch(&txn, batch)?;
+    // redb's default durability: the commit returns once fsynced. On error the
+    // transaction is dropped, which aborts it.
+    txn.commit().map_err(unavailable)
+}
+
+/// Write `batch`, in order, within `txn`: each write set's puts under its own revision,
+/// its deletes, and the last revision. Refuses revisions that do not grow beyond the
+/// stored one. An error means the transaction must not be committed.
+fn write_batch(txn: &WriteTransaction, batch: &[WriteSet]) -> Result<(), StoreError> {
+    let mut state = txn.open_table(STATE).map_err(unavailable)?;
+    let mut meta = txn.open_table(META).map_err(unavailable)?;
+    let mut last = meta
+        .get(REVISION)
+        .map_err(unavailable)?
+        .map_or(0, |g| g.value());
+    for write_set in batch {
+        if write_set.revision <= last {
+            return Err(StoreError::Unavailable(format!(
+                "write set of revision {} out of order after revision {last}",
+                write_set.revision
+            )));
+        }
+        last = write_set.revision;
+        for m in &write_set.mutations {
+            match m {
+                Mutation::Put(k, v) => {
+                    state
+                        .insert(k.as_str(), (last, v.as_slice()))
+                        .map_err(unavailable)?;
+                }
+                Mutation::Delete(k) => {
+                    state.remove(k.as_str()).map_err(unavailable)?;
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        meta.insert(REVISION, last).map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 impl StateStore for DurableStore {
     fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
-        check_keys(keys.iter().map(String::as_str))?;
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(STATE).map_err(unavailable)?;
-        keys.iter()
-            .map(|key| {
-                Ok(table.get(key.as_str()).map_err(unavailable)?.map(|guard| {
-                    let (revision, value) = guard.value();
-                    Entry {
-                        key: key.clone(),
-                        value: value.to_vec(),
-                        revision,
-                    }
-                }))
-            })
-            .collect()
+        self.durability.check()?;
+        self.memory.get(keys)
     }
 
     fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(STATE).map_err(unavailable)?;
-        let range = table.range::<&str>(start..end).map_err(unavailable)?;
-        range
-            .take(clamp_limit(limit))
-            .map(|item| {
-                let (key, value) = item.map_err(unavailable)?;
-                let (revision, value) = value.value();
-                Ok(Entry {
-                    key: key.value().to_string(),
-                    value: value.to_vec(),
-                    revision,
-                })
-            })
-            .collect()
+        self.durability.check()?;
+        self.memory.scan(start, end, limit)
     }
 
     fn commit(
@@ -255,24 +341,31 @@ impl StateStore for DurableStore {
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, StoreError> {
-        // Refuse oversized commits here, so one caller cannot fail a whole batch.
         check_commit(preconditions, mutations)?;
-        let writer = self.writer.as_ref().ok_or_else(writer_gone)?;
-        let (reply, answer) = mpsc::sync_channel(1);
-        writer
-            .requests
-            .send(Request {
-                preconditions: preconditions.to_vec(),
+        let revision = {
+            let queue = lock(&self.queue);
+            self.durability.check()?;
+            let queue = queue.as_ref().ok_or_else(flusher_gone)?;
+            let outcome = self.memory.commit(preconditions, mutations)?;
+            let CommitOutcome::Committed(revision) = outcome else {
+                return Ok(outcome);
+            };
+            let write_set = WriteSet {
+                revision,
                 mutations: mutations.to_vec(),
-                reply,
-            })
-            .map_err(|_| writer_gone())?;
-        // The writer answers only once the batch holding this commit is durable, or failed.
-        answer.recv().map_err(|_| {
-            StoreError::Unavailable(
-                "the durable store's writer thread stopped before confirming the commit".into(),
-            )
-        })?
+            };
+            if queue.send(write_set).is_err() {
+                // Applied in memory, but it can never be made durable.
+                self.durability.fail(
+                    "the durable store's flusher thread has stopped; restart to reload".into(),
+                );
+                return Err(flusher_gone());
+            }
+            revision
+        };
+        // Acknowledge only once this write set, and so every one before it, is durable.
+        self.durability.wait_for(revision)?;
+        Ok(CommitOutcome::Committed(revision))
     }
 
     fn register(&self, service_id: &str, registration: Registration) -> Result<(), StoreError> {
@@ -477,47 +570,104 @@ mod tests {
         assert!(committed(store.commit(&[], &[put("after", b"x")])) > last);
     }
 
-    #[test]
-    fn a_conflict_in_a_batch_leaves_the_other_commits_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DurableStore::open(&dir.path().join("s.redb")).unwrap();
-        let r0 = committed(store.commit(&[], &[put("a", b"0")]));
+    /// Read the counter, add one, commit against the revision read; retry on conflict.
+    fn increment(store: &DurableStore, key: &str) -> u64 {
+        loop {
+            let current = store.get(&[key.to_string()]).unwrap().pop().unwrap();
+            let (n, revision) = current.map_or((0, None), |e| {
+                let n: u64 = String::from_utf8(e.value).unwrap().parse().unwrap();
+                (n, Some(e.revision))
+            });
+            let precondition = Precondition {
+                key: key.into(),
+                revision,
+            };
+            match store
+                .commit(&[precondition], &[put(key, (n + 1).to_string().as_bytes())])
+                .unwrap()
+            {
+                CommitOutcome::Committed(r) => return r,
+                CommitOutcome::Conflict(k) => assert_eq!(k, key),
+            }
+        }
+    }
 
-        let commits: Vec<(Vec<Precondition>, Vec<Mutation>)> = vec![
-            (vec![absent("b")], vec![put("b", b"1")]),
-            // Sees the create just before it in the same batch.
-            (vec![absent("b")], vec![put("b", b"2")]),
-            (vec![at("a", r0)], vec![put("a", b"3")]),
-            (vec![at("b", r0 + 1)], vec![put("c", b"4")]),
-            // Stale since the third commit: nothing of it may land.
-            (vec![at("a", r0)], vec![put("d", b"5")]),
-            // The first precondition holds, the second fails: still nothing.
-            (
-                vec![at("b", r0 + 1), absent("a")],
-                vec![put("e", b"6"), Mutation::Delete("b".into())],
-            ),
-            (vec![], vec![Mutation::Delete("c".into()), put("f", b"7")]),
-        ];
-        let txn = store.db.begin_write().unwrap();
-        let outcomes = apply_batch(
-            &txn,
-            commits.iter().map(|(p, m)| (p.as_slice(), m.as_slice())),
-        )
-        .unwrap();
-        txn.commit().unwrap();
+    #[test]
+    fn concurrent_increments_of_one_counter_all_land_and_survive_reopening() {
+        const THREADS: usize = 16;
+        const INCREMENTS: usize = 50;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = DurableStore::open(&path).unwrap();
+        let revisions: Vec<u64> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let store = &store;
+                    s.spawn(move || {
+                        (0..INCREMENTS)
+                            .map(|_| increment(store, "counter"))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        let distinct: HashSet<u64> = revisions.iter().copied().collect();
         assert_eq!(
-            outcomes,
-            [
-                CommitOutcome::Committed(r0 + 1),
-                CommitOutcome::Conflict("b".into()),
-                CommitOutcome::Committed(r0 + 2),
-                CommitOutcome::Committed(r0 + 3),
-                CommitOutcome::Conflict("a".into()),
-                CommitOutcome::Conflict("a".into()),
-                CommitOutcome::Committed(r0 + 4),
-            ]
+            distinct.len(),
+            THREADS * INCREMENTS,
+            "revisions are never shared"
         );
-        let keys: Vec<String> = ["a", "b", "c", "d", "e", "f"].map(String::from).into();
+        let last = *distinct.iter().max().unwrap();
+
+        drop(store);
+        let store = DurableStore::open(&path).unwrap();
+        let entry = store.get(&["counter".into()]).unwrap()[0].clone().unwrap();
+        assert_eq!(entry.value, (THREADS * INCREMENTS).to_string().into_bytes());
+        assert_eq!(entry.revision, last);
+        assert!(committed(store.commit(&[], &[put("after", b"x")])) > last);
+    }
+
+    fn write_set(revision: u64, mutations: Vec<Mutation>) -> WriteSet {
+        WriteSet {
+            revision,
+            mutations,
+        }
+    }
+
+    #[test]
+    fn a_flushed_batch_lands_in_revision_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        drop(DurableStore::open(&path).unwrap()); // creates the tables
+        let db = Database::open(&path).unwrap();
+        let batch = [
+            write_set(1, vec![put("a", b"1"), put("b", b"1"), put("c", b"1")]),
+            write_set(2, vec![put("a", b"2"), Mutation::Delete("b".into())]),
+            write_set(3, vec![Mutation::Delete("zz".into()), put("b", b"3")]),
+            // A commit that changed nothing still takes its revision.
+            write_set(4, vec![]),
+            write_set(5, vec![Mutation::Delete("c".into()), put("d", b"5")]),
+        ];
+        let txn = db.begin_write().unwrap();
+        write_batch(&txn, &batch).unwrap();
+        txn.commit().unwrap();
+
+        // A batch that does not go beyond the stored revision is refused whole.
+        let txn = db.begin_write().unwrap();
+        let stale = [write_set(6, vec![put("e", b"6")]), write_set(5, vec![])];
+        assert!(matches!(
+            write_batch(&txn, &stale),
+            Err(StoreError::Unavailable(m)) if m.contains("out of order")
+        ));
+        drop(txn); // aborts it
+        drop(db);
+
+        let store = DurableStore::open(&path).unwrap();
+        let keys: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).into();
         let got: Vec<Option<(Vec<u8>, u64)>> = store
             .get(&keys)
             .unwrap()
@@ -527,87 +677,105 @@ mod tests {
         assert_eq!(
             got,
             [
-                Some((b"3".to_vec(), r0 + 2)),
-                Some((b"1".to_vec(), r0 + 1)),
+                Some((b"2".to_vec(), 2)),
+                Some((b"3".to_vec(), 3)),
                 None,
+                Some((b"5".to_vec(), 5)),
                 None,
-                None,
-                Some((b"7".to_vec(), r0 + 4)),
             ]
         );
         // The batch's last revision is persisted, so the next commit goes beyond it.
-        assert!(committed(store.commit(&[], &[put("g", b"8")])) > r0 + 4);
+        assert_eq!(committed(store.commit(&[], &[put("g", b"8")])), 6);
     }
 
     #[test]
-    fn a_batch_through_the_writer_answers_each_caller_after_committing() {
+    fn a_failed_flush_fails_the_store_until_it_is_reopened() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DurableStore::open(&dir.path().join("s.redb")).unwrap();
-        let r0 = committed(store.commit(&[], &[put("a", b"0")]));
-        let requests = &store.writer.as_ref().unwrap().requests;
-        let enqueue = |preconditions: Vec<Precondition>, mutations: Vec<Mutation>| {
-            let (reply, answer) = mpsc::sync_channel(1);
-            requests
-                .send(Request {
-                    preconditions,
-                    mutations,
-                    reply,
-                })
-                .unwrap();
-            answer
+        let path = dir.path().join("s.redb");
+        // A disk that refuses any batch writing "boom".
+        let store = DurableStore::open_with(&path, |db, batch: &[WriteSet]| {
+            let boom = batch
+                .iter()
+                .flat_map(|w| &w.mutations)
+                .any(|m| matches!(m, Mutation::Put(k, _) if k == "boom"));
+            if boom {
+                return Err(StoreError::Unavailable("disk full".into()));
+            }
+            flush(db, batch)
+        })
+        .unwrap();
+        let r1 = committed(store.commit(&[], &[put("ok", b"1")]));
+        let failed = store.commit(&[absent("boom")], &[put("boom", b"2")]);
+        assert!(
+            matches!(&failed, Err(StoreError::Unavailable(m)) if m.contains("disk full")),
+            "{failed:?}"
+        );
+        // Memory may hold "boom", which the disk lost: nothing is served any more.
+        let unavailable = |r: Result<(), StoreError>| {
+            assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
         };
-        // Holding the write lock keeps the writer from starting a transaction, so the
-        // commits below all queue up and go out together once it is released.
-        let lock = store.db.begin_write().unwrap();
-        let answers = [
-            enqueue(vec![absent("x")], vec![put("x", b"1")]),
-            enqueue(vec![absent("x")], vec![put("x", b"2")]),
-            enqueue(vec![at("a", r0)], vec![put("a", b"3")]),
-            enqueue(vec![at("a", r0)], vec![put("a", b"4")]),
-        ];
-        for answer in &answers {
+        unavailable(store.get(&["ok".into()]).map(drop));
+        unavailable(store.scan("a", "z", 10).map(drop));
+        unavailable(store.commit(&[], &[put("later", b"3")]).map(drop));
+        unavailable(store.commit(&[absent("ok")], &[]).map(drop));
+
+        drop(store);
+        let store = DurableStore::open(&path).unwrap();
+        let got = store
+            .get(&["ok".into(), "boom".into(), "later".into()])
+            .unwrap();
+        assert_eq!(got[0].as_ref().map(|e| e.revision), Some(r1));
+        assert_eq!(got[1..], [None, None]);
+        assert!(committed(store.commit(&[], &[put("k", b"v")])) > r1);
+    }
+
+    #[test]
+    fn a_dead_flusher_makes_commits_unavailable_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DurableStore::open_with(&dir.path().join("s.redb"), |_, _: &[WriteSet]| {
+            panic!("a flusher bug (expected by this test)")
+        })
+        .unwrap();
+        for _ in 0..2 {
+            let outcome = store.commit(&[], &[put("k", b"v")]);
             assert!(
-                matches!(answer.try_recv(), Err(mpsc::TryRecvError::Empty)),
-                "no answer before the commit"
+                matches!(&outcome, Err(StoreError::Unavailable(m)) if m.contains("flusher")),
+                "{outcome:?}"
             );
         }
-        drop(lock);
-        let outcomes: Vec<Reply> = answers.iter().map(|a| a.recv().unwrap()).collect();
-        assert_eq!(
-            outcomes,
-            [
-                Ok(CommitOutcome::Committed(r0 + 1)),
-                Ok(CommitOutcome::Conflict("x".into())),
-                Ok(CommitOutcome::Committed(r0 + 2)),
-                Ok(CommitOutcome::Conflict("a".into())),
-            ]
-        );
-        let got = store.get(&["x".into(), "a".into()]).unwrap();
-        assert_eq!(got[0].as_ref().unwrap().value, b"1");
-        assert_eq!(got[1].as_ref().unwrap().value, b"3");
+        assert!(matches!(
+            store.get(&["k".into()]),
+            Err(StoreError::Unavailable(_))
+        ));
+        // Dropping joins the dead thread without panicking.
+        drop(store);
     }
 
     #[test]
-    fn a_missing_writer_makes_commits_unavailable_not_a_panic() {
+    fn a_conflict_is_answered_without_writing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = DurableStore::open(&dir.path().join("s.redb")).unwrap();
-        // Stand in for a writer that dies holding a request, then is gone for good.
-        let (requests, queue) = mpsc::channel::<Request>();
-        let dying = std::thread::spawn(move || drop(queue.recv()));
-        let real = std::mem::replace(&mut store.writer.as_mut().unwrap().requests, requests);
-        drop(real); // lets the real writer stop; Drop still joins it.
-        let unanswered = store.commit(&[], &[put("k", b"v")]);
-        assert!(
-            matches!(&unanswered, Err(StoreError::Unavailable(m)) if m.contains("writer")),
-            "{unanswered:?}"
+        let path = dir.path().join("s.redb");
+        let store = DurableStore::open(&path).unwrap();
+        let r1 = committed(store.commit(&[absent("a")], &[put("a", b"1")]));
+        assert_eq!(
+            store.commit(&[absent("a")], &[put("a", b"2")]).unwrap(),
+            CommitOutcome::Conflict("a".into())
         );
-        dying.join().unwrap();
-        let unsent = store.commit(&[], &[put("k", b"v")]);
-        assert!(
-            matches!(&unsent, Err(StoreError::Unavailable(m)) if m.contains("writer")),
-            "{unsent:?}"
+        assert_eq!(
+            store
+                .commit(&[at("a", r1), absent("a")], &[put("b", b"3")])
+                .unwrap(),
+            CommitOutcome::Conflict("a".into())
         );
-        // Reads do not need the writer.
-        assert_eq!(store.get(&["k".into()]).unwrap(), vec![None]);
+        drop(store);
+        let store = DurableStore::open(&path).unwrap();
+        let got = store.get(&["a".into(), "b".into()]).unwrap();
+        assert_eq!(
+            got[0].as_ref().map(|e| (&e.value[..], e.revision)),
+            Some((&b"1"[..], r1))
+        );
+        assert_eq!(got[1], None);
+        // Conflicts took no revision.
+        assert_eq!(committed(store.commit(&[], &[put("c", b"4")])), r1 + 1);
     }
 }

@@ -25,6 +25,24 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// A store holding `entries` and no registrations, whose last committed revision is
+    /// `revision`, or that of its newest entry if greater: to serve a state loaded from
+    /// elsewhere, handing out only revisions beyond any it holds.
+    pub(super) fn with_state(revision: u64, entries: impl IntoIterator<Item = Entry>) -> Self {
+        let state: BTreeMap<String, (u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.key, (e.revision, e.value)))
+            .collect();
+        let revision = state.values().map(|(r, _)| *r).fold(revision, u64::max);
+        Self {
+            inner: RwLock::new(Inner {
+                revision,
+                state,
+                services: BTreeMap::new(),
+            }),
+        }
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied commit (commits
         // validate before mutating), so a poisoned lock is still consistent.
