@@ -1,6 +1,8 @@
 //! The request-access operations. Each one is a loop of optimistic transactions: read
 //! what it needs, decide, commit everything at once; on a conflict, read again.
 
+use std::borrow::Cow;
+
 use rand::Rng;
 use rand::distr::{Distribution, Uniform};
 use subtle::ConstantTimeEq;
@@ -48,17 +50,25 @@ fn digits(number: &str) -> String {
     number.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Remove a reservation and everything pointing at it; with `return_number`, put its
-/// number back on its group's ring.
+/// What becomes of an ended reservation's number.
+enum Number<'g> {
+    /// Back on its group's ring; the group, if the caller already has it (one host call
+    /// less).
+    Back(Option<&'g Group>),
+    /// Nowhere: the caller takes it.
+    Kept,
+}
+
+/// Remove a reservation and everything pointing at it, and give its number back or not.
 fn end_reservation<I: Imports>(
     txn: &mut Txn<'_, I>,
     res: &Reservation,
-    return_number: bool,
+    number: Number<'_>,
 ) -> Result<(), Error> {
     let number_digits = digits(&res.number);
     txn.delete(keys::reservation(&number_digits));
     let holder = keys::holder(&res.group, &res.service_id);
-    if return_number {
+    if let Number::Back(_) = number {
         // The ring's head and tail are needed next: one host call for both keys.
         txn.prefetch(&[holder.clone(), keys::ring_meta(&res.group)])?;
     }
@@ -66,11 +76,19 @@ fn end_reservation<I: Imports>(
         txn.delete(holder);
     }
     txn.delete(keys::expiry(&res.group, res.expires_at, &number_digits));
-    if return_number && let Some(group) = txn.imports().group(&res.group) {
-        let index = txn.imports().index_of(&group.name, &res.number);
-        if let Some(index) = index {
-            ring::push(txn, &group, res.pool_id, index)?;
-        }
+    let Number::Back(known) = number else {
+        return Ok(());
+    };
+    let group = match known.filter(|g| g.name == res.group) {
+        Some(group) => Cow::Borrowed(group),
+        None => match txn.imports().group(&res.group) {
+            Some(group) => Cow::Owned(group),
+            // The group is gone from the configuration: so is its ring.
+            None => return Ok(()),
+        },
+    };
+    if let Some(index) = txn.imports().index_of(&group.name, &res.number) {
+        ring::push(txn, &group, res.pool_id, index)?;
     }
     Ok(())
 }
@@ -86,7 +104,7 @@ fn reclaim_expired<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) ->
             .filter(|r| r.expires_at <= now && r.group == group.name);
         match due {
             Some(res) if keys::expiry(&res.group, res.expires_at, &digits(&res.number)) == key => {
-                end_reservation(txn, &res, true)?
+                end_reservation(txn, &res, Number::Back(Some(group)))?
             }
             // An index entry whose reservation is gone or was replaced.
             _ => txn.delete(key),
@@ -119,7 +137,7 @@ fn take_number<I: Imports, R: Rng>(
             None => return Ok(Some(number)),
             // Left behind with its expiry entry: clean it up and use the number.
             Some(stale) if stale.expires_at <= now => {
-                end_reservation(txn, &stale, false)?;
+                end_reservation(txn, &stale, Number::Kept)?;
                 return Ok(Some(number));
             }
             // Still held, taken from an earlier pool's ring. Drop it from this ring and
@@ -182,7 +200,7 @@ pub fn create<I: Imports, R: Rng>(
         {
             match read_reservation(&mut txn, &held)? {
                 Some(res) if res.service_id == request.service_id && res.group == group.name => {
-                    end_reservation(&mut txn, &res, true)?
+                    end_reservation(&mut txn, &res, Number::Back(Some(&group)))?
                 }
                 _ => txn.delete(holder.clone()),
             }
@@ -244,7 +262,7 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
             return Err(Error::NoMatch);
         };
         let outcome = if res.expires_at <= now {
-            end_reservation(&mut txn, &res, true)?;
+            end_reservation(&mut txn, &res, Number::Back(None))?;
             Err(Error::NoMatch)
         } else if let (Some(want), Some(got)) = (&res.caller_digits, &caller_digits)
             && want != got
@@ -254,7 +272,7 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
         } else {
             match (&res.code, &request.access_code) {
                 (None, _) => {
-                    end_reservation(&mut txn, &res, true)?;
+                    end_reservation(&mut txn, &res, Number::Back(None))?;
                     Ok(Matched {
                         service_id: res.service_id.clone(),
                         resource_group: res.group.clone(),
@@ -263,7 +281,7 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
                 // The caller has not typed the code yet: no match, and no strike.
                 (Some(_), None) => return Err(Error::NoMatch),
                 (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => {
-                    end_reservation(&mut txn, &res, true)?;
+                    end_reservation(&mut txn, &res, Number::Back(None))?;
                     Ok(Matched {
                         service_id: res.service_id.clone(),
                         resource_group: res.group.clone(),
@@ -272,7 +290,7 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
                 (Some(_), Some(_)) => {
                     res.failed_attempts += 1;
                     if res.failed_attempts >= txn.imports().options().max_code_attempts {
-                        end_reservation(&mut txn, &res, true)?;
+                        end_reservation(&mut txn, &res, Number::Back(None))?;
                         Err(Error::TooManyAttempts)
                     } else {
                         txn.put(keys::reservation(&number_digits), encode(&res));
@@ -308,7 +326,7 @@ pub fn release<I: Imports>(
         };
         let outcome = match read_reservation(&mut txn, &held)? {
             Some(res) if res.service_id == service_id && res.group == group.name => {
-                end_reservation(&mut txn, &res, true)?;
+                end_reservation(&mut txn, &res, Number::Back(Some(&group)))?;
                 if res.expires_at <= now {
                     Err(Error::NoMatch)
                 } else {

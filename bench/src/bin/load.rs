@@ -33,7 +33,7 @@
 //! ```
 //!
 //! `--store memory` swaps the durable store for the in-memory one, to tell the disk's
-//! share (one fsynced commit per create) from the rest of the service's cost.
+//! share (each create waits for a group-flushed fsync) from the rest of the service's cost.
 //!
 //! stderr gets a table; stdout exactly one JSON object:
 //! `{"runs":[{"target":"bare","clients":1,"requests":..,"errors":0,"throughput":..,
@@ -93,7 +93,7 @@ struct Cli {
     /// Warm-up seconds per run, not recorded.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// The service's state store: `durable` (redb, an fsync per commit: the service's
+    /// The service's state store: `durable` (redb, commits group-flushed with fsync: the service's
     /// default) or `memory` (to see what the service costs without the disk).
     #[arg(long, value_enum, default_value_t = StoreKind::Durable)]
     store: StoreKind,
