@@ -223,7 +223,6 @@ fn pool_plot(c: &Path) -> String {
                     .collect::<Vec<_>>();
                 (format!("{o}% occupied"), points)
             })
-            .filter(|(_, points)| points.iter().any(Option::is_some))
             .collect()
     };
     figure(&[
@@ -405,8 +404,13 @@ impl Panel {
             self.x_title
         );
 
-        // One polyline and legend entry per series.
+        // One polyline and legend entry per series that has points; a series keeps its
+        // colour from panel to panel.
+        let mut shown = 0;
         for (k, (name, points)) in self.series.iter().enumerate() {
+            if points.iter().all(Option::is_none) {
+                continue;
+            }
             let colour = COLOURS[k % COLOURS.len()];
             let path: Vec<String> = points
                 .iter()
@@ -431,9 +435,10 @@ impl Panel {
                 }
             }
             let (lx, ly) = (
-                left + (k % 3) as f64 * 130.0,
-                top + h + 48.0 + (k / 3) as f64 * 14.0,
+                left + (shown % 3) as f64 * 130.0,
+                top + h + 48.0 + (shown / 3) as f64 * 14.0,
             );
+            shown += 1;
             let _ = writeln!(
                 svg,
                 "<rect x=\"{lx}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/>\
