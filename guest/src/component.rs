@@ -21,6 +21,10 @@ use crate::api::{self, Imports};
 struct Component;
 bindings::export!(Component with_types_in bindings);
 
+/// 256 KiB serve a call's allocations many times over; the rest goes to dlmalloc.
+#[global_allocator]
+static ALLOCATOR: crate::arena::Arena<{ 256 * 1024 }> = crate::arena::Arena::new();
+
 /// The world's imports, as the logic sees them.
 struct WitImports;
 

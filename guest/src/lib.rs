@@ -9,6 +9,11 @@
 //! expired reservations reclaimed), whatever the pool's size or occupancy.
 
 pub mod api;
+#[cfg_attr(
+    not(all(target_arch = "wasm32", feature = "component")),
+    allow(dead_code)
+)]
+mod arena;
 mod keys;
 mod records;
 mod ring;
