@@ -43,10 +43,12 @@
 //!
 //! Cost: the whole state is held in memory, besides the redb file.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
+use std::thread::Thread;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
@@ -77,11 +79,17 @@ impl<F: FnMut(&Database, &[WriteSet]) -> Result<(), StoreError> + Send + 'static
 
 /// What the flusher tells the committers waiting for it.
 struct Durability {
-    /// The highest revision known to be on disk.
-    flushed: Mutex<u64>,
-    changed: Condvar,
+    progress: Mutex<Progress>,
     /// Set once the store has failed: memory may then hold commits the disk never got.
     failure: OnceLock<String>,
+}
+
+struct Progress {
+    /// The highest revision known to be on disk.
+    flushed: u64,
+    /// Who waits for which revision. A flush wakes only the commits it made durable,
+    /// not every blocked committer only for most to go back to sleep.
+    waiters: BTreeMap<u64, Thread>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -92,8 +100,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Durability {
     fn new(flushed: u64) -> Self {
         Durability {
-            flushed: Mutex::new(flushed),
-            changed: Condvar::new(),
+            progress: Mutex::new(Progress {
+                flushed,
+                waiters: BTreeMap::new(),
+            }),
             failure: OnceLock::new(),
         }
     }
@@ -108,30 +118,38 @@ impl Durability {
 
     /// Fail the store for good (the first reason wins) and wake every waiter.
     fn fail(&self, why: String) {
-        let _flushed = lock(&self.flushed);
+        let mut progress = lock(&self.progress);
         let _ = self.failure.set(why);
-        self.changed.notify_all();
+        for waiter in std::mem::take(&mut progress.waiters).into_values() {
+            waiter.unpark();
+        }
     }
 
     /// Everything up to `revision` is durable.
     fn flushed(&self, revision: u64) {
-        *lock(&self.flushed) = revision;
-        self.changed.notify_all();
+        let mut progress = lock(&self.progress);
+        progress.flushed = revision;
+        let later = progress.waiters.split_off(&(revision + 1));
+        for waiter in std::mem::replace(&mut progress.waiters, later).into_values() {
+            waiter.unpark();
+        }
     }
 
     /// Wait until `revision` is durable, or the store has failed.
     fn wait_for(&self, revision: u64) -> Result<(), StoreError> {
-        let mut flushed = lock(&self.flushed);
         loop {
-            // A revision flushed before a later failure stays acknowledged.
-            if *flushed >= revision {
-                return Ok(());
+            {
+                let mut progress = lock(&self.progress);
+                // A revision flushed before a later failure stays acknowledged.
+                if progress.flushed >= revision {
+                    return Ok(());
+                }
+                self.check()?;
+                progress.waiters.insert(revision, std::thread::current());
             }
-            self.check()?;
-            flushed = self
-                .changed
-                .wait(flushed)
-                .unwrap_or_else(|p| p.into_inner());
+            // Unparked once `revision` is flushed or the store fails; a spurious wake-up
+            // just checks again.
+            std::thread::park();
         }
     }
 }
