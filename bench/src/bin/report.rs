@@ -1,7 +1,7 @@
 //! `report`: gathers what `bench/quick` measured into one JSON object (the last line on
 //! stdout) and draws the plots of `BENCHMARKS.md`.
 //!
-//! It reads criterion's estimates (`target/criterion`), and the JSON written by the
+//! It reads criterion's samples (`target/criterion`), and the JSON written by the
 //! `pool_size` bench (`memory.json`), the `load` driver (`load.json`) and `startup`
 //! (`startup.json`) in the results directory. Every figure is a ratio of two things
 //! measured in the same run, or a size; absolute times are printed for the record only.
@@ -46,19 +46,30 @@ const TARGETS: [(&str, f64, bool); 5] = [
     ("pool_1m_vs_100_exhausted", 1.5, false),
 ];
 
-/// Criterion's median estimate of one benchmark, in nanoseconds.
-fn median_ns(criterion: &Path, id: &str) -> anyhow::Result<f64> {
-    let path = criterion.join(id).join("new/estimates.json");
+/// The time per call of one benchmark's fastest sample, in nanoseconds. Each sample
+/// averages many calls; on a shared machine, noise only ever adds time, so the fastest
+/// sample is the steadiest estimate of the cost itself (medians of the same runs moved
+/// by up to a third between neighbouring benchmarks).
+fn fastest_ns(criterion: &Path, id: &str) -> anyhow::Result<f64> {
+    let path = criterion.join(id).join("new/sample.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{} (run the benchmark first)", path.display()))?;
-    let estimates: Value = serde_json::from_str(&text)?;
-    estimates["median"]["point_estimate"]
-        .as_f64()
-        .with_context(|| format!("{}: no median", path.display()))
+    let sample: Value = serde_json::from_str(&text)?;
+    let (Some(iters), Some(times)) = (sample["iters"].as_array(), sample["times"].as_array())
+    else {
+        bail!("{}: no samples", path.display());
+    };
+    iters
+        .iter()
+        .zip(times)
+        .filter_map(|(n, t)| Some(t.as_f64()? / n.as_f64()?))
+        .filter(|ns| ns.is_finite())
+        .reduce(f64::min)
+        .with_context(|| format!("{}: no samples", path.display()))
 }
 
-fn optional_median_ns(criterion: &Path, id: &str) -> Option<f64> {
-    median_ns(criterion, id).ok()
+fn optional_fastest_ns(criterion: &Path, id: &str) -> Option<f64> {
+    fastest_ns(criterion, id).ok()
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Value> {
@@ -94,7 +105,7 @@ fn main() -> anyhow::Result<()> {
 
     for op in ["create", "match", "release"] {
         let ratio =
-            median_ns(c, &format!("{op}/component"))? / median_ns(c, &format!("{op}/native"))?;
+            fastest_ns(c, &format!("{op}/component"))? / fastest_ns(c, &format!("{op}/native"))?;
         out.insert(format!("component_vs_native_{op}"), round(ratio, 2).into());
     }
 
@@ -104,8 +115,8 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .filter_map(|&o| {
                 Some(
-                    optional_median_ns(c, &pool_id(store, o, 1_000_000))?
-                        / optional_median_ns(c, &pool_id(store, o, 100))?,
+                    optional_fastest_ns(c, &pool_id(store, o, 1_000_000))?
+                        / optional_fastest_ns(c, &pool_id(store, o, 100))?,
                 )
             })
             .reduce(f64::max)
@@ -163,9 +174,9 @@ fn main() -> anyhow::Result<()> {
     );
 
     if let (Some(warm), Some(fresh), Some(fresh_pooling)) = (
-        optional_median_ns(c, "instance/warm"),
-        optional_median_ns(c, "instance/fresh"),
-        optional_median_ns(c, "instance/fresh-pooling"),
+        optional_fastest_ns(c, "instance/warm"),
+        optional_fastest_ns(c, "instance/fresh"),
+        optional_fastest_ns(c, "instance/fresh-pooling"),
     ) {
         out.insert(
             "instance_fresh_vs_warm".into(),
@@ -219,7 +230,7 @@ fn pool_plot(c: &Path) -> String {
             .map(|&o| {
                 let points = SIZES
                     .iter()
-                    .map(|&s| optional_median_ns(c, &pool_id(store, o, s)).map(|ns| ns / unit))
+                    .map(|&s| optional_fastest_ns(c, &pool_id(store, o, s)).map(|ns| ns / unit))
                     .collect::<Vec<_>>();
                 (format!("{o}% occupied"), points)
             })
