@@ -7,10 +7,17 @@
 //! ```text
 //! cargo bench -p request-access-host --bench component_vs_native
 //! ```
+//!
+//! After criterion's runs, the same calls are measured once more in alternation (see
+//! `paired/mod.rs`) for the ratios themselves, which land in
+//! `target/bench-results/component_vs_native.json`.
+
+mod paired;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use request_access_host::api::{CreateRequest, MatchRequest};
@@ -127,5 +134,71 @@ fn request_access_guest_create(
     (info.access_number, info.access_code)
 }
 
+/// Time one call.
+fn timed<R>(call: impl FnOnce() -> R) -> Duration {
+    let started = Instant::now();
+    std::hint::black_box(call());
+    started.elapsed()
+}
+
+/// Component over native for each operation, measured in alternation.
+fn paired_ratios() {
+    let native = services();
+    let runtime = Runtime::new(
+        PluginImage::embedded().unwrap(),
+        services(),
+        Limits::default(),
+    );
+    let request = create_request();
+    let mut rng = StdRng::seed_from_u64(4);
+    const CALLS: usize = 200;
+
+    let create = paired::ratio(
+        CALLS,
+        || timed(|| request_access_guest_create(&native, &mut StdRng::seed_from_u64(5), &request)),
+        || timed(|| runtime.create(&request).unwrap()),
+    );
+    let matched = paired::ratio(
+        CALLS,
+        || {
+            let (number, code) = request_access_guest_create(&native, &mut rng, &request);
+            let request = match_request(number, code);
+            timed(|| request_access_guest::match_access(&mut NativeImports(&native), &request))
+        },
+        || {
+            let info = runtime.create(&request).unwrap();
+            let request = match_request(info.access_number, info.access_code);
+            timed(|| runtime.match_access(&request).unwrap())
+        },
+    );
+    let released = paired::ratio(
+        CALLS,
+        || {
+            request_access_guest_create(&native, &mut StdRng::seed_from_u64(6), &request);
+            timed(|| request_access_guest::release(&mut NativeImports(&native), "bench", "G"))
+        },
+        || {
+            runtime.create(&request).unwrap();
+            timed(|| runtime.release("bench", "G").unwrap())
+        },
+    );
+    let json = serde_json::json!({
+        "create": paired::round2(create),
+        "match": paired::round2(matched),
+        "release": paired::round2(released),
+    });
+    println!("component over native, in alternation: {json}");
+    std::fs::write(
+        paired::results_dir().join("component_vs_native.json"),
+        json.to_string(),
+    )
+    .unwrap();
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    paired_ratios();
+    Criterion::default().configure_from_args().final_summary();
+}

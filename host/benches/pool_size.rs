@@ -17,12 +17,17 @@
 //! 100% it is a create by a service with no reservation. The clock stands still, so
 //! nothing expires during a run. Filling is done natively (the same logic, faster);
 //! the durable store gets a copy of the in-memory state.
+//!
+//! At each occupancy, the 1,000,000-number pool is also measured against the 100-number
+//! one in alternation (see `paired/mod.rs`); those ratios, the bytes per reservation and
+//! the guest's peak memory land in `target/bench-results/pool_size.json`.
+
+mod paired;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
@@ -106,10 +111,39 @@ fn runtime(config: Config, store: Arc<dyn StateStore>) -> Runtime {
     )
 }
 
-/// Creates by the services holding reservations, round the circle; by a newcomer at 100%.
+/// The create measured at one occupancy: by the services holding reservations, round
+/// the circle (each replaces its own, so occupancy stays put); by a newcomer at 100%.
+struct Caller {
+    occupancy: u32,
+    holders: u32,
+    next: u32,
+}
+
+impl Caller {
+    fn new(size: u32, occupancy: u32) -> Caller {
+        Caller {
+            occupancy,
+            holders: size * occupancy / 100,
+            next: 0,
+        }
+    }
+
+    fn call(&mut self, runtime: &Runtime) {
+        if self.occupancy == 100 {
+            let outcome = runtime.create(&create(NEWCOMER.into()));
+            assert!(matches!(
+                outcome,
+                Err(CallError::Service(Error::NoAccessNumberAvailable(_)))
+            ));
+        } else {
+            runtime.create(&create(service(self.next))).unwrap();
+            self.next = (self.next + 1) % self.holders.max(1);
+        }
+    }
+}
+
 fn measure(c: &mut Criterion, group: &str, runtime: &Runtime, size: u32, occupancy: u32) {
-    let holders = size * occupancy / 100;
-    let mut next = 0;
+    let mut caller = Caller::new(size, occupancy);
     // A durable create waits for its fsync: fewer, longer samples.
     let samples = if group.contains("durable") { 10 } else { 50 };
     let mut group = c.benchmark_group(group);
@@ -117,112 +151,151 @@ fn measure(c: &mut Criterion, group: &str, runtime: &Runtime, size: u32, occupan
     group.bench_with_input(
         BenchmarkId::new(format!("occupancy-{occupancy}"), size),
         &size,
-        |b, _| {
-            b.iter(|| {
-                if occupancy == 100 {
-                    let outcome = runtime.create(&create(NEWCOMER.into()));
-                    assert!(matches!(
-                        outcome,
-                        Err(CallError::Service(Error::NoAccessNumberAvailable(_)))
-                    ));
-                } else {
-                    runtime.create(&create(service(next))).unwrap();
-                    next = (next + 1) % holders.max(1);
-                }
-            })
-        },
+        |b, _| b.iter(|| caller.call(runtime)),
     );
     group.finish();
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
+/// One pool size: its in-memory state and the runtimes over it.
+struct Pool {
+    size: u32,
+    memory: Arc<MemoryStore>,
+    filler: Services,
+    round_robin: Runtime,
+    random: Runtime,
+    filled: u32,
+}
+
+impl Pool {
+    fn new(size: u32) -> Pool {
+        let memory = Arc::new(MemoryStore::new());
+        Pool {
+            size,
+            filler: Services::new(
+                config(size, "round-robin"),
+                memory.clone(),
+                Arc::new(ManualClock::new(NOW_MS)),
+            ),
+            round_robin: runtime(config(size, "round-robin"), memory.clone()),
+            random: runtime(config(size, "random"), memory.clone()),
+            memory,
+            filled: 0,
+        }
+    }
+
+    /// Reserve numbers natively (the same logic, faster) up to `occupancy` percent;
+    /// answers the heap bytes that took.
+    fn fill(&mut self, occupancy: u32, rng: &mut StdRng) -> isize {
+        let before = LIVE_BYTES.load(Ordering::Relaxed);
+        while self.filled < self.size * occupancy / 100 {
+            request_access_guest::create(
+                &mut NativeImports(&self.filler),
+                rng,
+                &create(service(self.filled)),
+            )
+            .unwrap();
+            self.filled += 1;
+        }
+        LIVE_BYTES.load(Ordering::Relaxed) - before
+    }
+}
+
+fn timed(call: impl FnOnce()) -> Duration {
+    let started = Instant::now();
+    call();
+    started.elapsed()
 }
 
 fn bench(c: &mut Criterion) {
     let quick = std::env::var_os("REQUEST_ACCESS_BENCH_QUICK").is_some();
     let scratch = tempfile::tempdir().unwrap();
     let mut rng = StdRng::seed_from_u64(7);
-    let mut weights = serde_json::Map::new();
+    let mut pools: Vec<Pool> = SIZES.into_iter().map(Pool::new).collect();
+    let mut results = serde_json::Map::new();
+    let mut paired_ratios = serde_json::Map::new();
     let mut peak_guest_memory = 0;
+    // The largest pool's growth from 0% to 99%: heap bytes, reservations, file bytes.
+    let mut heap_added = 0;
+    let mut file_at_empty = 0;
 
-    for size in SIZES {
-        let memory = Arc::new(MemoryStore::new());
-        let filler = Services::new(
-            config(size, "round-robin"),
-            memory.clone(),
-            Arc::new(ManualClock::new(NOW_MS)),
-        );
-        let round_robin = runtime(config(size, "round-robin"), memory.clone());
-        let random = runtime(config(size, "random"), memory.clone());
-        let mut filled = 0;
-        let mut weighed_at: Option<(u32, isize, u64)> = None;
-
-        for occupancy in OCCUPANCIES {
-            let target = size * occupancy / 100;
-            while filled < target {
-                request_access_guest::create(
-                    &mut NativeImports(&filler),
-                    &mut rng,
-                    &create(service(filled)),
-                )
-                .unwrap();
-                filled += 1;
+    for occupancy in OCCUPANCIES {
+        for pool in &mut pools {
+            let added = pool.fill(occupancy, &mut rng);
+            if pool.size == *SIZES.last().unwrap() && occupancy <= 99 {
+                heap_added += added;
             }
-            let live = LIVE_BYTES.load(Ordering::Relaxed);
-
             measure(
                 c,
                 "create-memory-round-robin",
-                &round_robin,
-                size,
+                &pool.round_robin,
+                pool.size,
                 occupancy,
             );
             if !quick {
-                measure(c, "create-memory-random", &random, size, occupancy);
+                measure(
+                    c,
+                    "create-memory-random",
+                    &pool.random,
+                    pool.size,
+                    occupancy,
+                );
             }
-
-            if !quick || occupancy == 0 || occupancy == 99 {
-                let path = scratch.path().join(format!("{size}-{occupancy}.redb"));
-                let durable = Arc::new(DurableStore::open(&path).unwrap());
-                copy_state(memory.as_ref(), durable.as_ref()).unwrap();
-                let file_bytes = std::fs::metadata(&path).unwrap().len();
-                let durable_runtime = runtime(config(size, "round-robin"), durable);
-                measure(c, "create-durable", &durable_runtime, size, occupancy);
-                if size == *SIZES.last().unwrap() {
-                    match (occupancy, weighed_at) {
-                        (0, _) => weighed_at = Some((filled, live, file_bytes)),
-                        (99, Some((from, live_from, file_from))) => {
-                            let added = f64::from(filled - from);
-                            weights.insert(
-                                "memory_bytes_per_reservation".into(),
-                                ((live - live_from) as f64 / added).round().into(),
-                            );
-                            weights.insert(
-                                "durable_bytes_per_reservation".into(),
-                                ((file_bytes - file_from) as f64 / added).round().into(),
-                            );
-                        }
-                        _ => {}
+            if quick && occupancy != 0 && occupancy != 99 {
+                continue;
+            }
+            let path = scratch
+                .path()
+                .join(format!("{}-{occupancy}.redb", pool.size));
+            let durable = Arc::new(DurableStore::open(&path).unwrap());
+            copy_state(pool.memory.as_ref(), durable.as_ref()).unwrap();
+            let file_bytes = std::fs::metadata(&path).unwrap().len();
+            let durable_runtime = runtime(config(pool.size, "round-robin"), durable);
+            measure(c, "create-durable", &durable_runtime, pool.size, occupancy);
+            peak_guest_memory =
+                peak_guest_memory.max(durable_runtime.stats().peak_guest_memory_bytes);
+            if pool.size == *SIZES.last().unwrap() {
+                match occupancy {
+                    0 => file_at_empty = file_bytes,
+                    99 => {
+                        let reservations = f64::from(pool.filled);
+                        results.insert(
+                            "memory_bytes_per_reservation".into(),
+                            (heap_added as f64 / reservations).round().into(),
+                        );
+                        results.insert(
+                            "durable_bytes_per_reservation".into(),
+                            ((file_bytes - file_at_empty) as f64 / reservations)
+                                .round()
+                                .into(),
+                        );
                     }
+                    _ => {}
                 }
-                peak_guest_memory =
-                    peak_guest_memory.max(durable_runtime.stats().peak_guest_memory_bytes);
             }
         }
-        peak_guest_memory = peak_guest_memory
-            .max(round_robin.stats().peak_guest_memory_bytes)
-            .max(random.stats().peak_guest_memory_bytes);
+
+        // The largest pool against the smallest, in memory, measured in alternation.
+        let (smallest, largest) = (&pools[0], &pools[pools.len() - 1]);
+        let mut small_caller = Caller::new(smallest.size, occupancy);
+        let mut large_caller = Caller::new(largest.size, occupancy);
+        let ratio = paired::ratio(
+            200,
+            || timed(|| small_caller.call(&smallest.round_robin)),
+            || timed(|| large_caller.call(&largest.round_robin)),
+        );
+        paired_ratios.insert(occupancy.to_string(), paired::round2(ratio).into());
     }
 
-    weights.insert("guest_peak_memory_bytes".into(), peak_guest_memory.into());
-    let out = target_dir().join("bench-results");
-    std::fs::create_dir_all(&out).unwrap();
-    let json = serde_json::Value::Object(weights).to_string();
-    std::fs::write(out.join("memory.json"), &json).unwrap();
-    println!("memory: {json}");
+    for pool in &pools {
+        peak_guest_memory = peak_guest_memory
+            .max(pool.round_robin.stats().peak_guest_memory_bytes)
+            .max(pool.random.stats().peak_guest_memory_bytes);
+    }
+    results.insert("guest_peak_memory_bytes".into(), peak_guest_memory.into());
+    results.insert("pool_1m_vs_100_by_occupancy".into(), paired_ratios.into());
+    let json = serde_json::Value::Object(results).to_string();
+    std::fs::write(paired::results_dir().join("pool_size.json"), &json).unwrap();
+    println!("pool size: {json}");
 }
 
 criterion_group! {

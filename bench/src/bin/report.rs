@@ -1,9 +1,10 @@
 //! `report`: gathers what `bench/quick` measured into one JSON object (the last line on
 //! stdout) and draws the plots of `BENCHMARKS.md`.
 //!
-//! It reads criterion's samples (`target/criterion`), and the JSON written by the
-//! `pool_size` bench (`memory.json`), the `load` driver (`load.json`) and `startup`
-//! (`startup.json`) in the results directory. Every figure is a ratio of two things
+//! It reads criterion's samples (`target/criterion`), and the JSON written in the results
+//! directory by the `component_vs_native` and `pool_size` benches (ratios measured in
+//! alternation, bytes per reservation), the `load` driver (`load.json`) and `startup`
+//! (`startup.json`). Every figure is a ratio of two things
 //! measured in the same run, or a size; absolute times are printed for the record only.
 //!
 //! ```text
@@ -26,7 +27,7 @@ struct Cli {
     /// Criterion's output directory.
     #[arg(long, default_value = "target/criterion")]
     criterion: PathBuf,
-    /// Where `memory.json`, `load.json` and `startup.json` are.
+    /// Where the benches' and tools' JSON files are.
     #[arg(long, default_value = "target/bench-results")]
     results: PathBuf,
     /// Where to write the SVG plots.
@@ -103,13 +104,34 @@ fn main() -> anyhow::Result<()> {
     let c = &cli.criterion;
     let mut out = Map::new();
 
+    // The targets' ratios come from the measurements in alternation; criterion's runs give
+    // the absolute times (and the durable and random-allocation series).
+    let paired = read_json(&cli.results.join("component_vs_native.json"))?;
     for op in ["create", "match", "release"] {
-        let ratio =
-            fastest_ns(c, &format!("{op}/component"))? / fastest_ns(c, &format!("{op}/native"))?;
-        out.insert(format!("component_vs_native_{op}"), round(ratio, 2).into());
+        out.insert(format!("component_vs_native_{op}"), paired[op].clone());
     }
+    let pool = read_json(&cli.results.join("pool_size.json"))?;
+    let by_occupancy = &pool["pool_1m_vs_100_by_occupancy"];
+    let worst_paired = |occupancies: &[&str]| -> anyhow::Result<f64> {
+        occupancies
+            .iter()
+            .map(|o| by_occupancy[o].as_f64())
+            .collect::<Option<Vec<f64>>>()
+            .and_then(|ratios| ratios.into_iter().reduce(f64::max))
+            .context("pool_size.json: missing occupancies")
+    };
+    // The worst over the occupancies that allocate; 100% (exhausted) on its own.
+    out.insert(
+        "pool_1m_vs_100_create".into(),
+        worst_paired(&["0", "50", "90", "99"])?.into(),
+    );
+    out.insert(
+        "pool_1m_vs_100_exhausted".into(),
+        worst_paired(&["100"])?.into(),
+    );
+    out.insert("pool_1m_vs_100_by_occupancy".into(), by_occupancy.clone());
 
-    // The worst ratio over the occupancies that allocate; 100% is reported on its own.
+    // Criterion's series, fastest samples: the durable store, random allocation.
     let pool_ratio = |store: &str, occupancies: &[u32]| -> Option<f64> {
         occupancies
             .iter()
@@ -122,18 +144,6 @@ fn main() -> anyhow::Result<()> {
             .reduce(f64::max)
             .map(|r| round(r, 2))
     };
-    out.insert(
-        "pool_1m_vs_100_create".into(),
-        pool_ratio("memory-round-robin", &[0, 50, 90, 99])
-            .context("no pool-size results")?
-            .into(),
-    );
-    out.insert(
-        "pool_1m_vs_100_exhausted".into(),
-        pool_ratio("memory-round-robin", &[100])
-            .context("no exhausted-pool results")?
-            .into(),
-    );
     if let Some(r) = pool_ratio("memory-random", &[0, 50, 90, 99]) {
         out.insert("pool_1m_vs_100_create_random".into(), r.into());
     }
@@ -159,18 +169,17 @@ fn main() -> anyhow::Result<()> {
         round(throughput(service), 0).into(),
     );
 
-    let memory = read_json(&cli.results.join("memory.json"))?;
     out.insert(
         "bytes_per_reservation".into(),
-        memory["memory_bytes_per_reservation"].clone(),
+        pool["memory_bytes_per_reservation"].clone(),
     );
     out.insert(
         "durable_bytes_per_reservation".into(),
-        memory["durable_bytes_per_reservation"].clone(),
+        pool["durable_bytes_per_reservation"].clone(),
     );
     out.insert(
         "guest_peak_memory_bytes".into(),
-        memory["guest_peak_memory_bytes"].clone(),
+        pool["guest_peak_memory_bytes"].clone(),
     );
 
     if let (Some(warm), Some(fresh), Some(fresh_pooling)) = (
