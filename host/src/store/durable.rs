@@ -13,7 +13,8 @@
 //! The flusher takes the next write set, then everything else already queued (up to
 //! `MAX_BATCH`), writes them in revision order into one redb write transaction (the state
 //! rows and the last revision) and commits it with redb's default
-//! `Durability::Immediate`, i.e. fsynced; then it tells every waiting caller. So concurrent
+//! `Durability::Immediate`, i.e. fsynced; then it wakes the callers whose write sets that
+//! made durable. So concurrent
 //! commits share one fsync, and a lone commit goes out at once: there are no timers.
 //!
 //! Why acknowledging this way is safe (the classic early-lock-release argument): a
@@ -441,18 +442,8 @@ impl StateStore for DurableStore {
 mod tests {
     use std::collections::{HashMap, HashSet};
 
+    use super::super::contract::{absent, put};
     use super::*;
-
-    fn put(k: &str, v: &[u8]) -> Mutation {
-        Mutation::Put(k.into(), v.to_vec())
-    }
-
-    fn absent(k: &str) -> Precondition {
-        Precondition {
-            key: k.into(),
-            revision: None,
-        }
-    }
 
     fn at(k: &str, revision: u64) -> Precondition {
         Precondition {

@@ -130,11 +130,11 @@ pub(crate) mod contract {
     //! Behaviour every backend owes its callers, run against each one.
     use super::*;
 
-    fn put(k: &str, v: &[u8]) -> Mutation {
+    pub fn put(k: &str, v: &[u8]) -> Mutation {
         Mutation::Put(k.into(), v.to_vec())
     }
 
-    fn absent(k: &str) -> Precondition {
+    pub fn absent(k: &str) -> Precondition {
         Precondition {
             key: k.into(),
             revision: None,
