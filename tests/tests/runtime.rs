@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use request_access_host::clock::ManualClock;
 use request_access_host::config::Config;
-use request_access_host::runtime::{CallError, Limits, Runtime};
+use request_access_host::runtime::{
+    CallError, InstanceAllocation, Limits, PLUGIN_WASM, PluginImage, Runtime,
+};
 use request_access_host::services::Services;
 use request_access_host::store::{DurableStore, MemoryStore, StateStore};
 use request_access_tests::*;
@@ -80,6 +82,35 @@ fn an_instance_over_its_memory_cap_is_a_plugin_fault_not_a_crash() {
     ));
     // Refused growth is not counted as memory the guest had.
     assert!(runtime.stats().peak_guest_memory_bytes <= 64 * 1024);
+}
+
+#[test]
+fn the_pooling_allocator_serves_fresh_instances_call_after_call() {
+    let services = Arc::new(Services::new(
+        Config::parse(TEN_NUMBERS, "test").unwrap(),
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::new(T0)),
+    ));
+    let image = PluginImage::with_allocation(PLUGIN_WASM, InstanceAllocation::Pooling).unwrap();
+    let limits = Limits {
+        max_idle_instances: 0,
+        ..Limits::default()
+    };
+    let runtime = Runtime::new(image, services, limits);
+    let mut numbers = Vec::new();
+    for service in ["svc-1", "svc-2", "svc-3"] {
+        numbers.push(
+            runtime
+                .create(&create(service, "DNIS"))
+                .unwrap()
+                .access_number,
+        );
+    }
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 3, "three services, three numbers");
+    // No instance kept: each call had its own, and the pool's slots were reused.
+    assert_eq!(runtime.stats().instantiations, 3);
 }
 
 #[test]
