@@ -86,17 +86,13 @@ fn an_instance_over_its_memory_cap_is_a_plugin_fault_not_a_crash() {
 
 #[test]
 fn the_pooling_allocator_serves_fresh_instances_call_after_call() {
-    let services = Arc::new(Services::new(
-        Config::parse(TEN_NUMBERS, "test").unwrap(),
-        Arc::new(MemoryStore::new()),
-        Arc::new(ManualClock::new(T0)),
-    ));
+    let h = Harness::new(TEN_NUMBERS);
     let image = PluginImage::with_allocation(PLUGIN_WASM, InstanceAllocation::Pooling).unwrap();
     let limits = Limits {
         max_idle_instances: 0,
         ..Limits::default()
     };
-    let runtime = Runtime::new(image, services, limits);
+    let runtime = Runtime::new(image, h.runtime.services().clone(), limits);
     let mut numbers = Vec::new();
     for service in ["svc-1", "svc-2", "svc-3"] {
         numbers.push(

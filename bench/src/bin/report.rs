@@ -492,3 +492,31 @@ fn format_tick(v: f64) -> String {
         format!("{}", round(v, 3))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fastest_sample_is_the_least_time_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let sample = dir.path().join("g/f/new");
+        std::fs::create_dir_all(&sample).unwrap();
+        // 10 calls in 1,000 ns, 20 in 1,600 ns (the fastest: 80 ns), 30 in 3,000 ns.
+        std::fs::write(
+            sample.join("sample.json"),
+            r#"{"iters":[10.0,20.0,30.0],"times":[1000.0,1600.0,3000.0]}"#,
+        )
+        .unwrap();
+        assert_eq!(fastest_ns(dir.path(), "g/f").unwrap(), 80.0);
+        assert!(fastest_ns(dir.path(), "g/missing").is_err());
+    }
+
+    #[test]
+    fn axes_end_on_a_round_value_at_or_above_the_data() {
+        assert_eq!(nice_ceiling(23.0), 50.0);
+        assert_eq!(nice_ceiling(0.56), 1.0);
+        assert_eq!(nice_ceiling(101.0), 200.0);
+        assert_eq!(nice_ceiling(100.0), 100.0);
+    }
+}

@@ -54,7 +54,7 @@ use std::thread::Thread;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 
-use super::{MemoryStore, Registration, StateStore, StoreError, check_commit};
+use super::{MemoryStore, Registration, StateStore, StoreError};
 
 /// key -> (revision, value)
 const STATE: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("state");
@@ -360,7 +360,7 @@ impl StateStore for DurableStore {
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, StoreError> {
-        check_commit(preconditions, mutations)?;
+        // `memory.commit` validates the commit's size before applying anything.
         let revision = {
             let queue = lock(&self.queue);
             self.durability.check()?;
