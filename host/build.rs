@@ -3,23 +3,14 @@
 //! - `request_access_guest.wasm`: the plugin (`guest/`);
 //! - `request-access-standalone.wasm`: the plugin composed with the WASI-only adapter
 //!   (`adapter/`), for generic hosts such as `wasmtime run`.
-//!
-//! Both crates are built for `wasm32-wasip2` in one cargo run, into a target directory
-//! of their own under `OUT_DIR` (sharing the outer one deadlocks on its build lock).
 
-use std::env;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+use request_access_build_support::{build_wasm, out_dir, rerun_if_changed};
 use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let workspace = manifest_dir.parent().unwrap().to_path_buf();
-    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let target_dir = out_dir.join("wasm-target");
-
-    for watched in [
+    rerun_if_changed(&[
         "guest/src",
         "guest/Cargo.toml",
         "adapter/src",
@@ -27,23 +18,22 @@ fn main() {
         "config/src",
         "config/Cargo.toml",
         "config/default-config.toml",
+        "state/src",
+        "state/Cargo.toml",
+        "build-support/src",
         "wit",
         "Cargo.lock",
         "Cargo.toml",
-    ] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            workspace.join(watched).display()
-        );
-    }
+    ]);
+    let out_dir = out_dir();
+    let target_dir = out_dir.join("wasm-target");
 
     // Two runs: built together, cargo would unify the guest's features and link its
     // component shell into the adapter as well. The guest is read before the second
     // run, which rebuilds it (without the shell) as the adapter's dependency.
-    let built = target_dir.join("wasm32-wasip2/release");
-    build_wasm(&workspace, &target_dir, "request-access-guest");
+    let built = build_wasm(&target_dir, "request-access-guest", &["--lib"]);
     let guest = read(&built.join("request_access_guest.wasm"));
-    build_wasm(&workspace, &target_dir, "request-access-adapter");
+    build_wasm(&target_dir, "request-access-adapter", &["--lib"]);
     let adapter = read(&built.join("request_access_adapter.wasm"));
     std::fs::write(out_dir.join("request_access_guest.wasm"), &guest).unwrap();
     std::fs::write(
@@ -51,30 +41,6 @@ fn main() {
         compose(guest, adapter),
     )
     .unwrap();
-}
-
-fn build_wasm(workspace: &Path, target_dir: &Path, package: &str) {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace)
-        .args(["build", "--package", package, "--lib"])
-        .args(["--target", "wasm32-wasip2", "--release", "--locked"])
-        .arg("--target-dir")
-        .arg(target_dir)
-        // Flags meant for the host (coverage, sanitizers, clippy) must not reach the guest.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .status()
-        .expect("cannot run cargo to build the wasm components");
-    assert!(
-        status.success(),
-        "building {package} for wasm32-wasip2 failed (is the target installed? \
-         `rustup target add wasm32-wasip2`)"
-    );
 }
 
 fn read(path: &Path) -> Vec<u8> {

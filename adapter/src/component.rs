@@ -1,5 +1,6 @@
 //! The wit-bindgen shell of the adapter: the `standalone-adapter` world's exports mapped
-//! onto [`FileStore`](crate::FileStore) and the configuration file.
+//! onto [`FileStore`](crate::FileStore) and the configuration file. Its generated
+//! types convert to and from `guest::api` by the guest's conversion macros.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -7,6 +8,12 @@ mod bindings {
         world: "standalone-adapter",
     });
 }
+request_access_guest::convert_reservation_state!(
+    bindings::exports::contact_center::request_access::reservation_state
+);
+request_access_guest::convert_resource_groups!(
+    bindings::exports::contact_center::request_access::resource_groups
+);
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -17,6 +24,7 @@ use bindings::exports::contact_center::request_access::{
 };
 use request_access_config::Config;
 use request_access_guest::api;
+use request_access_guest::conversions::{each, each_present};
 
 use crate::{FileStore, STATE_DIR, load_config};
 
@@ -70,26 +78,11 @@ impl service_registry::Guest for Adapter {
 
 impl groups::Guest for Adapter {
     fn options() -> groups::GlobalOptions {
-        with_config(|c| groups::GlobalOptions {
-            access_code_length: c.options.access_code_length,
-            booking_expiration_timeout: c.options.booking_expiration_timeout,
-            max_code_attempts: c.options.max_code_attempts,
-        })
+        with_config(|c| c.options.into())
     }
 
     fn group(name: String) -> Option<groups::GroupInfo> {
-        with_config(|c| {
-            c.group(&name).map(|g| groups::GroupInfo {
-                name: g.name.clone(),
-                strategy: match g.strategy {
-                    api::Strategy::RoundRobin => groups::Strategy::RoundRobin,
-                    api::Strategy::Random => groups::Strategy::Random,
-                },
-                booking_expiration_timeout: g.booking_expiration_timeout,
-                size: g.pool.size(),
-                pool_id: g.pool.id(),
-            })
-        })
+        with_config(|c| c.group(&name).map(|g| g.info().into()))
     }
 
     fn number_at(group: String, index: u32) -> Option<String> {
@@ -101,17 +94,9 @@ impl groups::Guest for Adapter {
     }
 }
 
-fn entry(e: api::Entry) -> state::Entry {
-    state::Entry {
-        key: e.key,
-        value: e.value,
-        revision: e.revision,
-    }
-}
-
 impl state::Guest for Adapter {
     fn get(keys: Vec<String>) -> Result<Vec<Option<state::Entry>>, state::StateError> {
-        with_store(|s| s.get(&keys)).map(|v| v.into_iter().map(|e| e.map(entry)).collect())
+        with_store(|s| s.get(&keys)).map(each_present)
     }
 
     fn scan(
@@ -119,30 +104,15 @@ impl state::Guest for Adapter {
         end: String,
         limit: u32,
     ) -> Result<Vec<state::Entry>, state::StateError> {
-        with_store(|s| Ok(s.scan(&start, &end, limit))).map(|v| v.into_iter().map(entry).collect())
+        with_store(|s| Ok(s.scan(&start, &end, limit))).map(each)
     }
 
     fn commit(
         preconditions: Vec<state::Precondition>,
         mutations: Vec<state::Mutation>,
     ) -> Result<state::CommitOutcome, state::StateError> {
-        let preconditions: Vec<api::Precondition> = preconditions
-            .into_iter()
-            .map(|p| api::Precondition {
-                key: p.key,
-                revision: p.revision,
-            })
-            .collect();
-        let mutations: Vec<api::Mutation> = mutations
-            .into_iter()
-            .map(|m| match m {
-                state::Mutation::Put((k, v)) => api::Mutation::Put(k, v),
-                state::Mutation::Delete(k) => api::Mutation::Delete(k),
-            })
-            .collect();
-        with_store(|s| s.commit(&preconditions, &mutations)).map(|outcome| match outcome {
-            api::CommitOutcome::Committed(r) => state::CommitOutcome::Committed(r),
-            api::CommitOutcome::Conflict(k) => state::CommitOutcome::Conflict(k),
-        })
+        let (preconditions, mutations): (Vec<api::Precondition>, Vec<api::Mutation>) =
+            (each(preconditions), each(mutations));
+        with_store(|s| s.commit(&preconditions, &mutations)).map(Into::into)
     }
 }

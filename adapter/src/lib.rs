@@ -11,11 +11,14 @@
 //! The store logic is plain Rust ([`FileStore`]) so it is tested natively; the wasm
 //! shell (`component.rs`) only maps the WIT exports onto it.
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
+use request_access_state::RevisionedMap;
 use serde::{Deserialize, Serialize};
 
 #[cfg(target_arch = "wasm32")]
@@ -26,8 +29,6 @@ pub const STATE_DIR: &str = "/state";
 const CONFIG_FILE: &str = "config.toml";
 const STATE_FILE: &str = "reservations.bin";
 const FORMAT_V1: u8 = 1;
-/// Most entries one `get` or `scan` may ask for, as in the reference host.
-pub const MAX_KEYS_PER_CALL: usize = 1024;
 
 /// The configuration in `dir`, or the embedded default when there is none.
 pub fn load_config(dir: &Path) -> Result<request_access_config::Config, String> {
@@ -39,6 +40,7 @@ pub fn load_config(dir: &Path) -> Result<request_access_config::Config, String> 
     }
 }
 
+/// The state file's layout (format 1, postcard after the format byte).
 #[derive(Default, Serialize, Deserialize)]
 struct StateFile {
     revision: u64,
@@ -49,14 +51,14 @@ struct StateFile {
 /// The reservation state kept in one file.
 pub struct FileStore {
     path: PathBuf,
-    state: StateFile,
+    state: RevisionedMap,
 }
 
 impl FileStore {
     /// Load the state file in `dir` (an absent file is an empty state).
     pub fn open(dir: &Path) -> Result<FileStore, String> {
         let path = dir.join(STATE_FILE);
-        let state = match std::fs::read(&path) {
+        let file: StateFile = match std::fs::read(&path) {
             Ok(bytes) => match bytes.split_first() {
                 Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
                     .map_err(|e| format!("{}: unreadable: {e}", path.display()))?,
@@ -65,42 +67,28 @@ impl FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        Ok(FileStore { path, state })
-    }
-
-    pub fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, String> {
-        if keys.len() > MAX_KEYS_PER_CALL {
-            return Err(format!("at most {MAX_KEYS_PER_CALL} keys per call"));
-        }
-        Ok(keys
-            .iter()
-            .map(|k| {
-                self.state.entries.get(k).map(|(revision, value)| Entry {
-                    key: k.clone(),
-                    value: value.clone(),
-                    revision: *revision,
-                })
-            })
-            .collect())
-    }
-
-    pub fn scan(&self, start: &str, end: &str, limit: u32) -> Vec<Entry> {
-        if start >= end {
-            return Vec::new();
-        }
-        self.state
+        let entries = file
             .entries
-            .range::<str, _>((
-                std::ops::Bound::Included(start),
-                std::ops::Bound::Excluded(end),
-            ))
-            .take((limit as usize).min(MAX_KEYS_PER_CALL))
-            .map(|(k, (revision, value))| Entry {
-                key: k.clone(),
-                value: value.clone(),
-                revision: *revision,
-            })
-            .collect()
+            .into_iter()
+            .map(|(key, (revision, value))| Entry {
+                key,
+                value,
+                revision,
+            });
+        Ok(FileStore {
+            path,
+            state: RevisionedMap::with_entries(file.revision, entries),
+        })
+    }
+
+    /// `reservation-state.get`.
+    pub fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, String> {
+        self.state.get(keys)
+    }
+
+    /// `reservation-state.scan`.
+    pub fn scan(&self, start: &str, end: &str, limit: u32) -> Vec<Entry> {
+        self.state.scan(start, end, limit)
     }
 
     /// Check, apply, and persist before answering: a commit acknowledged is on disk.
@@ -109,34 +97,25 @@ impl FileStore {
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, String> {
-        for p in preconditions {
-            if self.state.entries.get(&p.key).map(|(r, _)| *r) != p.revision {
-                return Ok(CommitOutcome::Conflict(p.key.clone()));
-            }
+        let mut next = self.state.clone();
+        let outcome = next.commit(preconditions, mutations)?;
+        if matches!(outcome, CommitOutcome::Committed(_)) {
+            self.persist(&next)?;
+            self.state = next;
         }
-        let revision = self.state.revision + 1;
-        let mut next = StateFile {
-            revision,
-            entries: self.state.entries.clone(),
-        };
-        for m in mutations {
-            match m {
-                Mutation::Put(k, v) => {
-                    next.entries.insert(k.clone(), (revision, v.clone()));
-                }
-                Mutation::Delete(k) => {
-                    next.entries.remove(k);
-                }
-            }
-        }
-        self.persist(&next)?;
-        self.state = next;
-        Ok(CommitOutcome::Committed(revision))
+        Ok(outcome)
     }
 
-    fn persist(&self, state: &StateFile) -> Result<(), String> {
+    fn persist(&self, state: &RevisionedMap) -> Result<(), String> {
+        let file = StateFile {
+            revision: state.revision(),
+            entries: state
+                .entries()
+                .map(|e| (e.key, (e.revision, e.value)))
+                .collect(),
+        };
         let mut bytes = vec![FORMAT_V1];
-        bytes.extend(postcard::to_stdvec(state).map_err(|e| e.to_string())?);
+        bytes.extend(postcard::to_stdvec(&file).map_err(|e| e.to_string())?);
         let temporary = self.path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&temporary)?;

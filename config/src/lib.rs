@@ -5,12 +5,14 @@
 //! Every error names the file, the line and the key. With no file, the embedded
 //! `default-config.toml` serves: one group `DNIS` of ten numbers.
 
+#![warn(missing_docs)]
+
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use request_access_guest::api::{Options, Strategy};
+use request_access_guest::api::{Group, Options, Strategy};
 use request_access_guest::validate;
 use serde::Deserialize;
 use toml::Spanned;
@@ -49,6 +51,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `[options]`: code length, default timeout, attempts.
     pub options: Options,
     /// Groups in file order.
     pub groups: Vec<GroupConfig>,
@@ -56,7 +59,9 @@ pub struct Config {
     pub static_services: HashSet<String>,
     /// Another system that knows which services are active, if any.
     pub remote_registry: Option<RemoteRegistryConfig>,
+    /// `[server]`.
     pub server: ServerConfig,
+    /// `[limits]`: what each plugin call may use.
     pub limits: Limits,
     by_name: HashMap<String, usize>,
 }
@@ -64,7 +69,9 @@ pub struct Config {
 /// `[registry] url = ...`: ask `GET {url}?id={service id}` whether a service is active.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteRegistryConfig {
+    /// `GET {url}?id=ID` answers `{"active": bool}`.
     pub url: String,
+    /// The longest a question may take.
     pub timeout: Duration,
     /// How long an answer is reused.
     pub cache_ttl: Duration,
@@ -73,6 +80,7 @@ pub struct RemoteRegistryConfig {
 /// `[server]`: the HTTP service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
+    /// The address to listen on.
     pub listen: String,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
@@ -86,18 +94,38 @@ pub struct ServerConfig {
 }
 
 #[derive(Debug, Clone)]
+/// One `[[resource_group]]`.
 pub struct GroupConfig {
+    /// Its name (`_resource_group`).
     pub name: String,
+    /// How it picks a free number.
     pub strategy: Strategy,
+    /// Its own timeout, overriding `[options]`.
     pub booking_expiration_timeout: Option<u32>,
+    /// Its numbers.
     pub pool: Pool,
+}
+
+impl GroupConfig {
+    /// The group as the plugin sees it (`resource-groups.group`).
+    pub fn info(&self) -> Group {
+        Group {
+            name: self.name.clone(),
+            strategy: self.strategy,
+            booking_expiration_timeout: self.booking_expiration_timeout,
+            size: self.pool.size(),
+            pool_id: self.pool.id(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
+/// A refused configuration: the file, the line, the key and why.
 pub struct ConfigError(String);
 
 impl Config {
+    /// The group named `name`.
     pub fn group(&self, name: &str) -> Option<&GroupConfig> {
         self.by_name.get(name).map(|&i| &self.groups[i])
     }
@@ -108,6 +136,7 @@ impl Config {
             .expect("the embedded default configuration is valid")
     }
 
+    /// Read and check the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;

@@ -2,12 +2,18 @@
 //! so a pool of millions costs a few bytes. `number_at` and `index_of` are binary
 //! searches over the segments: O(log segments), independent of the pool's size.
 
+use request_access_guest::validate::{self, PHONE_DIGITS};
+
 /// A run of consecutive numbers written with the same width (and `+` or not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
+    /// Written with a leading `+`.
     pub plus: bool,
+    /// Digits per number.
     pub width: usize,
+    /// The first number, as an integer.
     pub first: u64,
+    /// How many numbers.
     pub count: u32,
 }
 
@@ -39,17 +45,19 @@ impl Segment {
 }
 
 /// Most digits a number may have (E.164).
-pub const MAX_DIGITS: usize = 15;
+pub const MAX_DIGITS: usize = *PHONE_DIGITS.end();
 
-/// Parse one number as written in the configuration: an optional `+` and 3..=15 digits.
+/// Parse one number as written in the configuration: an optional `+` and
+/// [`PHONE_DIGITS`] digits.
 pub fn parse_number(text: &str) -> Result<(bool, usize, u64), String> {
     let (plus, digits) = match text.strip_prefix('+') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    if !(3..=MAX_DIGITS).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if !PHONE_DIGITS.contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
-            "{text:?} is not a phone number (an optional '+' and 3 to {MAX_DIGITS} digits)"
+            "{text:?} is not a phone number (an optional '+' and {} to {MAX_DIGITS} digits)",
+            PHONE_DIGITS.start()
         ));
     }
     let value = digits
@@ -95,6 +103,7 @@ pub fn parse_spec(spec: &str) -> Result<Segment, String> {
 pub const MAX_POOL_SIZE: u32 = 10_000_000;
 
 #[derive(Debug, Clone)]
+/// A group's numbers: segments, and their order by value for lookups.
 pub struct Pool {
     segments: Vec<Segment>,
     /// `starts[i]`: pool index of `segments[i]`'s first number.
@@ -132,6 +141,7 @@ impl Pool {
         })
     }
 
+    /// How many numbers.
     pub fn size(&self) -> u32 {
         self.size
     }
@@ -141,10 +151,12 @@ impl Pool {
         self.id
     }
 
+    /// The segments, in configuration order.
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }
 
+    /// The number at `index`, written as configured.
     pub fn number_at(&self, index: u32) -> Option<String> {
         if index >= self.size {
             return None;
@@ -156,7 +168,7 @@ impl Pool {
 
     /// The index of `number`, comparing digits only (`+1 800-555` is `1800555`).
     pub fn index_of(&self, number: &str) -> Option<u32> {
-        let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+        let digits = validate::digits(number);
         if digits.is_empty() || digits.len() > MAX_DIGITS {
             return None;
         }

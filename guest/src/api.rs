@@ -9,55 +9,85 @@ pub type Instant = u64;
 /// The seed's Create request (`request-access.create-request`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRequest {
+    /// `_id`: the service asking; it must be active.
     pub service_id: String,
+    /// `_resource_group`: the pool to take a number from.
     pub resource_group: String,
+    /// `_provide_code`: also issue an access code.
     pub provide_code: bool,
+    /// `_phone_number`: the caller's number, tied to the reservation.
     pub phone_number: Option<String>,
+    /// `_booking_expiration_timeout`: seconds, overriding the group's and the global one.
     pub booking_expiration_timeout: Option<u32>,
 }
 
 /// Access information reserved for a service (`request-access.access-info`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessInfo {
+    /// The number to dial.
     pub access_number: String,
+    /// The code to type in, when one was asked for.
     pub access_code: Option<String>,
+    /// How long the reservation lasts, in seconds.
     pub expiration_time: u32,
+    /// When it ends.
     pub expires_at: Instant,
 }
 
 /// The `match-interaction` request (`request-access.match-request`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchRequest {
+    /// The dialled number.
     pub access_number: String,
+    /// The code the caller typed in.
     pub access_code: Option<String>,
+    /// The caller's number, when the network gives it.
     pub phone_number: Option<String>,
 }
 
 /// The reservation a call was matched to (`request-access.matched`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
+    /// The service that held the number.
     pub service_id: String,
+    /// The group the number belongs to.
     pub resource_group: String,
 }
 
 /// Occupancy of one group (`request-access.pool-status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStatus {
+    /// Numbers in the group.
     pub size: u32,
+    /// Numbers held by live reservations.
     pub live: u32,
+    /// Numbers free to lend.
     pub free: u32,
 }
 
 /// Why a call failed (`types.error`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    InvalidParameter { field: String, reason: String },
+    /// A parameter was refused.
+    InvalidParameter {
+        /// The wire name of the parameter (`_id`, ...).
+        field: String,
+        /// Why, completing "`field` ...".
+        reason: String,
+    },
+    /// The service is not active in the registry.
     ServiceNotActive(String),
+    /// No group has this name.
     UnknownResourceGroup(String),
+    /// Every number of the group is held.
     NoAccessNumberAvailable(String),
+    /// No live reservation matches the call.
     NoMatch,
+    /// Too many wrong codes: the reservation was revoked.
     TooManyAttempts,
+    /// The registry could not answer.
     RegistryFailure(String),
+    /// The state store failed.
     StateStoreFailure(String),
 }
 
@@ -94,54 +124,73 @@ impl std::error::Error for Error {}
 /// How a group chooses among its free numbers (`resource-groups.strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
+    /// The number free the longest.
     RoundRobin,
+    /// A free number drawn uniformly.
     Random,
 }
 
 /// Global options (`resource-groups.options`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
+    /// Digits of an access code.
     pub access_code_length: u8,
+    /// Seconds a reservation lasts when neither the request nor the group says.
     pub booking_expiration_timeout: u32,
+    /// Wrong codes that revoke a reservation.
     pub max_code_attempts: u32,
 }
 
 /// One resource group (`resource-groups.group`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
+    /// Its name.
     pub name: String,
+    /// How it picks a free number.
     pub strategy: Strategy,
+    /// Its own timeout, overriding the global one.
     pub booking_expiration_timeout: Option<u32>,
+    /// Numbers in its pool.
     pub size: u32,
+    /// A fingerprint of its numbers: it changes when they do.
     pub pool_id: u64,
 }
 
 /// A stored key (`reservation-state.entry`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The key.
     pub key: String,
+    /// What is stored under it.
     pub value: Vec<u8>,
+    /// The revision of the commit that wrote it.
     pub revision: u64,
 }
 
 /// A commit precondition (`reservation-state.precondition`): `None` means "absent".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Precondition {
+    /// The key checked.
     pub key: String,
+    /// The revision it must have; `None`: it must be absent.
     pub revision: Option<u64>,
 }
 
 /// One change (`reservation-state.mutation`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
+    /// Store a value under a key.
     Put(String, Vec<u8>),
+    /// Remove a key (absent or not).
     Delete(String),
 }
 
 /// What a commit did (`reservation-state.commit-outcome`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
+    /// Applied under this revision.
     Committed(u64),
+    /// This precondition failed: nothing was applied.
     Conflict(String),
 }
 

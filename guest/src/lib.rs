@@ -8,12 +8,15 @@
 //! Cost per call: O(1) reads and writes of the state store (plus a bounded batch of
 //! expired reservations reclaimed), whatever the pool's size or occupancy.
 
+#![warn(missing_docs)]
+
 pub mod api;
 #[cfg_attr(
     not(all(target_arch = "wasm32", feature = "component")),
     allow(dead_code)
 )]
 mod arena;
+pub mod conversions;
 mod keys;
 mod records;
 mod ring;

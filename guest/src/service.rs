@@ -14,7 +14,7 @@ use crate::keys;
 use crate::records::{Reservation, decode, encode};
 use crate::ring;
 use crate::txn::Txn;
-use crate::validate;
+use crate::validate::{self, digits};
 
 /// Attempts at a transaction before giving up with a state-store failure.
 pub const MAX_ATTEMPTS: u32 = 64;
@@ -44,10 +44,6 @@ fn read_reservation<I: Imports>(
 ) -> Result<Option<Reservation>, Error> {
     let key = keys::reservation(digits);
     txn.get(&key)?.map(|b| decode(&key, b)).transpose()
-}
-
-fn digits(number: &str) -> String {
-    number.chars().filter(char::is_ascii_digit).collect()
 }
 
 /// What becomes of an ended reservation's number.

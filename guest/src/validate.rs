@@ -74,6 +74,12 @@ pub fn booking_timeout(value: Option<u32>) -> Result<(), Error> {
     }
 }
 
+/// The digits of `number`, in order: what numbers are compared by (`+1 (800) 555-0100`
+/// is `18005550100`).
+pub fn digits(number: &str) -> String {
+    number.chars().filter(char::is_ascii_digit).collect()
+}
+
 /// A phone number as people write it: an optional leading `+`, digits, and the usual
 /// formatting characters (space, `-`, `.`, parentheses). Answers its digits, which is
 /// what numbers are compared by.
@@ -94,7 +100,7 @@ pub fn phone_number(field: &str, value: &str) -> Result<String, Error> {
             format!("must be a phone number: unexpected character {bad:?}"),
         ));
     }
-    let digits: String = body.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits(body);
     if !PHONE_DIGITS.contains(&digits.len()) {
         return Err(Error::invalid(
             field,

@@ -13,36 +13,18 @@
 //! `target/bench-results/component_vs_native.json`.
 
 mod paired;
+mod setup;
 
-use std::sync::Arc;
+use setup::services;
+
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use request_access_host::api::{CreateRequest, MatchRequest};
-use request_access_host::clock::SystemClock;
-use request_access_host::config::Config;
 use request_access_host::runtime::{Limits, PluginImage, Runtime};
 use request_access_host::services::{NativeImports, Services};
-use request_access_host::store::MemoryStore;
-
-const CONFIG: &str = r#"
-[[resource_group]]
-name = "G"
-numbers = ["+15550000000..+15550000999"]
-
-[registry]
-services = ["bench"]
-"#;
-
-fn services() -> Arc<Services> {
-    Arc::new(Services::new(
-        Config::parse(CONFIG, "bench").unwrap(),
-        Arc::new(MemoryStore::new()),
-        Arc::new(SystemClock),
-    ))
-}
 
 fn create_request() -> CreateRequest {
     CreateRequest {

@@ -6,31 +6,14 @@
 //! cargo bench -p request-access-host --bench instance_strategy
 //! ```
 
-use std::sync::Arc;
+mod setup;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use request_access_host::api::CreateRequest;
-use request_access_host::clock::SystemClock;
-use request_access_host::config::Config;
 use request_access_host::runtime::{InstanceAllocation, Limits, PLUGIN_WASM, PluginImage, Runtime};
-use request_access_host::services::Services;
-use request_access_host::store::MemoryStore;
-
-const CONFIG: &str = r#"
-[[resource_group]]
-name = "G"
-numbers = ["+15550000000..+15550000999"]
-
-[registry]
-services = ["bench"]
-"#;
 
 fn runtime(allocation: InstanceAllocation, warm: bool) -> Runtime {
-    let services = Services::new(
-        Config::parse(CONFIG, "bench").unwrap(),
-        Arc::new(MemoryStore::new()),
-        Arc::new(SystemClock),
-    );
+    let services = setup::services();
     let limits = Limits {
         // No idle instance kept: every call instantiates.
         max_idle_instances: if warm { 16 } else { 0 },
@@ -38,7 +21,7 @@ fn runtime(allocation: InstanceAllocation, warm: bool) -> Runtime {
     };
     Runtime::new(
         PluginImage::with_allocation(PLUGIN_WASM, allocation).unwrap(),
-        Arc::new(services),
+        services,
         limits,
     )
 }

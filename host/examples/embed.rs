@@ -1,32 +1,37 @@
 //! A minimal wasmtime host for the request-access plugin, independent of this crate's
-//! `Runtime`: it shows the four imports an embedder provides. Run it with
+//! `Runtime`: it shows the four imports an embedder provides, on the generated bindings
+//! of `request_access_host::bindings`. Run it with
 //!
 //! ```text
 //! cargo run -p request-access-host --example embed
 //! ```
 //!
-//! State is a `BTreeMap` with a revision counter; the registry admits one service; the
-//! pool is `+1800555010x`. A real host keeps the state durable and shared.
+//! State is the contract's in-memory reference (`request_access_state::RevisionedMap`);
+//! the registry admits one service; the pool is `+1800555010x`. A real host keeps the
+//! state durable and shared.
 
-use std::collections::BTreeMap;
-
+use request_access_host::api;
+use request_access_host::bindings::Plugin;
+use request_access_host::bindings::contact_center::request_access::{
+    clock, reservation_state as state, resource_groups as groups, service_registry,
+};
+use request_access_host::bindings::exports::contact_center::request_access::request_access::{
+    CreateRequest, MatchRequest,
+};
+use request_access_host::bindings::{each, each_present};
+use request_access_state::RevisionedMap;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-wasmtime::component::bindgen!({ path: "../wit", world: "plugin" });
-
-use contact_center::request_access::{
-    clock, reservation_state as state, resource_groups as groups, service_registry,
-};
-use exports::contact_center::request_access::request_access::{CreateRequest, MatchRequest};
+/// What `scan` answers.
+type Entries = Result<Vec<state::Entry>, state::StateError>;
 
 #[derive(Default)]
 struct Host {
     wasi: Option<WasiCtx>,
     table: ResourceTable,
-    revision: u64,
-    state: BTreeMap<String, (u64, Vec<u8>)>,
+    state: RevisionedMap,
 }
 
 impl WasiView for Host {
@@ -81,53 +86,22 @@ impl groups::Host for Host {
 
 impl state::Host for Host {
     fn get(&mut self, keys: Vec<String>) -> Result<Vec<Option<state::Entry>>, state::StateError> {
-        let entry = |k: String| {
-            self.state.get(&k).map(|(revision, value)| state::Entry {
-                key: k.clone(),
-                value: value.clone(),
-                revision: *revision,
-            })
-        };
-        Ok(keys.into_iter().map(entry).collect())
+        let entries = self.state.get(&keys).map_err(state::StateError::Refused)?;
+        Ok(each_present(entries))
     }
-    fn scan(
-        &mut self,
-        start: String,
-        end: String,
-        limit: u32,
-    ) -> Result<Vec<state::Entry>, state::StateError> {
-        let range = self.state.range(start..end).take(limit as usize);
-        Ok(range
-            .map(|(k, (revision, value))| state::Entry {
-                key: k.clone(),
-                value: value.clone(),
-                revision: *revision,
-            })
-            .collect())
+    fn scan(&mut self, start: String, end: String, limit: u32) -> Entries {
+        Ok(each(self.state.scan(&start, &end, limit)))
     }
     fn commit(
         &mut self,
         pre: Vec<state::Precondition>,
         muts: Vec<state::Mutation>,
     ) -> Result<state::CommitOutcome, state::StateError> {
-        if let Some(p) = pre
-            .into_iter()
-            .find(|p| self.state.get(&p.key).map(|(r, _)| *r) != p.revision)
-        {
-            return Ok(state::CommitOutcome::Conflict(p.key));
-        }
-        self.revision += 1;
-        for m in muts {
-            match m {
-                state::Mutation::Put((k, v)) => {
-                    self.state.insert(k, (self.revision, v));
-                }
-                state::Mutation::Delete(k) => {
-                    self.state.remove(&k);
-                }
-            }
-        }
-        Ok(state::CommitOutcome::Committed(self.revision))
+        let (pre, muts): (Vec<api::Precondition>, Vec<api::Mutation>) = (each(pre), each(muts));
+        self.state
+            .commit(&pre, &muts)
+            .map(Into::into)
+            .map_err(state::StateError::Refused)
     }
 }
 

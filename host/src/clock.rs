@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The time the plugin sees.
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch, UTC.
     fn now_ms(&self) -> u64;
@@ -25,14 +26,17 @@ impl Clock for SystemClock {
 pub struct ManualClock(AtomicU64);
 
 impl ManualClock {
+    /// A clock stopped at `now_ms`.
     pub fn new(now_ms: u64) -> Self {
         ManualClock(AtomicU64::new(now_ms))
     }
 
+    /// Move forward by `by`.
     pub fn advance(&self, by: Duration) {
         self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Jump to `now_ms`.
     pub fn set(&self, now_ms: u64) {
         self.0.store(now_ms, Ordering::SeqCst);
     }

@@ -1,10 +1,13 @@
 //! The reference host of the request-access plugin.
 //!
-//! - [`runtime`]: loads the component once, keeps warm instances, enforces limits, and
-//!   validates every answer;
+//! - [`plugin`]: compiles and links the component once ([`plugin::PluginImage`]) and
+//!   says where it comes from ([`plugin::PluginSource`]);
+//! - [`runtime`]: keeps warm instances, enforces limits, and validates every answer;
+//! - [`bindings`]: the world's generated bindings and their conversions, for embedders;
 //! - [`services`]: what the host provides to the plugin (configuration, state,
 //!   registry, clock), also usable natively through [`services::NativeImports`];
 //! - [`store`]: the reservation-state backends (memory, durable);
+//! - [`registry`]: which services are active (configured, registered, remote);
 //! - [`config`]: the TOML configuration with the original service's option names.
 //!
 //! ```no_run
@@ -26,9 +29,12 @@
 //! println!("dial {} and type {:?}", info.access_number, info.access_code);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
+pub mod bindings;
 pub mod clock;
 pub mod http;
+pub mod plugin;
 pub mod registry;
 pub mod runtime;
 pub mod services;

@@ -1,18 +1,64 @@
 //! The service registry behind the `service-registry` import: services listed in the
 //! configuration are always active; services registered through the host are active
-//! until their optional TTL runs out, and are kept in the state store; when another
-//! system owns the services, it is asked over HTTP (with a timeout and a short cache).
+//! until their optional TTL runs out; when another system owns the services, it is
+//! asked over HTTP (with a timeout and a short cache).
+//!
+//! Registrations are keys of the state store, `{HOST_KEY_PREFIX}service{SEP}{id}`, each
+//! holding its expiry (8 bytes, little endian, ms since the epoch) or nothing for none.
+//! They are written through `commit` like reservations, so every backend keeps them with
+//! no code of its own, and every node that shares a store sees the same registrations.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use request_access_guest::api::{CommitOutcome, Error as ServiceError, Mutation, Precondition};
 use request_access_guest::validate;
 
 use crate::clock::Clock;
 use crate::config::RemoteRegistryConfig;
-use crate::store::{Registration, StateStore, StoreError};
+use crate::store::{HOST_KEY_PREFIX, MAX_KEYS_PER_CALL, StateStore, StoreError};
 
+/// Where the registrations start in the key space; they end before [`REGISTRATIONS_END`].
+const REGISTRATIONS: &str = "\u{1e}service\u{1f}";
+/// The first key after every registration (`U+001F` + 1 = `U+0020`).
+const REGISTRATIONS_END: &str = "\u{1e}service ";
+
+/// A registered service: active until `expires_at` (ms since the epoch), or for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    /// When the registration runs out; `None` for never.
+    pub expires_at: Option<u64>,
+}
+
+/// The key and value that store `registration` for `service_id`.
+pub(crate) fn registration_entry(
+    service_id: &str,
+    registration: Registration,
+) -> (String, Vec<u8>) {
+    debug_assert!(REGISTRATIONS.starts_with(HOST_KEY_PREFIX));
+    let value = registration
+        .expires_at
+        .map_or_else(Vec::new, |at| at.to_le_bytes().to_vec());
+    (registration_key(service_id), value)
+}
+
+fn registration_key(service_id: &str) -> String {
+    format!("{REGISTRATIONS}{service_id}")
+}
+
+fn decode(value: &[u8]) -> Result<Registration, StoreError> {
+    let expires_at = match value {
+        [] => None,
+        bytes => Some(u64::from_le_bytes(bytes.try_into().map_err(|_| {
+            StoreError::Unavailable(format!("a registration of {} bytes", bytes.len()))
+        })?)),
+    };
+    Ok(Registration { expires_at })
+}
+
+/// The registry: configured services, registrations in the store, and an optional
+/// remote registry.
 pub struct Registry {
     static_services: HashSet<String>,
     store: Arc<dyn StateStore>,
@@ -23,6 +69,7 @@ pub struct Registry {
 /// One entry of [`Registry::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceEntry {
+    /// The service's `_id`.
     pub service_id: String,
     /// `true` for a service from the configuration.
     pub static_entry: bool,
@@ -30,17 +77,22 @@ pub struct ServiceEntry {
     pub expires_at: Option<u64>,
 }
 
+/// Why a registry call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// A parameter was refused ([`ServiceError::InvalidParameter`] names it).
     #[error("{0}")]
-    Invalid(String),
+    Invalid(ServiceError),
+    /// The state store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The remote registry did not answer usably.
     #[error("remote registry: {0}")]
     Remote(String),
 }
 
 impl Registry {
+    /// A registry of `static_services` and of the registrations kept in `store`.
     pub fn new(
         static_services: HashSet<String>,
         store: Arc<dyn StateStore>,
@@ -60,13 +112,13 @@ impl Registry {
         self
     }
 
+    /// Whether `service_id` may ask for access information now.
     pub fn is_active(&self, service_id: &str) -> Result<bool, RegistryError> {
         if self.static_services.contains(service_id) {
             return Ok(true);
         }
         let now = self.clock.now_ms();
         let registered = self
-            .store
             .registration(service_id)?
             .is_some_and(|r| r.expires_at.is_none_or(|at| at > now));
         match &self.remote {
@@ -82,20 +134,73 @@ impl Registry {
         service_id: &str,
         ttl: Option<Duration>,
     ) -> Result<Registration, RegistryError> {
-        validate::service_id(service_id).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        validate::service_id(service_id).map_err(RegistryError::Invalid)?;
         if ttl.is_some_and(|t| t.is_zero()) {
-            return Err(RegistryError::Invalid("the TTL must be positive".into()));
+            return Err(RegistryError::Invalid(ServiceError::InvalidParameter {
+                field: "_ttl".into(),
+                reason: "must be positive".into(),
+            }));
         }
         let registration = Registration {
             expires_at: ttl.map(|t| self.clock.now_ms().saturating_add(t.as_millis() as u64)),
         };
-        self.store.register(service_id, registration)?;
+        let (key, value) = registration_entry(service_id, registration);
+        self.store.commit(&[], &[Mutation::Put(key, value)])?;
         Ok(registration)
     }
 
     /// `false` if the service was not registered. Services from the configuration stay.
     pub fn deregister(&self, service_id: &str) -> Result<bool, RegistryError> {
-        Ok(self.store.deregister(service_id)?)
+        let key = registration_key(service_id);
+        loop {
+            let Some(entry) = self.store.get(std::slice::from_ref(&key))?.pop().flatten() else {
+                return Ok(false);
+            };
+            // Delete what was read: a registration renewed meanwhile is read again.
+            let current = Precondition {
+                key: key.clone(),
+                revision: Some(entry.revision),
+            };
+            match self
+                .store
+                .commit(&[current], &[Mutation::Delete(key.clone())])?
+            {
+                CommitOutcome::Committed(_) => return Ok(true),
+                CommitOutcome::Conflict(_) => continue,
+            }
+        }
+    }
+
+    /// The stored registration of `service_id`, expired or not.
+    pub fn registration(&self, service_id: &str) -> Result<Option<Registration>, RegistryError> {
+        let key = registration_key(service_id);
+        match self.store.get(&[key])?.pop().flatten() {
+            Some(entry) => Ok(Some(decode(&entry.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stored registration, expired or not, ordered by service id.
+    pub fn registrations(&self) -> Result<Vec<(String, Registration)>, RegistryError> {
+        let mut all = Vec::new();
+        let mut start = REGISTRATIONS.to_string();
+        loop {
+            let page = self
+                .store
+                .scan(&start, REGISTRATIONS_END, MAX_KEYS_PER_CALL as u32)?;
+            let full = page.len() == MAX_KEYS_PER_CALL;
+            if let Some(last) = page.last() {
+                // The smallest key after `last`.
+                start = format!("{}\0", last.key);
+            }
+            for entry in page {
+                let id = entry.key[REGISTRATIONS.len()..].to_string();
+                all.push((id, decode(&entry.value)?));
+            }
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     /// Every active service: the configuration's and the registered ones.
@@ -111,8 +216,7 @@ impl Registry {
             })
             .collect();
         entries.extend(
-            self.store
-                .registrations()?
+            self.registrations()?
                 .into_iter()
                 .filter(|(id, r)| {
                     !self.static_services.contains(id) && r.expires_at.is_none_or(|at| at > now)
@@ -196,5 +300,93 @@ impl RemoteRegistry {
             404 => Ok(false),
             status => Err(remote(&format!("answered HTTP {status}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::{DurableStore, MemoryStore, copy_state};
+
+    fn registry(store: Arc<dyn StateStore>) -> Registry {
+        Registry::new(
+            HashSet::from(["configured".to_string()]),
+            store,
+            Arc::new(ManualClock::new(0)),
+        )
+    }
+
+    /// Registration, listing and removal, on any backend.
+    fn check(store: Arc<dyn StateStore>) {
+        let r = registry(store);
+        let forever = Registration { expires_at: None };
+        let until = Registration {
+            expires_at: Some(42),
+        };
+        assert_eq!(r.register("s1", None).unwrap(), forever);
+        assert_eq!(
+            r.register("s0", Some(Duration::from_millis(42))).unwrap(),
+            until
+        );
+        assert_eq!(r.registration("s1").unwrap(), Some(forever));
+        assert_eq!(
+            r.registrations().unwrap(),
+            vec![("s0".to_string(), until), ("s1".to_string(), forever)]
+        );
+        assert!(r.is_active("s0").unwrap() && r.is_active("configured").unwrap());
+        assert!(r.deregister("s1").unwrap());
+        assert!(!r.deregister("s1").unwrap());
+        assert_eq!(r.registration("s1").unwrap(), None);
+        assert!(!r.is_active("s1").unwrap());
+        assert!(matches!(
+            r.register("s2", Some(Duration::ZERO)),
+            Err(RegistryError::Invalid(ServiceError::InvalidParameter { field, .. })) if field == "_ttl"
+        ));
+    }
+
+    #[test]
+    fn registrations_live_in_the_memory_store() {
+        check(Arc::new(MemoryStore::new()));
+    }
+
+    #[test]
+    fn registrations_live_in_the_durable_store() {
+        let dir = tempfile::tempdir().unwrap();
+        check(Arc::new(
+            DurableStore::open(&dir.path().join("s.redb")).unwrap(),
+        ));
+    }
+
+    #[test]
+    fn more_registrations_than_one_scan_answers_are_all_listed() {
+        let r = registry(Arc::new(MemoryStore::new()));
+        let ids: Vec<String> = (0..MAX_KEYS_PER_CALL + 5)
+            .map(|i| format!("s{i:05}"))
+            .collect();
+        for id in &ids {
+            r.register(id, None).unwrap();
+        }
+        let listed: Vec<String> = r
+            .registrations()
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(listed, ids);
+    }
+
+    #[test]
+    fn copying_a_store_carries_its_registrations() {
+        let from: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        registry(from.clone()).register("s", None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let to: Arc<dyn StateStore> =
+            Arc::new(DurableStore::open(&dir.path().join("s.redb")).unwrap());
+        copy_state(from.as_ref(), to.as_ref()).unwrap();
+        assert_eq!(
+            registry(to).registrations().unwrap(),
+            vec![("s".to_string(), Registration { expires_at: None })]
+        );
     }
 }

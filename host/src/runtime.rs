@@ -6,11 +6,8 @@
 //! traps is dropped and the next call gets a fresh one. Every value the guest returns is
 //! checked before it reaches a caller.
 
-use std::hash::{Hash, Hasher};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -18,39 +15,26 @@ use prometheus_client::metrics::counter::Counter;
 use rand::rngs::ChaCha20Rng;
 use rand::{Rng, SeedableRng};
 use request_access_guest::api;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    StoreLimits, StoreLimitsBuilder, UpdateDeadline,
-};
+use request_access_guest::conversions::{each, each_present};
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+pub use crate::plugin::{
+    InstanceAllocation, PLUGIN_WASM, POOLED_INSTANCES, POOLED_MEMORY_BYTES, PluginImage,
+    PluginSource, STANDALONE_WASM,
+};
 use crate::services::Services;
 use crate::validate_answer;
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugin",
-    });
-}
-
+use crate::bindings;
 use bindings::contact_center::request_access::{
     clock, reservation_state as state, resource_groups as groups, service_registry,
 };
 use bindings::exports::contact_center::request_access::request_access as wit;
 
-/// The component built from `guest/`, embedded at build time.
-pub const PLUGIN_WASM: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/request_access_guest.wasm"));
-
-/// The plugin composed with the WASI-only adapter (`adapter/`): the `standalone` world,
-/// for generic hosts such as `wasmtime run --dir STATE::/state`.
-pub const STANDALONE_WASM: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/request-access-standalone.wasm"));
-
 /// How often the epoch advances: the granularity of the call deadline.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 pub use request_access_config::Limits;
 
@@ -66,155 +50,8 @@ pub enum CallError {
     PluginFault(String),
 }
 
-/// Where instances get their memory from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum InstanceAllocation {
-    /// Map memory for each instance when it is created (wasmtime's default). With warm
-    /// instances reused across calls, instantiation is rare and this costs nothing.
-    #[default]
-    OnDemand,
-    /// Pre-reserve [`POOLED_INSTANCES`] slots of [`POOLED_MEMORY_BYTES`] each: cheaper
-    /// instantiation, at the price of address space reserved up front. The slot size
-    /// also caps each instance's memory, whatever [`Limits::memory_bytes`] says.
-    Pooling,
-}
-
-/// Instance slots reserved by [`InstanceAllocation::Pooling`].
-pub const POOLED_INSTANCES: u32 = 64;
-/// Linear memory per slot of [`InstanceAllocation::Pooling`].
-pub const POOLED_MEMORY_BYTES: usize = 64 << 20;
-
-/// A compiled, linked component and the engine that runs it. Build it once per process.
-pub struct PluginImage {
-    engine: Engine,
-    component: Component,
-    pre: bindings::PluginPre<InstanceState>,
-    ticker: Option<JoinHandle<()>>,
-    stop_ticker: Arc<AtomicBool>,
-}
-
-impl PluginImage {
-    /// Compile `wasm` and check that it targets the `plugin` world.
-    pub fn new(wasm: &[u8]) -> wasmtime::Result<Arc<PluginImage>> {
-        Self::with_allocation(wasm, InstanceAllocation::OnDemand)
-    }
-
-    /// Like [`PluginImage::new`], with a choice of instance allocator.
-    pub fn with_allocation(
-        wasm: &[u8],
-        allocation: InstanceAllocation,
-    ) -> wasmtime::Result<Arc<PluginImage>> {
-        let mut config = Self::engine_config();
-        if allocation == InstanceAllocation::Pooling {
-            let mut pooling = PoolingAllocationConfig::default();
-            pooling
-                .total_component_instances(POOLED_INSTANCES)
-                .total_core_instances(POOLED_INSTANCES * 4)
-                .total_memories(POOLED_INSTANCES * 2)
-                .total_tables(POOLED_INSTANCES * 4)
-                .total_stacks(POOLED_INSTANCES)
-                .max_memory_size(POOLED_MEMORY_BYTES);
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-        }
-        let engine = Engine::new(&config)?;
-        let component = Component::new(&engine, wasm)?;
-        Self::link(engine, component)
-    }
-
-    /// Like [`PluginImage::new`], but keeps the compiled code in `cache_dir`, keyed by
-    /// the plugin's bytes and the engine's settings, so that later processes skip the
-    /// compilation. The directory must be writable by this service only: its files are
-    /// loaded as native code.
-    pub fn cached(wasm: &[u8], cache_dir: &Path) -> wasmtime::Result<Arc<PluginImage>> {
-        let engine = Engine::new(&Self::engine_config())?;
-        let mut key = std::hash::DefaultHasher::new();
-        wasm.hash(&mut key);
-        engine.precompile_compatibility_hash().hash(&mut key);
-        let path = cache_dir.join(format!("plugin-{:016x}.cwasm", key.finish()));
-        if path.exists() {
-            // SAFETY: the file was written by `precompile_component` below for this very
-            // engine configuration (its name carries both hashes), in a directory the
-            // operator reserves for this service.
-            if let Ok(component) = unsafe { Component::deserialize_file(&engine, &path) } {
-                return Self::link(engine, component);
-            }
-        }
-        let compiled = engine.precompile_component(wasm)?;
-        // Write to a temporary name and rename, so a reader never sees half a file.
-        // Failing to cache is not fatal: the compiled code is in hand.
-        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::create_dir_all(cache_dir).is_ok()
-            && std::fs::write(&temporary, &compiled).is_ok()
-        {
-            let _ = std::fs::rename(&temporary, &path);
-        }
-        // SAFETY: these bytes were just produced by `precompile_component` on this engine.
-        let component = unsafe { Component::deserialize(&engine, &compiled)? };
-        Self::link(engine, component)
-    }
-
-    fn engine_config() -> wasmtime::Config {
-        let mut config = wasmtime::Config::new();
-        config.epoch_interruption(true);
-        config
-    }
-
-    fn link(engine: Engine, component: Component) -> wasmtime::Result<Arc<PluginImage>> {
-        let mut linker = Linker::<InstanceState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
-        let pre = bindings::PluginPre::new(linker.instantiate_pre(&component)?)?;
-
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let engine = engine.clone();
-            let stop = stop_ticker.clone();
-            std::thread::Builder::new()
-                .name("epoch-ticker".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                    }
-                })?
-        };
-        Ok(Arc::new(PluginImage {
-            engine,
-            component,
-            pre,
-            ticker: Some(ticker),
-            stop_ticker,
-        }))
-    }
-
-    /// The names of the component's imports and exports (e.g.
-    /// `contact-center:request-access/clock@0.1.0`).
-    pub fn interface(&self) -> (Vec<String>, Vec<String>) {
-        let ty = self.component.component_type();
-        let names = |it: &mut dyn Iterator<Item = &str>| it.map(String::from).collect();
-        (
-            names(&mut ty.imports(&self.engine).map(|(n, _)| n)),
-            names(&mut ty.exports(&self.engine).map(|(n, _)| n)),
-        )
-    }
-
-    /// The embedded plugin.
-    pub fn embedded() -> wasmtime::Result<Arc<PluginImage>> {
-        Self::new(PLUGIN_WASM)
-    }
-}
-
-impl Drop for PluginImage {
-    fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
-        if let Some(ticker) = self.ticker.take() {
-            let _ = ticker.join();
-        }
-    }
-}
-
 /// Per-instance host state: WASI, the memory limiter and the shared services.
-pub struct InstanceState {
+pub(crate) struct InstanceState {
     wasi: WasiCtx,
     table: ResourceTable,
     memory: GuestMemory,
@@ -321,8 +158,11 @@ struct Warm {
 /// Counters for operators.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuntimeStats {
+    /// Instances created (the first ones, and after traps and reloads).
     pub instantiations: u64,
+    /// Calls that trapped, overran, or answered outside the contract.
     pub faults: u64,
+    /// Plugin swaps.
     pub reloads: u64,
     /// The most linear memory any instance has grown to, in bytes.
     pub peak_guest_memory_bytes: u64,
@@ -358,6 +198,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Serve `services` through the plugin `image`, within `limits`.
     pub fn new(image: Arc<PluginImage>, services: Arc<Services>, limits: Limits) -> Self {
         Runtime {
             current: ArcSwap::new(Generation::new(image)),
@@ -379,6 +220,7 @@ impl Runtime {
         self.reloads.inc();
     }
 
+    /// The limits every call runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -390,10 +232,12 @@ impl Runtime {
         self
     }
 
+    /// What the plugin's imports are served from.
     pub fn services(&self) -> &Arc<Services> {
         &self.services
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> RuntimeStats {
         RuntimeStats {
             instantiations: self.instantiations.get(),
@@ -508,23 +352,11 @@ impl Runtime {
 
     /// Reserve an access number (the seed's Create).
     pub fn create(&self, request: &api::CreateRequest) -> Result<api::AccessInfo, CallError> {
-        let wit_request = wit::CreateRequest {
-            service_id: request.service_id.clone(),
-            resource_group: request.resource_group.clone(),
-            provide_code: request.provide_code,
-            phone_number: request.phone_number.clone(),
-            booking_expiration_timeout: request.booking_expiration_timeout,
-        };
+        let wit_request = request.clone().into();
         let before = self.services.clock.now_ms();
         let answer = self.with_instance(|g, store| g.call_create(store, &wit_request))?;
         let after = self.services.clock.now_ms();
-        let info = answer.map_err(from_wit_error)?;
-        let info = api::AccessInfo {
-            access_number: info.access_number,
-            access_code: info.access_code,
-            expiration_time: info.expiration_time,
-            expires_at: info.expires_at,
-        };
+        let info: api::AccessInfo = answer.map_err(api::Error::from)?.into();
         validate_answer::access_info(&self.services, request, &info, before..=after)
             .map_err(|why| self.fault(why))?;
         Ok(info)
@@ -532,17 +364,9 @@ impl Runtime {
 
     /// Match an incoming call to its reservation, releasing it.
     pub fn match_access(&self, request: &api::MatchRequest) -> Result<api::Matched, CallError> {
-        let wit_request = wit::MatchRequest {
-            access_number: request.access_number.clone(),
-            access_code: request.access_code.clone(),
-            phone_number: request.phone_number.clone(),
-        };
+        let wit_request = request.clone().into();
         let answer = self.with_instance(|g, store| g.call_match_access(store, &wit_request))?;
-        let matched = answer.map_err(from_wit_error)?;
-        let matched = api::Matched {
-            service_id: matched.service_id,
-            resource_group: matched.resource_group,
-        };
+        let matched: api::Matched = answer.map_err(api::Error::from)?.into();
         validate_answer::matched(&self.services, request, &matched)
             .map_err(|why| self.fault(why))?;
         Ok(matched)
@@ -552,7 +376,7 @@ impl Runtime {
     pub fn release(&self, service_id: &str, resource_group: &str) -> Result<String, CallError> {
         let answer =
             self.with_instance(|g, store| g.call_release(store, service_id, resource_group))?;
-        let number = answer.map_err(from_wit_error)?;
+        let number = answer.map_err(api::Error::from)?;
         validate_answer::released(&self.services, resource_group, &number)
             .map_err(|why| self.fault(why))?;
         Ok(number)
@@ -561,32 +385,11 @@ impl Runtime {
     /// The occupancy of a group.
     pub fn pool_status(&self, resource_group: &str) -> Result<api::PoolStatus, CallError> {
         let answer = self.with_instance(|g, store| g.call_pool_status(store, resource_group))?;
-        let status = answer.map_err(from_wit_error)?;
-        let status = api::PoolStatus {
-            size: status.size,
-            live: status.live,
-            free: status.free,
-        };
+        let status: api::PoolStatus = answer.map_err(api::Error::from)?.into();
         validate_answer::pool_status(&self.services, resource_group, &status)
             .map_err(|why| self.fault(why))?;
         Ok(status)
     }
-}
-
-fn from_wit_error(e: wit::Error) -> CallError {
-    CallError::Service(match e {
-        wit::Error::InvalidParameter(p) => api::Error::InvalidParameter {
-            field: p.field,
-            reason: p.reason,
-        },
-        wit::Error::ServiceNotActive(id) => api::Error::ServiceNotActive(id),
-        wit::Error::UnknownResourceGroup(g) => api::Error::UnknownResourceGroup(g),
-        wit::Error::NoAccessNumberAvailable(g) => api::Error::NoAccessNumberAvailable(g),
-        wit::Error::NoMatch => api::Error::NoMatch,
-        wit::Error::TooManyAttempts => api::Error::TooManyAttempts,
-        wit::Error::RegistryFailure(why) => api::Error::RegistryFailure(why),
-        wit::Error::StateStoreFailure(why) => api::Error::StateStoreFailure(why),
-    })
 }
 
 impl clock::Host for InstanceState {
@@ -604,25 +407,11 @@ impl service_registry::Host for InstanceState {
 
 impl groups::Host for InstanceState {
     fn options(&mut self) -> groups::GlobalOptions {
-        let o = self.services.config.options;
-        groups::GlobalOptions {
-            access_code_length: o.access_code_length,
-            booking_expiration_timeout: o.booking_expiration_timeout,
-            max_code_attempts: o.max_code_attempts,
-        }
+        self.services.config.options.into()
     }
 
     fn group(&mut self, name: String) -> Option<groups::GroupInfo> {
-        self.services.group(&name).map(|g| groups::GroupInfo {
-            name: g.name,
-            strategy: match g.strategy {
-                api::Strategy::RoundRobin => groups::Strategy::RoundRobin,
-                api::Strategy::Random => groups::Strategy::Random,
-            },
-            booking_expiration_timeout: g.booking_expiration_timeout,
-            size: g.size,
-            pool_id: g.pool_id,
-        })
+        self.services.group(&name).map(Into::into)
     }
 
     fn number_at(&mut self, group: String, index: u32) -> Option<String> {
@@ -641,18 +430,10 @@ fn state_error(e: crate::store::StoreError) -> state::StateError {
     }
 }
 
-fn wit_entry(e: api::Entry) -> state::Entry {
-    state::Entry {
-        key: e.key,
-        value: e.value,
-        revision: e.revision,
-    }
-}
-
 impl state::Host for InstanceState {
     fn get(&mut self, keys: Vec<String>) -> Result<Vec<Option<state::Entry>>, state::StateError> {
-        self.in_host(|s| s.store.get(&keys))
-            .map(|entries| entries.into_iter().map(|e| e.map(wit_entry)).collect())
+        self.in_host(|s| s.guest_get(&keys))
+            .map(each_present)
             .map_err(state_error)
     }
 
@@ -662,8 +443,8 @@ impl state::Host for InstanceState {
         end: String,
         limit: u32,
     ) -> Result<Vec<state::Entry>, state::StateError> {
-        self.in_host(|s| s.store.scan(&start, &end, limit))
-            .map(|entries| entries.into_iter().map(wit_entry).collect())
+        self.in_host(|s| s.guest_scan(&start, &end, limit))
+            .map(each)
             .map_err(state_error)
     }
 
@@ -672,26 +453,10 @@ impl state::Host for InstanceState {
         preconditions: Vec<state::Precondition>,
         mutations: Vec<state::Mutation>,
     ) -> Result<state::CommitOutcome, state::StateError> {
-        let preconditions: Vec<api::Precondition> = preconditions
-            .into_iter()
-            .map(|p| api::Precondition {
-                key: p.key,
-                revision: p.revision,
-            })
-            .collect();
-        let mutations: Vec<api::Mutation> = mutations
-            .into_iter()
-            .map(|m| match m {
-                state::Mutation::Put((k, v)) => api::Mutation::Put(k, v),
-                state::Mutation::Delete(k) => api::Mutation::Delete(k),
-            })
-            .collect();
-        match self
-            .in_host(|s| s.store.commit(&preconditions, &mutations))
-            .map_err(state_error)?
-        {
-            api::CommitOutcome::Committed(r) => Ok(state::CommitOutcome::Committed(r)),
-            api::CommitOutcome::Conflict(k) => Ok(state::CommitOutcome::Conflict(k)),
-        }
+        let (preconditions, mutations): (Vec<api::Precondition>, Vec<api::Mutation>) =
+            (each(preconditions), each(mutations));
+        self.in_host(|s| s.guest_commit(&preconditions, &mutations))
+            .map(Into::into)
+            .map_err(state_error)
     }
 }

@@ -1,6 +1,6 @@
 //! What the host provides to the plugin, independent of how it is called: the
-//! configuration, the state store, the registry and the clock. The wasmtime bindings
-//! (`runtime.rs`) and the native path (`native.rs`) both delegate here.
+//! configuration, the state store, the registry and the clock. The wasmtime imports
+//! (`runtime.rs`) and the native path ([`NativeImports`]) both delegate here.
 
 use std::sync::Arc;
 
@@ -11,16 +11,23 @@ use request_access_guest::api::{
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::registry::Registry;
-use crate::store::{StateStore, StoreError};
+use crate::store::{HOST_KEY_PREFIX, StateStore, StoreError, mutation_key};
 
+/// The configuration, the state store, the registry and the clock, shared by every
+/// call.
 pub struct Services {
+    /// The configuration the host started with.
     pub config: Arc<Config>,
+    /// Where reservations and registrations live.
     pub store: Arc<dyn StateStore>,
+    /// Which services are active.
     pub registry: Registry,
+    /// The time the plugin sees.
     pub clock: Arc<dyn Clock>,
 }
 
 impl Services {
+    /// Services over `store` and `clock`, with the registry the configuration describes.
     pub fn new(config: Config, store: Arc<dyn StateStore>, clock: Arc<dyn Clock>) -> Self {
         let mut registry =
             Registry::new(config.static_services.clone(), store.clone(), clock.clone());
@@ -35,28 +42,71 @@ impl Services {
         }
     }
 
+    /// `resource-groups.group`.
     pub fn group(&self, name: &str) -> Option<Group> {
-        self.config.group(name).map(|g| Group {
-            name: g.name.clone(),
-            strategy: g.strategy,
-            booking_expiration_timeout: g.booking_expiration_timeout,
-            size: g.pool.size(),
-            pool_id: g.pool.id(),
-        })
+        self.config.group(name).map(|g| g.info())
     }
 
+    /// `resource-groups.number-at`.
     pub fn number_at(&self, group: &str, index: u32) -> Option<String> {
         self.config.group(group)?.pool.number_at(index)
     }
 
+    /// `resource-groups.index-of`.
     pub fn index_of(&self, group: &str, number: &str) -> Option<u32> {
         self.config.group(group)?.pool.index_of(number)
+    }
+
+    /// `reservation-state.get` for the plugin: the host's own keys are refused.
+    pub fn guest_get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
+        guest_keys(keys.iter().map(String::as_str))?;
+        self.store.get(keys)
+    }
+
+    /// `reservation-state.scan` for the plugin: a range that reaches the host's own
+    /// keys is refused.
+    pub fn guest_scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
+        let host_keys = HOST_KEY_PREFIX.to_string();
+        // Host keys are those in [U+001E, U+001F).
+        if start < "\u{1f}" && end > host_keys.as_str() && start < end {
+            return Err(host_keys_refused());
+        }
+        self.store.scan(start, end, limit)
+    }
+
+    /// `reservation-state.commit` for the plugin: the host's own keys are refused.
+    pub fn guest_commit(
+        &self,
+        preconditions: &[Precondition],
+        mutations: &[Mutation],
+    ) -> Result<CommitOutcome, StoreError> {
+        guest_keys(preconditions.iter().map(|p| p.key.as_str()))?;
+        guest_keys(mutations.iter().map(mutation_key))?;
+        self.store.commit(preconditions, mutations)
+    }
+}
+
+fn host_keys_refused() -> StoreError {
+    StoreError::Refused(format!(
+        "keys starting with {HOST_KEY_PREFIX:?} belong to the host"
+    ))
+}
+
+/// Refuse the plugin any of the host's own keys (the registrations): it must not
+/// read them, nor forge them.
+fn guest_keys<'a>(mut keys: impl Iterator<Item = &'a str>) -> Result<(), StoreError> {
+    match keys.any(|k| k.starts_with(HOST_KEY_PREFIX)) {
+        true => Err(host_keys_refused()),
+        false => Ok(()),
     }
 }
 
 /// The imports served straight from [`Services`], with no component in between: the
 /// native baseline for tests and benchmarks.
-pub struct NativeImports<'a>(pub &'a Services);
+pub struct NativeImports<'a>(
+    /// What the imports are served from.
+    pub &'a Services,
+);
 
 impl Imports for NativeImports<'_> {
     fn now(&mut self) -> api::Instant {
@@ -81,15 +131,11 @@ impl Imports for NativeImports<'_> {
         self.0.index_of(group, number)
     }
     fn get(&mut self, keys: &[String]) -> Result<Vec<Option<Entry>>, String> {
-        self.0
-            .store
-            .get(keys)
-            .map_err(|e: StoreError| e.to_string())
+        self.0.guest_get(keys).map_err(|e| e.to_string())
     }
     fn scan(&mut self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, String> {
         self.0
-            .store
-            .scan(start, end, limit)
+            .guest_scan(start, end, limit)
             .map_err(|e| e.to_string())
     }
     fn commit(
@@ -98,8 +144,7 @@ impl Imports for NativeImports<'_> {
         mutations: Vec<Mutation>,
     ) -> Result<CommitOutcome, String> {
         self.0
-            .store
-            .commit(&preconditions, &mutations)
+            .guest_commit(&preconditions, &mutations)
             .map_err(|e| e.to_string())
     }
 }

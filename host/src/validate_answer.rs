@@ -1,5 +1,9 @@
 //! Checks on every value the guest returns. The host does not trust the plugin: an
 //! answer that breaks the contract becomes a plugin fault, never a caller's result.
+//!
+//! These protect users whatever the plugin's policy (the number belongs to the group,
+//! a code has the configured length, the expiry lies ahead within the longest booking,
+//! the counts add up); how the plugin picks a timeout or a number is its own business.
 
 use std::ops::RangeInclusive;
 
@@ -22,6 +26,7 @@ fn pool_has(services: &Services, group: &str, number: &str) -> Result<(), String
     }
 }
 
+/// A `create` answer for `request`, from a call made while the clock read `called`.
 pub fn access_info(
     services: &Services,
     request: &CreateRequest,
@@ -41,19 +46,16 @@ pub fn access_info(
         (Some(_), false) => return Err("answered an access code nobody asked for".into()),
         (None, true) => return Err("answered no access code though one was asked for".into()),
     }
-    if !validate::TIMEOUT_RANGE.contains(&info.expiration_time)
-        || request
-            .booking_expiration_timeout
-            .is_some_and(|t| t != info.expiration_time)
-    {
+    if !validate::TIMEOUT_RANGE.contains(&info.expiration_time) {
         return Err(format!(
-            "answered an expiration time of {} s for a request of {:?}",
-            info.expiration_time, request.booking_expiration_timeout
+            "answered an expiration time of {} s, outside {:?}",
+            info.expiration_time,
+            validate::TIMEOUT_RANGE
         ));
     }
-    let lasts = u64::from(info.expiration_time) * 1000;
-    let earliest = called.start().saturating_add(lasts);
-    let latest = called.end().saturating_add(lasts);
+    // In the future, and no further than the longest booking from the call's end.
+    let longest = u64::from(*validate::TIMEOUT_RANGE.end()) * 1000;
+    let (earliest, latest) = (called.start() + 1, called.end().saturating_add(longest));
     if !(earliest..=latest).contains(&info.expires_at) {
         return Err(format!(
             "answered an expiry of {} ms, outside {earliest}..={latest}",
@@ -63,6 +65,7 @@ pub fn access_info(
     Ok(())
 }
 
+/// A `match-access` answer for `request`.
 pub fn matched(services: &Services, request: &MatchRequest, m: &Matched) -> Result<(), String> {
     validate::service_id(&m.service_id).map_err(|e| format!("answered a bad service id: {e}"))?;
     // The dialled number may be formatted unlike the configured one: compare by pool index.
@@ -80,10 +83,12 @@ pub fn matched(services: &Services, request: &MatchRequest, m: &Matched) -> Resu
     Ok(())
 }
 
+/// A `release` answer for `group`.
 pub fn released(services: &Services, group: &str, number: &str) -> Result<(), String> {
     pool_has(services, group, number)
 }
 
+/// A `pool-status` answer for `group`.
 pub fn pool_status(services: &Services, group: &str, s: &PoolStatus) -> Result<(), String> {
     let size = services
         .config

@@ -13,7 +13,7 @@ use request_access_host::clock::ManualClock;
 use request_access_host::config::Config;
 use request_access_host::runtime::{Limits, PluginImage, Runtime};
 use request_access_host::services::Services;
-use request_access_host::store::{MemoryStore, Registration, StateStore, StoreError};
+use request_access_host::store::{MemoryStore, StateStore, StoreError};
 
 /// 2026-01-01T00:00:00Z, in ms.
 pub const T0: u64 = 1_767_225_600_000;
@@ -187,19 +187,6 @@ impl StateStore for ProbeStore {
         self.check()?;
         self.commits.fetch_add(1, Ordering::SeqCst);
         self.inner.commit(preconditions, mutations)
-    }
-    fn register(&self, service_id: &str, registration: Registration) -> Result<(), StoreError> {
-        self.inner.register(service_id, registration)
-    }
-    fn deregister(&self, service_id: &str) -> Result<bool, StoreError> {
-        self.inner.deregister(service_id)
-    }
-    fn registration(&self, service_id: &str) -> Result<Option<Registration>, StoreError> {
-        self.check()?;
-        self.inner.registration(service_id)
-    }
-    fn registrations(&self) -> Result<Vec<(String, Registration)>, StoreError> {
-        self.inner.registrations()
     }
 }
 

@@ -1,6 +1,10 @@
 //! The original wire: parameters named `_id`, `_resource_group`, ... arriving as
 //! `application/x-www-form-urlencoded`, `multipart/form-data` or JSON, every value
-//! possibly a string (`"true"`, `"30"`). Decoding names the parameter it refuses.
+//! possibly a string (`"true"`, `"30"`). Decoding names the parameter it refuses; the
+//! answers' JSON is in [`answer`].
+#![warn(missing_docs)]
+
+pub mod answer;
 
 use bytes::Bytes;
 use request_access_guest::api::{CreateRequest, MatchRequest};
@@ -9,13 +13,18 @@ use serde_json::Value;
 /// A refused request: the HTTP status, a stable code, a message, and the parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireError {
+    /// The HTTP status to answer.
     pub status: u16,
+    /// A stable, machine-readable code (`invalid-parameter`, ...).
     pub code: &'static str,
+    /// What a person reads.
     pub message: String,
+    /// The parameter refused, if one was.
     pub field: Option<String>,
 }
 
 impl WireError {
+    /// A malformed request, not tied to one parameter.
     pub fn bad_request(message: impl Into<String>) -> Self {
         WireError {
             status: 400,
@@ -35,6 +44,7 @@ impl WireError {
         }
     }
 
+    /// A body in a content type the service does not read.
     pub fn unsupported_media_type(content_type: &str) -> Self {
         WireError {
             status: 415,
@@ -51,8 +61,11 @@ impl WireError {
 /// One decoded parameter value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
+    /// Any text (every form or multipart value).
     Text(String),
+    /// A JSON boolean.
     Bool(bool),
+    /// A JSON number.
     Number(serde_json::Number),
 }
 
@@ -61,7 +74,6 @@ pub enum Param {
 pub struct Params(Vec<(String, Param)>);
 
 impl Params {
-    /// Decode `body` according to its `Content-Type`.
     /// Decode `body` according to the raw `Content-Type` header value, if any.
     pub async fn decode(content_type: Option<&[u8]>, body: Bytes) -> Result<Params, WireError> {
         let content_type = content_type
@@ -105,6 +117,7 @@ impl Params {
         }
     }
 
+    /// A text parameter that must be present.
     pub fn required_text(&self, name: &str) -> Result<String, WireError> {
         self.text(name)?
             .ok_or_else(|| WireError::invalid(name, "is mandatory"))
@@ -140,6 +153,7 @@ impl Params {
             .map_err(|_| WireError::invalid(name, "must be a whole number of seconds, 5..=1800"))
     }
 
+    /// The parameters of `request-access` (the seed's Create).
     pub fn create_request(&self) -> Result<CreateRequest, WireError> {
         Ok(CreateRequest {
             service_id: self.required_text("_id")?,
@@ -150,6 +164,7 @@ impl Params {
         })
     }
 
+    /// The parameters of `match-interaction`.
     pub fn match_request(&self) -> Result<MatchRequest, WireError> {
         Ok(MatchRequest {
             access_number: self.required_text("_access_number")?,

@@ -20,13 +20,13 @@ use clap::{Parser, Subcommand};
 use request_access_host::api::{CreateRequest, Error as ServiceError, MatchRequest};
 use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
-use request_access_host::http::{
-    AppState, PluginSource, access_info_json, rfc3339, service_entry_json,
-};
+use request_access_host::http::AppState;
+use request_access_host::plugin::{PluginSource, STANDALONE_WASM};
 use request_access_host::registry::RegistryError;
-use request_access_host::runtime::{CallError, Runtime, STANDALONE_WASM};
+use request_access_host::runtime::{CallError, Runtime};
 use request_access_host::services::Services;
 use request_access_host::store::DurableStore;
+use request_access_wire::answer;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -289,7 +289,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
                 phone_number,
                 booking_expiration_timeout,
             })?;
-            Value::Object(access_info_json(&id, &info))
+            answer::access_info(&id, &info, None)
         }
         Command::Match {
             access_number,
@@ -301,11 +301,11 @@ fn run(cli: Cli) -> Result<Value, Failure> {
                 access_code,
                 phone_number,
             })?;
-            json!({ "_id": matched.service_id })
+            answer::matched(&matched.service_id, false)
         }
         Command::Release { id, resource_group } => {
             let number = runtime.release(&id, &resource_group)?;
-            json!({ "_id": id, "_resource_group": resource_group, "_access_number": number })
+            answer::released(&id, &resource_group, &number)
         }
         Command::Services(ServicesCommand::Register { id, ttl }) => {
             let registration = services
@@ -319,7 +319,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
                     },
                     message: format!("cannot register {id:?}: {e}"),
                 })?;
-            json!({ "_id": id, "_expires_at": registration.expires_at.map(rfc3339) })
+            answer::registered(&id, registration.expires_at)
         }
         Command::Services(ServicesCommand::Deregister { id }) => {
             if !services
@@ -332,25 +332,21 @@ fn run(cli: Cli) -> Result<Value, Failure> {
                     message: format!("service {id:?} is not registered"),
                 });
             }
-            json!({ "_id": id, "_deregistered": true })
+            answer::deregistered(&id)
         }
         Command::Services(ServicesCommand::List) => {
             let list = services.registry.list().map_err(anyhow::Error::from)?;
-            let entries: Vec<Value> = list.iter().map(service_entry_json).collect();
-            json!({ "services": entries })
+            answer::services(
+                list.iter()
+                    .map(|e| answer::service_entry(&e.service_id, e.static_entry, e.expires_at)),
+            )
         }
         Command::Groups => {
-            let mut groups = Vec::new();
+            let mut statuses = Vec::new();
             for group in &services.config.groups {
-                let status = runtime.pool_status(&group.name)?;
-                groups.push(json!({
-                    "name": group.name,
-                    "size": status.size,
-                    "live": status.live,
-                    "free": status.free,
-                }));
+                statuses.push((group.name.as_str(), runtime.pool_status(&group.name)?));
             }
-            json!({ "groups": groups })
+            answer::groups(statuses)
         }
     })
 }

@@ -11,27 +11,41 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// Labels of a request count.
 pub struct RequestLabels {
+    /// The route's name.
     pub route: &'static str,
+    /// `ok`, or the error's code.
     pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// Labels of a latency histogram.
 pub struct RouteLabels {
+    /// The route's name.
     pub route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// Labels of a pool gauge.
 pub struct GroupLabels {
+    /// The resource group.
     pub group: String,
 }
 
+/// The service's metrics and the registry that encodes them.
 pub struct Metrics {
+    /// Requests by route and outcome.
     pub requests: Family<RequestLabels, prometheus_client::metrics::counter::Counter>,
+    /// Latency by route.
     pub latency: Family<RouteLabels, Histogram>,
+    /// Numbers per group.
     pub pool_size: Family<GroupLabels, Gauge>,
+    /// Live reservations per group.
     pub pool_live: Family<GroupLabels, Gauge>,
+    /// Share of each group held.
     pub pool_utilisation: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    /// Where everything above is registered, with the runtime's counters.
     pub registry: Registry,
 }
 
@@ -42,6 +56,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric registered, at zero.
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, _>::default();
@@ -89,6 +104,7 @@ impl Metrics {
         }
     }
 
+    /// Count one request and its latency.
     pub fn observe(&self, route: &'static str, outcome: &'static str, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels { route, outcome })
@@ -98,6 +114,7 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Record a group's occupancy.
     pub fn set_pool(&self, group: &str, size: u32, live: u32) {
         let labels = GroupLabels {
             group: group.to_string(),
@@ -106,9 +123,10 @@ impl Metrics {
         self.pool_live.get_or_create(&labels).set(i64::from(live));
         self.pool_utilisation
             .get_or_create(&labels)
-            .set(f64::from(live) / f64::from(size.max(1)));
+            .set(request_access_wire::answer::utilisation(size, live));
     }
 
+    /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -38,9 +38,9 @@
 //! that batch and to every later `get`, `scan` and `commit`. Reopening reloads the disk,
 //! which is the truth. The same holds if the flusher thread dies.
 //!
-//! Registrations do not go through memory: `register`/`deregister` run their own redb
-//! write transactions (redb serialises them with the flusher's), and `registration(s)`
-//! read redb.
+//! Registrations are keys like any other (see [`crate::registry`]). Files written before
+//! that kept them in a table of their own: `open` moves them into the state, once, in
+//! one write transaction.
 //!
 //! Cost: the whole state is held in memory, besides the redb file.
 
@@ -51,15 +51,19 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::thread::Thread;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+};
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 
-use super::{MemoryStore, Registration, StateStore, StoreError};
+use super::{MemoryStore, StateStore, StoreError};
+use crate::registry::{Registration, registration_entry};
 
 /// key -> (revision, value)
 const STATE: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("state");
-/// service id -> expiry (ms since the epoch), `None` for no expiry
-const SERVICES: TableDefinition<&str, Option<u64>> = TableDefinition::new("services");
+/// service id -> expiry (ms since the epoch), `None` for no expiry: the registrations of
+/// files written before they became keys; emptied into `STATE` on open.
+const LEGACY_SERVICES: TableDefinition<&str, Option<u64>> = TableDefinition::new("services");
 /// "revision" -> the last committed revision
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
@@ -167,8 +171,8 @@ impl Drop for FailOnPanic<'_> {
     }
 }
 
+/// The embedded durable backend: see the module's documentation.
 pub struct DurableStore {
-    db: Arc<Database>,
     /// The whole state; registrations are not kept here but in `db`.
     memory: MemoryStore,
     /// The flusher's queue, and the sequencing mutex: held from checking a commit's
@@ -201,8 +205,8 @@ impl DurableStore {
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(STATE).map_err(unavailable)?;
-        txn.open_table(SERVICES).map_err(unavailable)?;
         txn.open_table(META).map_err(unavailable)?;
+        migrate_registrations(&txn)?;
         txn.commit().map_err(unavailable)?;
         let (revision, entries) = load(&db)?;
         let memory = MemoryStore::with_state(revision, entries);
@@ -218,7 +222,6 @@ impl DurableStore {
             })
             .map_err(|e| StoreError::Unavailable(format!("starting the flusher thread: {e}")))?;
         Ok(DurableStore {
-            db,
             memory,
             queue: Mutex::new(Some(queue)),
             durability,
@@ -243,6 +246,57 @@ impl Drop for DurableStore {
             let _ = flusher.join();
         }
     }
+}
+
+/// Move the registrations of the legacy table into the state, under one new revision,
+/// and drop the table. Nothing to do when there is none.
+fn migrate_registrations(txn: &WriteTransaction) -> Result<(), StoreError> {
+    // Opening a table in a write transaction would create it: look it up first.
+    let exists = txn
+        .list_tables()
+        .map_err(unavailable)?
+        .any(|t| t.name() == LEGACY_SERVICES.name());
+    if !exists {
+        return Ok(());
+    }
+    let legacy: Vec<(String, Registration)> = {
+        let table = txn.open_table(LEGACY_SERVICES).map_err(unavailable)?;
+        table
+            .iter()
+            .map_err(unavailable)?
+            .map(|item| {
+                let (id, expires_at) = item.map_err(unavailable)?;
+                let registration = Registration {
+                    expires_at: expires_at.value(),
+                };
+                Ok((id.value().to_string(), registration))
+            })
+            .collect::<Result<_, StoreError>>()?
+    };
+    if legacy.is_empty() {
+        txn.delete_table(LEGACY_SERVICES).map_err(unavailable)?;
+        return Ok(());
+    }
+    let mutations = legacy
+        .iter()
+        .map(|(id, registration)| {
+            let (key, value) = registration_entry(id, *registration);
+            Mutation::Put(key, value)
+        })
+        .collect();
+    let last = txn
+        .open_table(META)
+        .map_err(unavailable)?
+        .get(REVISION)
+        .map_err(unavailable)?
+        .map_or(0, |g| g.value());
+    let write_set = WriteSet {
+        revision: last + 1,
+        mutations,
+    };
+    write_batch(txn, std::slice::from_ref(&write_set))?;
+    txn.delete_table(LEGACY_SERVICES).map_err(unavailable)?;
+    Ok(())
 }
 
 /// The last revision and every entry on disk.
@@ -386,64 +440,18 @@ impl StateStore for DurableStore {
         self.durability.wait_for(revision)?;
         Ok(CommitOutcome::Committed(revision))
     }
-
-    fn register(&self, service_id: &str, registration: Registration) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        txn.open_table(SERVICES)
-            .map_err(unavailable)?
-            .insert(service_id, registration.expires_at)
-            .map_err(unavailable)?;
-        txn.commit().map_err(unavailable)
-    }
-
-    fn deregister(&self, service_id: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        let existed = txn
-            .open_table(SERVICES)
-            .map_err(unavailable)?
-            .remove(service_id)
-            .map_err(unavailable)?
-            .is_some();
-        txn.commit().map_err(unavailable)?;
-        Ok(existed)
-    }
-
-    fn registration(&self, service_id: &str) -> Result<Option<Registration>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(SERVICES).map_err(unavailable)?;
-        Ok(table
-            .get(service_id)
-            .map_err(unavailable)?
-            .map(|g| Registration {
-                expires_at: g.value(),
-            }))
-    }
-
-    fn registrations(&self) -> Result<Vec<(String, Registration)>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(SERVICES).map_err(unavailable)?;
-        table
-            .iter()
-            .map_err(unavailable)?
-            .map(|item| {
-                let (k, v) = item.map_err(unavailable)?;
-                Ok((
-                    k.value().to_string(),
-                    Registration {
-                        expires_at: v.value(),
-                    },
-                ))
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::{HashMap, HashSet};
 
+    use std::time::Duration;
+
     use super::super::contract::{absent, put};
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::registry::Registry;
 
     fn at(k: &str, revision: u64) -> Precondition {
         Precondition {
@@ -473,19 +481,19 @@ mod tests {
         );
     }
 
+    /// A registry over `store`, its clock at 0.
+    fn registry(store: Arc<DurableStore>) -> Registry {
+        Registry::new(HashSet::new(), store, Arc::new(ManualClock::new(0)))
+    }
+
     #[test]
     fn committed_state_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let revision = {
-            let store = DurableStore::open(&path).unwrap();
-            store
-                .register(
-                    "svc",
-                    Registration {
-                        expires_at: Some(9),
-                    },
-                )
+            let store = Arc::new(DurableStore::open(&path).unwrap());
+            registry(store.clone())
+                .register("svc", Some(Duration::from_millis(9)))
                 .unwrap();
             match store
                 .commit(&[], &[Mutation::Put("k".into(), b"v".to_vec())])
@@ -495,7 +503,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
-        let store = DurableStore::open(&path).unwrap();
+        let store = Arc::new(DurableStore::open(&path).unwrap());
         assert_eq!(
             store.get(&["k".into()]).unwrap()[0]
                 .as_ref()
@@ -504,7 +512,7 @@ mod tests {
             revision
         );
         assert_eq!(
-            store.registration("svc").unwrap(),
+            registry(store.clone()).registration("svc").unwrap(),
             Some(Registration {
                 expires_at: Some(9)
             })
@@ -514,6 +522,60 @@ mod tests {
             CommitOutcome::Committed(r) => assert!(r > revision),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn registrations_of_an_older_file_become_keys_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            // A file as written before registrations were keys: one reservation entry
+            // at revision 4, and two registrations in their own table.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(STATE)
+                .unwrap()
+                .insert("n\u{1f}5550000", (4, &b"held"[..]))
+                .unwrap();
+            txn.open_table(META).unwrap().insert(REVISION, 4).unwrap();
+            let mut services = txn.open_table(LEGACY_SERVICES).unwrap();
+            services.insert("forever", None).unwrap();
+            services.insert("until-9", Some(9)).unwrap();
+            drop(services);
+            txn.commit().unwrap();
+        }
+        let store = Arc::new(DurableStore::open(&path).unwrap());
+        let listed = registry(store.clone()).registrations().unwrap();
+        let expected = vec![
+            ("forever".to_string(), Registration { expires_at: None }),
+            (
+                "until-9".to_string(),
+                Registration {
+                    expires_at: Some(9),
+                },
+            ),
+        ];
+        assert_eq!(listed, expected);
+        assert_eq!(
+            store.get(&["n\u{1f}5550000".into()]).unwrap()[0]
+                .as_ref()
+                .map(|e| e.revision),
+            Some(4)
+        );
+        // The migration took revision 5; reopening migrates nothing again.
+        drop(store);
+        let store = Arc::new(DurableStore::open(&path).unwrap());
+        assert_eq!(registry(store.clone()).registrations().unwrap(), expected);
+        assert_eq!(committed(store.commit(&[], &[put("k", b"v")])), 6);
+        drop(store);
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        assert!(
+            !txn.list_tables()
+                .unwrap()
+                .any(|t| t.name() == LEGACY_SERVICES.name()),
+            "the legacy table is gone"
+        );
     }
 
     #[test]

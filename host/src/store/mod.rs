@@ -1,10 +1,12 @@
-//! Host-owned state behind the `reservation-state` import, and the registered services.
+//! Host-owned state behind the `reservation-state` import: the reservations and the
+//! registered services, as keys of one ordered store.
 //!
 //! Backends implement a handful of backend-neutral primitives (batched get, ordered
 //! scan, atomic multi-key compare-and-swap commit) that hold no request-access logic.
 //! Both backends here cost O(log n) per key, n being the number of stored keys.
 
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
+pub use request_access_state::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, mutation_key};
 
 mod durable;
 mod memory;
@@ -12,11 +14,7 @@ mod memory;
 pub use durable::DurableStore;
 pub use memory::MemoryStore;
 
-/// Limits on what one call may ask of the store: the host does not trust the guest.
-pub const MAX_KEYS_PER_CALL: usize = 1024;
-pub const MAX_KEY_BYTES: usize = 1024;
-pub const MAX_VALUE_BYTES: usize = 64 * 1024;
-
+/// Why a store call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The backend failed.
@@ -27,13 +25,14 @@ pub enum StoreError {
     Refused(String),
 }
 
-/// A registered service: active until `expires_at` (ms since the epoch), or for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Registration {
-    pub expires_at: Option<u64>,
-}
+/// Keys that start with this character belong to the host (the registrations, see
+/// [`crate::registry`]); the plugin may neither read nor write them. Validation keeps
+/// control characters out of every id, and the plugin's keys start with a letter.
+pub const HOST_KEY_PREFIX: char = '\u{1e}';
 
-/// A reservation-state and registry backend.
+/// A reservation-state backend: an ordered key-value store with revisions. It holds
+/// every piece of state the host keeps, the registrations included, so a backend
+/// implements these three calls and nothing else.
 pub trait StateStore: Send + Sync {
     /// One entry per key, in order.
     fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError>;
@@ -45,54 +44,12 @@ pub trait StateStore: Send + Sync {
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, StoreError>;
-
-    /// Register (or re-register) a service.
-    fn register(&self, service_id: &str, registration: Registration) -> Result<(), StoreError>;
-    /// Remove a registration; `false` if there was none.
-    fn deregister(&self, service_id: &str) -> Result<bool, StoreError>;
-    fn registration(&self, service_id: &str) -> Result<Option<Registration>, StoreError>;
-    /// Every registration, ordered by service id.
-    fn registrations(&self) -> Result<Vec<(String, Registration)>, StoreError>;
 }
 
-fn check_keys<'a>(keys: impl ExactSizeIterator<Item = &'a str>) -> Result<(), StoreError> {
-    if keys.len() > MAX_KEYS_PER_CALL {
-        return Err(StoreError::Refused(format!(
-            "{} keys in one call, at most {MAX_KEYS_PER_CALL}",
-            keys.len()
-        )));
-    }
-    for key in keys {
-        if key.len() > MAX_KEY_BYTES {
-            return Err(StoreError::Refused(format!(
-                "a key of {} bytes, at most {MAX_KEY_BYTES}",
-                key.len()
-            )));
-        }
-    }
-    Ok(())
-}
+/// The largest key of all: scans to it reach the end of the key space.
+pub const KEY_SPACE_END: &str = "\u{10ffff}";
 
-/// Check a commit's size before touching the backend.
-fn check_commit(preconditions: &[Precondition], mutations: &[Mutation]) -> Result<(), StoreError> {
-    check_keys(preconditions.iter().map(|p| p.key.as_str()))?;
-    check_keys(mutations.iter().map(|m| match m {
-        Mutation::Put(k, _) | Mutation::Delete(k) => k.as_str(),
-    }))?;
-    for m in mutations {
-        if let Mutation::Put(_, value) = m
-            && value.len() > MAX_VALUE_BYTES
-        {
-            return Err(StoreError::Refused(format!(
-                "a value of {} bytes, at most {MAX_VALUE_BYTES}",
-                value.len()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Copy every entry and registration of `from` into `to`, a page of
+/// Copy every entry of `from` (registrations included) into `to`, a page of
 /// [`MAX_KEYS_PER_CALL`] entries per commit: to move the state to another backend, or to
 /// seed one. Revisions are `to`'s own, which is all the plugin relies on. Run it while
 /// nothing else writes to either store.
@@ -100,7 +57,7 @@ pub fn copy_state(from: &dyn StateStore, to: &dyn StateStore) -> Result<u64, Sto
     let mut copied = 0;
     let mut start = String::new();
     loop {
-        let page = from.scan(&start, "\u{10ffff}", MAX_KEYS_PER_CALL as u32)?;
+        let page = from.scan(&start, KEY_SPACE_END, MAX_KEYS_PER_CALL as u32)?;
         let Some(last) = page.last() else { break };
         // The smallest key after `last`.
         start = format!("{}\0", last.key);
@@ -115,14 +72,7 @@ pub fn copy_state(from: &dyn StateStore, to: &dyn StateStore) -> Result<u64, Sto
             break;
         }
     }
-    for (service_id, registration) in from.registrations()? {
-        to.register(&service_id, registration)?;
-    }
     Ok(copied)
-}
-
-fn clamp_limit(limit: u32) -> usize {
-    (limit as usize).min(MAX_KEYS_PER_CALL)
 }
 
 #[cfg(test)]
@@ -141,7 +91,7 @@ pub(crate) mod contract {
         }
     }
 
-    /// `copy_state` into `to` carries every entry and registration across pages.
+    /// `copy_state` into `to` carries every entry across pages.
     pub fn check_copy(to: &dyn StateStore) {
         let from = MemoryStore::new();
         let keys: Vec<String> = (0..MAX_KEYS_PER_CALL * 2 + 3)
@@ -151,8 +101,6 @@ pub(crate) mod contract {
             let puts: Vec<Mutation> = chunk.iter().map(|k| put(k, k.as_bytes())).collect();
             from.commit(&[], &puts).unwrap();
         }
-        let forever = Registration { expires_at: None };
-        from.register("s", forever).unwrap();
         assert_eq!(copy_state(&from, to).unwrap(), keys.len() as u64);
         for chunk in keys.chunks(MAX_KEYS_PER_CALL) {
             let got = to.get(chunk).unwrap();
@@ -160,10 +108,6 @@ pub(crate) mod contract {
                 assert_eq!(entry.unwrap().value, key.as_bytes());
             }
         }
-        assert_eq!(
-            to.registrations().unwrap(),
-            vec![("s".to_string(), forever)]
-        );
     }
 
     pub fn check(store: &dyn StateStore) {
@@ -245,21 +189,5 @@ pub(crate) mod contract {
         ));
         let many: Vec<String> = (0..=MAX_KEYS_PER_CALL).map(|i| i.to_string()).collect();
         assert!(matches!(store.get(&many), Err(StoreError::Refused(_))));
-
-        // The registry.
-        let forever = Registration { expires_at: None };
-        let until = Registration {
-            expires_at: Some(42),
-        };
-        store.register("s1", forever).unwrap();
-        store.register("s0", until).unwrap();
-        assert_eq!(store.registration("s1").unwrap(), Some(forever));
-        assert_eq!(
-            store.registrations().unwrap(),
-            vec![("s0".to_string(), until), ("s1".to_string(), forever)]
-        );
-        assert!(store.deregister("s1").unwrap());
-        assert!(!store.deregister("s1").unwrap());
-        assert_eq!(store.registration("s1").unwrap(), None);
     }
 }
