@@ -15,6 +15,7 @@
 mod paired;
 mod setup;
 
+use futures::executor::block_on;
 use setup::services;
 
 use std::time::{Duration, Instant};
@@ -59,7 +60,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| request_access_guest_create(&native, &mut rng, &request))
     });
     group.bench_function("component", |b| {
-        b.iter(|| runtime.create(&request).unwrap())
+        b.iter(|| block_on(runtime.create(&request)).unwrap())
     });
     group.finish();
 
@@ -80,10 +81,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("component", |b| {
         b.iter_batched(
             || {
-                let info = runtime.create(&request).unwrap();
+                let info = block_on(runtime.create(&request)).unwrap();
                 (info.access_number, info.access_code)
             },
-            |(number, code)| runtime.match_access(&match_request(number, code)).unwrap(),
+            |(number, code)| block_on(runtime.match_access(&match_request(number, code))).unwrap(),
             BatchSize::PerIteration,
         )
     });
@@ -99,8 +100,8 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("component", |b| {
         b.iter_batched(
-            || runtime.create(&request).unwrap(),
-            |_| runtime.release("bench", "G").unwrap(),
+            || block_on(runtime.create(&request)).unwrap(),
+            |_| block_on(runtime.release("bench", "G")).unwrap(),
             BatchSize::PerIteration,
         )
     });
@@ -138,7 +139,7 @@ fn paired_ratios() {
     let create = paired::ratio(
         CALLS,
         || timed(|| request_access_guest_create(&native, &mut StdRng::seed_from_u64(5), &request)),
-        || timed(|| runtime.create(&request).unwrap()),
+        || timed(|| block_on(runtime.create(&request)).unwrap()),
     );
     let matched = paired::ratio(
         CALLS,
@@ -148,9 +149,9 @@ fn paired_ratios() {
             timed(|| request_access_guest::match_access(&mut NativeImports(&native), &request))
         },
         || {
-            let info = runtime.create(&request).unwrap();
+            let info = block_on(runtime.create(&request)).unwrap();
             let request = match_request(info.access_number, info.access_code);
-            timed(|| runtime.match_access(&request).unwrap())
+            timed(|| block_on(runtime.match_access(&request)).unwrap())
         },
     );
     let released = paired::ratio(
@@ -160,8 +161,8 @@ fn paired_ratios() {
             timed(|| request_access_guest::release(&mut NativeImports(&native), "bench", "G"))
         },
         || {
-            runtime.create(&request).unwrap();
-            timed(|| runtime.release("bench", "G").unwrap())
+            block_on(runtime.create(&request)).unwrap();
+            timed(|| block_on(runtime.release("bench", "G")).unwrap())
         },
     );
     let json = serde_json::json!({

@@ -9,6 +9,7 @@
 mod setup;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use futures::executor::block_on;
 use request_access_host::api::CreateRequest;
 use request_access_host::runtime::{InstanceAllocation, Limits, PLUGIN_WASM, PluginImage, Runtime};
 
@@ -42,7 +43,9 @@ fn bench(c: &mut Criterion) {
         ("fresh-pooling", InstanceAllocation::Pooling, false),
     ] {
         let runtime = runtime(allocation, warm);
-        group.bench_function(name, |b| b.iter(|| runtime.create(&request).unwrap()));
+        group.bench_function(name, |b| {
+            b.iter(|| block_on(runtime.create(&request)).unwrap())
+        });
         let instantiations = runtime.stats().instantiations;
         assert!(
             if warm {

@@ -24,6 +24,7 @@
 
 mod paired;
 
+use futures::executor::block_on;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -130,13 +131,13 @@ impl Caller {
 
     fn call(&mut self, runtime: &Runtime) {
         if self.occupancy == 100 {
-            let outcome = runtime.create(&create(NEWCOMER.into()));
+            let outcome = block_on(runtime.create(&create(NEWCOMER.into())));
             assert!(matches!(
                 outcome,
                 Err(CallError::Service(Error::NoAccessNumberAvailable(_)))
             ));
         } else {
-            runtime.create(&create(service(self.next))).unwrap();
+            block_on(runtime.create(&create(service(self.next)))).unwrap();
             self.next = (self.next + 1) % self.holders.max(1);
         }
     }
@@ -247,7 +248,7 @@ fn bench(c: &mut Criterion) {
                 .path()
                 .join(format!("{}-{occupancy}.redb", pool.size));
             let durable = Arc::new(DurableStore::open(&path).unwrap());
-            copy_state(pool.memory.as_ref(), durable.as_ref()).unwrap();
+            block_on(copy_state(pool.memory.as_ref(), durable.as_ref())).unwrap();
             let file_bytes = std::fs::metadata(&path).unwrap().len();
             let durable_runtime = runtime(config(pool.size, "round-robin"), durable);
             measure(c, "create-durable", &durable_runtime, pool.size, occupancy);

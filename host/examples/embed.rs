@@ -6,6 +6,11 @@
 //! cargo run -p request-access-host --example embed
 //! ```
 //!
+//! The bindings are asynchronous: `reservation-state` and `service-registry` are `async`
+//! host functions (a real store awaits its disk or network there) and the exports are
+//! `async` calls; a `Store` of an engine with async support runs the guest on a fiber.
+//! Here every import answers at once.
+//!
 //! State is the contract's in-memory reference (`request_access_state::RevisionedMap`);
 //! the registry admits one service; the pool is `+1800555010x`. A real host keeps the
 //! state durable and shared.
@@ -50,7 +55,7 @@ impl clock::Host for Host {
 }
 
 impl service_registry::Host for Host {
-    fn is_active(&mut self, id: String) -> Result<bool, service_registry::RegistryError> {
+    async fn is_active(&mut self, id: String) -> Result<bool, service_registry::RegistryError> {
         Ok(id == "demo-service")
     }
 }
@@ -85,14 +90,17 @@ impl groups::Host for Host {
 }
 
 impl state::Host for Host {
-    fn get(&mut self, keys: Vec<String>) -> Result<Vec<Option<state::Entry>>, state::StateError> {
+    async fn get(
+        &mut self,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<state::Entry>>, state::StateError> {
         let entries = self.state.get(&keys).map_err(state::StateError::Refused)?;
         Ok(each_present(entries))
     }
-    fn scan(&mut self, start: String, end: String, limit: u32) -> Entries {
+    async fn scan(&mut self, start: String, end: String, limit: u32) -> Entries {
         Ok(each(self.state.scan(&start, &end, limit)))
     }
-    fn commit(
+    async fn commit(
         &mut self,
         pre: Vec<state::Precondition>,
         muts: Vec<state::Mutation>,
@@ -107,12 +115,19 @@ impl state::Host for Host {
 
 /// Create a reservation with a code and match it; answers (number, service id).
 pub fn run(wasm: &[u8]) -> wasmtime::Result<(String, String)> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()?
+        .block_on(create_and_match(wasm))
+}
+
+async fn create_and_match(wasm: &[u8]) -> wasmtime::Result<(String, String)> {
     let engine = Engine::default();
     let mut linker = Linker::<Host>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Plugin::add_to_linker::<_, HasSelf<Host>>(&mut linker, |h| h)?;
     let mut store = Store::new(&engine, Host::default());
-    let plugin = Plugin::instantiate(&mut store, &Component::new(&engine, wasm)?, &linker)?;
+    let component = Component::new(&engine, wasm)?;
+    let plugin = Plugin::instantiate_async(&mut store, &component, &linker).await?;
     let api = plugin.contact_center_request_access_request_access();
 
     let request = CreateRequest {
@@ -123,7 +138,8 @@ pub fn run(wasm: &[u8]) -> wasmtime::Result<(String, String)> {
         booking_expiration_timeout: None,
     };
     let info = api
-        .call_create(&mut store, &request)?
+        .call_create(&mut store, &request)
+        .await?
         .map_err(|e| wasmtime::format_err!("{e:?}"))?;
     println!(
         "reserved {} with code {:?} for {} s",
@@ -135,7 +151,8 @@ pub fn run(wasm: &[u8]) -> wasmtime::Result<(String, String)> {
         phone_number: None,
     };
     let matched = api
-        .call_match_access(&mut store, &call)?
+        .call_match_access(&mut store, &call)
+        .await?
         .map_err(|e| wasmtime::format_err!("{e:?}"))?;
     println!("matched to {}", matched.service_id);
     Ok((info.access_number, matched.service_id))

@@ -10,7 +10,11 @@
 //! - [`registry`]: which services are active (configured, registered, remote);
 //! - [`config`]: the TOML configuration with the original service's option names.
 //!
+//! Calls are asynchronous (the guest runs on a fiber; a store that waits costs an
+//! `await`), on any executor; the HTTP service runs them on tokio.
+//!
 //! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use request_access_host::{clock::SystemClock, config::Config, runtime::*, services::Services,
 //!     store::MemoryStore};
@@ -25,9 +29,10 @@
 //!     provide_code: true,
 //!     phone_number: None,
 //!     booking_expiration_timeout: None,
-//! })?;
+//! }).await?;
 //! println!("dial {} and type {:?}", info.access_number, info.access_code);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok(())
+//! # }
 //! ```
 #![warn(missing_docs)]
 

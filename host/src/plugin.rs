@@ -113,12 +113,14 @@ impl PluginImage {
     fn engine_config() -> wasmtime::Config {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
+        // Calls run on a fiber so that the imports can await: wasmtime's `async`
+        // feature (not `component-model-async`) turns that on for `*_async` linking.
         config
     }
 
     fn link(engine: Engine, component: Component) -> wasmtime::Result<Arc<PluginImage>> {
         let mut linker = Linker::<InstanceState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
         let pre = bindings::PluginPre::new(linker.instantiate_pre(&component)?)?;
 

@@ -113,23 +113,24 @@ impl Registry {
     }
 
     /// Whether `service_id` may ask for access information now.
-    pub fn is_active(&self, service_id: &str) -> Result<bool, RegistryError> {
+    pub async fn is_active(&self, service_id: &str) -> Result<bool, RegistryError> {
         if self.static_services.contains(service_id) {
             return Ok(true);
         }
         let now = self.clock.now_ms();
         let registered = self
-            .registration(service_id)?
+            .registration(service_id)
+            .await?
             .is_some_and(|r| r.expires_at.is_none_or(|at| at > now));
         match &self.remote {
-            Some(remote) if !registered => remote.is_active(service_id),
+            Some(remote) if !registered => remote.is_active(service_id).await,
             _ => Ok(registered),
         }
     }
 
     /// Register `service_id`, active for `ttl` (or until deregistered). Answers the
     /// registration as stored.
-    pub fn register(
+    pub async fn register(
         &self,
         service_id: &str,
         ttl: Option<Duration>,
@@ -145,15 +146,16 @@ impl Registry {
             expires_at: ttl.map(|t| self.clock.now_ms().saturating_add(t.as_millis() as u64)),
         };
         let (key, value) = registration_entry(service_id, registration);
-        self.store.commit(&[], &[Mutation::Put(key, value)])?;
+        self.store.commit(&[], &[Mutation::Put(key, value)]).await?;
         Ok(registration)
     }
 
     /// `false` if the service was not registered. Services from the configuration stay.
-    pub fn deregister(&self, service_id: &str) -> Result<bool, RegistryError> {
+    pub async fn deregister(&self, service_id: &str) -> Result<bool, RegistryError> {
         let key = registration_key(service_id);
         loop {
-            let Some(entry) = self.store.get(std::slice::from_ref(&key))?.pop().flatten() else {
+            let read = self.store.get(std::slice::from_ref(&key)).await?;
+            let Some(entry) = read.into_iter().next().flatten() else {
                 return Ok(false);
             };
             // Delete what was read: a registration renewed meanwhile is read again.
@@ -161,10 +163,8 @@ impl Registry {
                 key: key.clone(),
                 revision: Some(entry.revision),
             };
-            match self
-                .store
-                .commit(&[current], &[Mutation::Delete(key.clone())])?
-            {
+            let delete = [Mutation::Delete(key.clone())];
+            match self.store.commit(&[current], &delete).await? {
                 CommitOutcome::Committed(_) => return Ok(true),
                 CommitOutcome::Conflict(_) => continue,
             }
@@ -172,22 +172,26 @@ impl Registry {
     }
 
     /// The stored registration of `service_id`, expired or not.
-    pub fn registration(&self, service_id: &str) -> Result<Option<Registration>, RegistryError> {
+    pub async fn registration(
+        &self,
+        service_id: &str,
+    ) -> Result<Option<Registration>, RegistryError> {
         let key = registration_key(service_id);
-        match self.store.get(&[key])?.pop().flatten() {
+        match self.store.get(&[key]).await?.pop().flatten() {
             Some(entry) => Ok(Some(decode(&entry.value)?)),
             None => Ok(None),
         }
     }
 
     /// Every stored registration, expired or not, ordered by service id.
-    pub fn registrations(&self) -> Result<Vec<(String, Registration)>, RegistryError> {
+    pub async fn registrations(&self) -> Result<Vec<(String, Registration)>, RegistryError> {
         let mut all = Vec::new();
         let mut start = REGISTRATIONS.to_string();
         loop {
             let page = self
                 .store
-                .scan(&start, REGISTRATIONS_END, MAX_KEYS_PER_CALL as u32)?;
+                .scan(&start, REGISTRATIONS_END, MAX_KEYS_PER_CALL as u32)
+                .await?;
             let full = page.len() == MAX_KEYS_PER_CALL;
             if let Some(last) = page.last() {
                 // The smallest key after `last`.
@@ -204,7 +208,7 @@ impl Registry {
     }
 
     /// Every active service: the configuration's and the registered ones.
-    pub fn list(&self) -> Result<Vec<ServiceEntry>, RegistryError> {
+    pub async fn list(&self) -> Result<Vec<ServiceEntry>, RegistryError> {
         let now = self.clock.now_ms();
         let mut entries: Vec<ServiceEntry> = self
             .static_services
@@ -216,7 +220,8 @@ impl Registry {
             })
             .collect();
         entries.extend(
-            self.registrations()?
+            self.registrations()
+                .await?
                 .into_iter()
                 .filter(|(id, r)| {
                     !self.static_services.contains(id) && r.expires_at.is_none_or(|at| at > now)
@@ -262,7 +267,7 @@ impl RemoteRegistry {
         }
     }
 
-    fn is_active(&self, service_id: &str) -> Result<bool, RegistryError> {
+    async fn is_active(&self, service_id: &str) -> Result<bool, RegistryError> {
         let cached = self
             .cache
             .lock()
@@ -273,7 +278,7 @@ impl RemoteRegistry {
         if let Some(active) = cached {
             return Ok(active);
         }
-        let active = self.ask(service_id)?;
+        let active = self.ask_off_the_runtime(service_id).await?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= REMOTE_CACHE_ENTRIES {
             cache.clear();
@@ -282,24 +287,41 @@ impl RemoteRegistry {
         Ok(active)
     }
 
-    fn ask(&self, service_id: &str) -> Result<bool, RegistryError> {
-        let remote =
-            |e: &dyn std::fmt::Display| RegistryError::Remote(format!("{}: {e}", self.config.url));
-        let mut response = self
-            .agent
-            .get(&self.config.url)
-            .query("id", service_id)
-            .call()
-            .map_err(|e| remote(&e))?;
-        match response.status().as_u16() {
-            200 => Ok(response
-                .body_mut()
-                .read_json::<RemoteAnswer>()
-                .map_err(|e| remote(&e))?
-                .active),
-            404 => Ok(false),
-            status => Err(remote(&format!("answered HTTP {status}"))),
+    /// [`ask`] on tokio's blocking pool when there is a runtime (the HTTP client
+    /// blocks), inline otherwise.
+    async fn ask_off_the_runtime(&self, service_id: &str) -> Result<bool, RegistryError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return ask(&self.agent, &self.config.url, service_id);
         }
+        let (agent, url, id) = (
+            self.agent.clone(),
+            self.config.url.clone(),
+            service_id.to_string(),
+        );
+        tokio::task::spawn_blocking(move || ask(&agent, &url, &id))
+            .await
+            .map_err(|e| {
+                RegistryError::Remote(format!("{}: the request was lost: {e}", self.config.url))
+            })?
+    }
+}
+
+/// `GET {url}?id={service_id}`: whether the remote registry holds the service active.
+fn ask(agent: &ureq::Agent, url: &str, service_id: &str) -> Result<bool, RegistryError> {
+    let remote = |e: &dyn std::fmt::Display| RegistryError::Remote(format!("{url}: {e}"));
+    let mut response = agent
+        .get(url)
+        .query("id", service_id)
+        .call()
+        .map_err(|e| remote(&e))?;
+    match response.status().as_u16() {
+        200 => Ok(response
+            .body_mut()
+            .read_json::<RemoteAnswer>()
+            .map_err(|e| remote(&e))?
+            .active),
+        404 => Ok(false),
+        status => Err(remote(&format!("answered HTTP {status}"))),
     }
 }
 
@@ -318,57 +340,61 @@ mod tests {
     }
 
     /// Registration, listing and removal, on any backend.
-    fn check(store: Arc<dyn StateStore>) {
+    async fn check(store: Arc<dyn StateStore>) {
         let r = registry(store);
         let forever = Registration { expires_at: None };
         let until = Registration {
             expires_at: Some(42),
         };
-        assert_eq!(r.register("s1", None).unwrap(), forever);
+        assert_eq!(r.register("s1", None).await.unwrap(), forever);
         assert_eq!(
-            r.register("s0", Some(Duration::from_millis(42))).unwrap(),
+            r.register("s0", Some(Duration::from_millis(42)))
+                .await
+                .unwrap(),
             until
         );
-        assert_eq!(r.registration("s1").unwrap(), Some(forever));
+        assert_eq!(r.registration("s1").await.unwrap(), Some(forever));
         assert_eq!(
-            r.registrations().unwrap(),
+            r.registrations().await.unwrap(),
             vec![("s0".to_string(), until), ("s1".to_string(), forever)]
         );
-        assert!(r.is_active("s0").unwrap() && r.is_active("configured").unwrap());
-        assert!(r.deregister("s1").unwrap());
-        assert!(!r.deregister("s1").unwrap());
-        assert_eq!(r.registration("s1").unwrap(), None);
-        assert!(!r.is_active("s1").unwrap());
+        assert!(r.is_active("s0").await.unwrap() && r.is_active("configured").await.unwrap());
+        assert!(r.deregister("s1").await.unwrap());
+        assert!(!r.deregister("s1").await.unwrap());
+        assert_eq!(r.registration("s1").await.unwrap(), None);
+        assert!(!r.is_active("s1").await.unwrap());
         assert!(matches!(
-            r.register("s2", Some(Duration::ZERO)),
+            r.register("s2", Some(Duration::ZERO)).await,
             Err(RegistryError::Invalid(ServiceError::InvalidParameter { field, .. })) if field == "_ttl"
         ));
     }
 
-    #[test]
-    fn registrations_live_in_the_memory_store() {
-        check(Arc::new(MemoryStore::new()));
+    #[tokio::test]
+    async fn registrations_live_in_the_memory_store() {
+        check(Arc::new(MemoryStore::new())).await;
     }
 
-    #[test]
-    fn registrations_live_in_the_durable_store() {
+    #[tokio::test]
+    async fn registrations_live_in_the_durable_store() {
         let dir = tempfile::tempdir().unwrap();
         check(Arc::new(
             DurableStore::open(&dir.path().join("s.redb")).unwrap(),
-        ));
+        ))
+        .await;
     }
 
-    #[test]
-    fn more_registrations_than_one_scan_answers_are_all_listed() {
+    #[tokio::test]
+    async fn more_registrations_than_one_scan_answers_are_all_listed() {
         let r = registry(Arc::new(MemoryStore::new()));
         let ids: Vec<String> = (0..MAX_KEYS_PER_CALL + 5)
             .map(|i| format!("s{i:05}"))
             .collect();
         for id in &ids {
-            r.register(id, None).unwrap();
+            r.register(id, None).await.unwrap();
         }
         let listed: Vec<String> = r
             .registrations()
+            .await
             .unwrap()
             .into_iter()
             .map(|(id, _)| id)
@@ -376,16 +402,16 @@ mod tests {
         assert_eq!(listed, ids);
     }
 
-    #[test]
-    fn copying_a_store_carries_its_registrations() {
+    #[tokio::test]
+    async fn copying_a_store_carries_its_registrations() {
         let from: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-        registry(from.clone()).register("s", None).unwrap();
+        registry(from.clone()).register("s", None).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let to: Arc<dyn StateStore> =
             Arc::new(DurableStore::open(&dir.path().join("s.redb")).unwrap());
-        copy_state(from.as_ref(), to.as_ref()).unwrap();
+        copy_state(from.as_ref(), to.as_ref()).await.unwrap();
         assert_eq!(
-            registry(to).registrations().unwrap(),
+            registry(to).registrations().await.unwrap(),
             vec![("s".to_string(), Registration { expires_at: None })]
         );
     }

@@ -31,7 +31,6 @@ use crate::bindings;
 use bindings::contact_center::request_access::{
     clock, reservation_state as state, resource_groups as groups, service_registry,
 };
-use bindings::exports::contact_center::request_access::request_access as wit;
 
 /// How often the epoch advances: the granularity of the call deadline.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -129,16 +128,6 @@ impl CallTime {
 
 fn ticks(duration: Duration) -> u64 {
     (duration.as_micros() / EPOCH_TICK.as_micros()) as u64 + 1
-}
-
-impl InstanceState {
-    /// Run host work on behalf of the guest, off the guest's clock.
-    fn in_host<R>(&mut self, work: impl FnOnce(&Services) -> R) -> R {
-        let started = Instant::now();
-        let answer = work(&self.services);
-        self.call.in_host += started.elapsed();
-        answer
-    }
 }
 
 impl WasiView for InstanceState {
@@ -266,7 +255,7 @@ impl Runtime {
         );
     }
 
-    fn instantiate(&self, image: &PluginImage) -> Result<Warm, CallError> {
+    async fn instantiate(&self, image: &PluginImage) -> Result<Warm, CallError> {
         let mut wasi = WasiCtxBuilder::new();
         if let Some(master) = &self.seeded_random {
             let seed = master.lock().unwrap_or_else(|p| p.into_inner()).next_u64();
@@ -295,7 +284,8 @@ impl Runtime {
         });
         let plugin = image
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| self.fault(format!("instantiation failed: {e:#}")))?;
         self.instantiations.inc();
         Ok(Warm { store, plugin })
@@ -306,12 +296,9 @@ impl Runtime {
         CallError::PluginFault(why)
     }
 
-    /// Run `call` on a warm instance. A trap drops the instance (a trapped store is
-    /// poisoned); the guest's committed state is untouched either way.
-    fn with_instance<R>(
-        &self,
-        call: impl FnOnce(&wit::Guest, &mut Store<InstanceState>) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
+    /// A warm instance of the current plugin, its clock started for one call. If the
+    /// call's future is dropped before [`Runtime::check_in`], the instance goes with it.
+    async fn check_out(&self) -> Result<(Arc<Generation>, Warm), CallError> {
         let generation = self.current.load_full();
         let idle = generation
             .idle
@@ -320,13 +307,22 @@ impl Runtime {
             .pop();
         let mut warm = match idle {
             Some(warm) => warm,
-            None => self.instantiate(&generation.image)?,
+            None => self.instantiate(&generation.image).await?,
         };
         warm.store.data_mut().call = CallTime::start(self.limits.call_deadline);
         warm.store
             .set_epoch_deadline(ticks(self.limits.call_deadline));
-        let exports = warm.plugin.contact_center_request_access_request_access();
-        let outcome = call(exports, &mut warm.store);
+        Ok((generation, warm))
+    }
+
+    /// Keep the instance for the next call if it answered; a trap drops it (a trapped
+    /// store is poisoned). The guest's committed state is untouched either way.
+    fn check_in<R>(
+        &self,
+        generation: Arc<Generation>,
+        warm: Warm,
+        outcome: wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         self.peak_guest_memory.fetch_max(
             warm.store.data().memory.peak_bytes as u64,
             Ordering::Relaxed,
@@ -351,10 +347,16 @@ impl Runtime {
     }
 
     /// Reserve an access number (the seed's Create).
-    pub fn create(&self, request: &api::CreateRequest) -> Result<api::AccessInfo, CallError> {
+    pub async fn create(&self, request: &api::CreateRequest) -> Result<api::AccessInfo, CallError> {
         let wit_request = request.clone().into();
         let before = self.services.clock.now_ms();
-        let answer = self.with_instance(|g, store| g.call_create(store, &wit_request))?;
+        let (generation, mut warm) = self.check_out().await?;
+        let outcome = warm
+            .plugin
+            .contact_center_request_access_request_access()
+            .call_create(&mut warm.store, &wit_request)
+            .await;
+        let answer = self.check_in(generation, warm, outcome)?;
         let after = self.services.clock.now_ms();
         let info: api::AccessInfo = answer.map_err(api::Error::from)?.into();
         validate_answer::access_info(&self.services, request, &info, before..=after)
@@ -363,9 +365,18 @@ impl Runtime {
     }
 
     /// Match an incoming call to its reservation, releasing it.
-    pub fn match_access(&self, request: &api::MatchRequest) -> Result<api::Matched, CallError> {
+    pub async fn match_access(
+        &self,
+        request: &api::MatchRequest,
+    ) -> Result<api::Matched, CallError> {
         let wit_request = request.clone().into();
-        let answer = self.with_instance(|g, store| g.call_match_access(store, &wit_request))?;
+        let (generation, mut warm) = self.check_out().await?;
+        let outcome = warm
+            .plugin
+            .contact_center_request_access_request_access()
+            .call_match_access(&mut warm.store, &wit_request)
+            .await;
+        let answer = self.check_in(generation, warm, outcome)?;
         let matched: api::Matched = answer.map_err(api::Error::from)?.into();
         validate_answer::matched(&self.services, request, &matched)
             .map_err(|why| self.fault(why))?;
@@ -373,18 +384,34 @@ impl Runtime {
     }
 
     /// Give a service's reservation back; answers the number released.
-    pub fn release(&self, service_id: &str, resource_group: &str) -> Result<String, CallError> {
-        let answer =
-            self.with_instance(|g, store| g.call_release(store, service_id, resource_group))?;
-        let number = answer.map_err(api::Error::from)?;
+    pub async fn release(
+        &self,
+        service_id: &str,
+        resource_group: &str,
+    ) -> Result<String, CallError> {
+        let (generation, mut warm) = self.check_out().await?;
+        let outcome = warm
+            .plugin
+            .contact_center_request_access_request_access()
+            .call_release(&mut warm.store, service_id, resource_group)
+            .await;
+        let number = self
+            .check_in(generation, warm, outcome)?
+            .map_err(api::Error::from)?;
         validate_answer::released(&self.services, resource_group, &number)
             .map_err(|why| self.fault(why))?;
         Ok(number)
     }
 
     /// The occupancy of a group.
-    pub fn pool_status(&self, resource_group: &str) -> Result<api::PoolStatus, CallError> {
-        let answer = self.with_instance(|g, store| g.call_pool_status(store, resource_group))?;
+    pub async fn pool_status(&self, resource_group: &str) -> Result<api::PoolStatus, CallError> {
+        let (generation, mut warm) = self.check_out().await?;
+        let outcome = warm
+            .plugin
+            .contact_center_request_access_request_access()
+            .call_pool_status(&mut warm.store, resource_group)
+            .await;
+        let answer = self.check_in(generation, warm, outcome)?;
         let status: api::PoolStatus = answer.map_err(api::Error::from)?.into();
         validate_answer::pool_status(&self.services, resource_group, &status)
             .map_err(|why| self.fault(why))?;
@@ -398,9 +425,22 @@ impl clock::Host for InstanceState {
     }
 }
 
+/// Await host work on behalf of the guest, off the guest's clock.
+async fn off_the_clock<R>(call: &mut CallTime, work: impl std::future::Future<Output = R>) -> R {
+    let started = Instant::now();
+    let answer = work.await;
+    call.in_host += started.elapsed();
+    answer
+}
+
 impl service_registry::Host for InstanceState {
-    fn is_active(&mut self, service_id: String) -> Result<bool, service_registry::RegistryError> {
-        self.in_host(|s| s.registry.is_active(&service_id))
+    async fn is_active(
+        &mut self,
+        service_id: String,
+    ) -> Result<bool, service_registry::RegistryError> {
+        let services = self.services.clone();
+        off_the_clock(&mut self.call, services.registry.is_active(&service_id))
+            .await
             .map_err(|e| service_registry::RegistryError::Unavailable(e.to_string()))
     }
 }
@@ -431,32 +471,44 @@ fn state_error(e: crate::store::StoreError) -> state::StateError {
 }
 
 impl state::Host for InstanceState {
-    fn get(&mut self, keys: Vec<String>) -> Result<Vec<Option<state::Entry>>, state::StateError> {
-        self.in_host(|s| s.guest_get(&keys))
+    async fn get(
+        &mut self,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<state::Entry>>, state::StateError> {
+        let services = self.services.clone();
+        off_the_clock(&mut self.call, services.guest_get(&keys))
+            .await
             .map(each_present)
             .map_err(state_error)
     }
 
-    fn scan(
+    async fn scan(
         &mut self,
         start: String,
         end: String,
         limit: u32,
     ) -> Result<Vec<state::Entry>, state::StateError> {
-        self.in_host(|s| s.guest_scan(&start, &end, limit))
+        let services = self.services.clone();
+        off_the_clock(&mut self.call, services.guest_scan(&start, &end, limit))
+            .await
             .map(each)
             .map_err(state_error)
     }
 
-    fn commit(
+    async fn commit(
         &mut self,
         preconditions: Vec<state::Precondition>,
         mutations: Vec<state::Mutation>,
     ) -> Result<state::CommitOutcome, state::StateError> {
         let (preconditions, mutations): (Vec<api::Precondition>, Vec<api::Mutation>) =
             (each(preconditions), each(mutations));
-        self.in_host(|s| s.guest_commit(&preconditions, &mutations))
-            .map(Into::into)
-            .map_err(state_error)
+        let services = self.services.clone();
+        off_the_clock(
+            &mut self.call,
+            services.guest_commit(&preconditions, &mutations),
+        )
+        .await
+        .map(Into::into)
+        .map_err(state_error)
     }
 }

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use futures::executor::block_on;
+
 use request_access_guest::api::{
     self, CommitOutcome, Entry, Group, Imports, Mutation, Precondition,
 };
@@ -58,31 +60,36 @@ impl Services {
     }
 
     /// `reservation-state.get` for the plugin: the host's own keys are refused.
-    pub fn guest_get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
+    pub async fn guest_get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
         guest_keys(keys.iter().map(String::as_str))?;
-        self.store.get(keys)
+        self.store.get(keys).await
     }
 
     /// `reservation-state.scan` for the plugin: a range that reaches the host's own
     /// keys is refused.
-    pub fn guest_scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
+    pub async fn guest_scan(
+        &self,
+        start: &str,
+        end: &str,
+        limit: u32,
+    ) -> Result<Vec<Entry>, StoreError> {
         let host_keys = HOST_KEY_PREFIX.to_string();
         // Host keys are those in [U+001E, U+001F).
         if start < "\u{1f}" && end > host_keys.as_str() && start < end {
             return Err(host_keys_refused());
         }
-        self.store.scan(start, end, limit)
+        self.store.scan(start, end, limit).await
     }
 
     /// `reservation-state.commit` for the plugin: the host's own keys are refused.
-    pub fn guest_commit(
+    pub async fn guest_commit(
         &self,
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, StoreError> {
         guest_keys(preconditions.iter().map(|p| p.key.as_str()))?;
         guest_keys(mutations.iter().map(mutation_key))?;
-        self.store.commit(preconditions, mutations)
+        self.store.commit(preconditions, mutations).await
     }
 }
 
@@ -102,7 +109,9 @@ fn guest_keys<'a>(mut keys: impl Iterator<Item = &'a str>) -> Result<(), StoreEr
 }
 
 /// The imports served straight from [`Services`], with no component in between: the
-/// native baseline for tests and benchmarks.
+/// native baseline for tests and benchmarks. The logic calls its imports synchronously,
+/// so each store call is driven to its end on the calling thread: use it outside an
+/// async runtime's workers.
 pub struct NativeImports<'a>(
     /// What the imports are served from.
     pub &'a Services,
@@ -113,10 +122,7 @@ impl Imports for NativeImports<'_> {
         self.0.clock.now_ms()
     }
     fn is_active(&mut self, service_id: &str) -> Result<bool, String> {
-        self.0
-            .registry
-            .is_active(service_id)
-            .map_err(|e| e.to_string())
+        block_on(self.0.registry.is_active(service_id)).map_err(|e| e.to_string())
     }
     fn options(&mut self) -> api::Options {
         self.0.config.options
@@ -131,21 +137,17 @@ impl Imports for NativeImports<'_> {
         self.0.index_of(group, number)
     }
     fn get(&mut self, keys: &[String]) -> Result<Vec<Option<Entry>>, String> {
-        self.0.guest_get(keys).map_err(|e| e.to_string())
+        block_on(self.0.guest_get(keys)).map_err(|e| e.to_string())
     }
     fn scan(&mut self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, String> {
-        self.0
-            .guest_scan(start, end, limit)
-            .map_err(|e| e.to_string())
+        block_on(self.0.guest_scan(start, end, limit)).map_err(|e| e.to_string())
     }
     fn commit(
         &mut self,
         preconditions: Vec<Precondition>,
         mutations: Vec<Mutation>,
     ) -> Result<CommitOutcome, String> {
-        self.0
-            .guest_commit(&preconditions, &mutations)
-            .map_err(|e| e.to_string())
+        block_on(self.0.guest_commit(&preconditions, &mutations)).map_err(|e| e.to_string())
     }
 }
 
@@ -256,7 +258,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let s = Services::new(config, store, clock.clone());
         for i in 0..1500 {
-            s.registry.register(&format!("s{i}"), None).unwrap();
+            block_on(s.registry.register(&format!("s{i}"), None)).unwrap();
             create(&s, &format!("s{i}")).unwrap();
         }
         let status =

@@ -1,17 +1,20 @@
 //! Shared set-up for the integration tests: the real component, compiled once per test
 //! binary, run by the reference host on an in-memory or durable store, with a clock the
-//! test moves and a seeded random generator.
+//! test moves and a seeded random generator. The host is asynchronous; [`Blocking`]
+//! drives its calls to their end from plain test threads, on one shared tokio runtime.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use request_access_host::api::{
-    CommitOutcome, CreateRequest, Entry, MatchRequest, Mutation, Precondition,
+    AccessInfo, CommitOutcome, CreateRequest, Entry, MatchRequest, Matched, Mutation, PoolStatus,
+    Precondition,
 };
 use request_access_host::clock::ManualClock;
 use request_access_host::config::Config;
-use request_access_host::runtime::{Limits, PluginImage, Runtime};
+use request_access_host::runtime::{CallError, Limits, PluginImage, Runtime, RuntimeStats};
 use request_access_host::services::Services;
 use request_access_host::store::{MemoryStore, StateStore, StoreError};
 
@@ -36,9 +39,57 @@ pub fn image() -> Arc<PluginImage> {
         .clone()
 }
 
+/// Drive `future` to its end on the shared runtime, from any thread but its workers.
+pub fn wait<F: Future>(future: F) -> F::Output {
+    static EXECUTOR: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    EXECUTOR
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("the test runtime starts")
+        })
+        .block_on(future)
+}
+
+/// A [`Runtime`] whose calls block the calling thread until they answer.
+pub struct Blocking(pub Arc<Runtime>);
+
+impl Blocking {
+    /// Wrap `runtime`.
+    pub fn new(runtime: Runtime) -> Self {
+        Blocking(Arc::new(runtime))
+    }
+    pub fn create(&self, request: &CreateRequest) -> Result<AccessInfo, CallError> {
+        wait(self.0.create(request))
+    }
+    pub fn match_access(&self, request: &MatchRequest) -> Result<Matched, CallError> {
+        wait(self.0.match_access(request))
+    }
+    pub fn release(&self, service_id: &str, group: &str) -> Result<String, CallError> {
+        wait(self.0.release(service_id, group))
+    }
+    pub fn pool_status(&self, group: &str) -> Result<PoolStatus, CallError> {
+        wait(self.0.pool_status(group))
+    }
+    pub fn reload(&self, image: Arc<PluginImage>) {
+        self.0.reload(image)
+    }
+    pub fn stats(&self) -> RuntimeStats {
+        self.0.stats()
+    }
+    pub fn limits(&self) -> &Limits {
+        self.0.limits()
+    }
+    pub fn services(&self) -> &Arc<Services> {
+        self.0.services()
+    }
+}
+
 /// A runtime, its clock and its store.
 pub struct Harness {
-    pub runtime: Runtime,
+    pub runtime: Blocking,
     pub clock: Arc<ManualClock>,
     pub store: Arc<ProbeStore>,
 }
@@ -68,7 +119,7 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(T0));
         let store = Arc::new(ProbeStore::new(backend));
         let services = Arc::new(Services::new(config, store.clone(), clock.clone()));
-        let runtime = Runtime::new(image(), services, limits).with_random_seed(7);
+        let runtime = Blocking::new(Runtime::new(image(), services, limits).with_random_seed(7));
         Harness {
             runtime,
             clock,
@@ -83,8 +134,7 @@ impl Harness {
     /// Every stored key and value: compared before and after a call that must change
     /// nothing.
     pub fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
-        self.store
-            .scan("", "\u{10ffff}", u32::MAX)
+        wait(self.store.scan("", "\u{10ffff}", u32::MAX))
             .unwrap()
             .into_iter()
             .map(|e| (e.key, e.value))
@@ -162,31 +212,32 @@ impl ProbeStore {
     }
 }
 
+#[async_trait::async_trait]
 impl StateStore for ProbeStore {
-    fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
+    async fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
         self.check()?;
         if self.slow.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.keys_read
             .fetch_add(keys.len() as u64, Ordering::SeqCst);
-        self.inner.get(keys)
+        self.inner.get(keys).await
     }
-    fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
+    async fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
         self.check()?;
-        let entries = self.inner.scan(start, end, limit)?;
+        let entries = self.inner.scan(start, end, limit).await?;
         self.keys_read
             .fetch_add(entries.len() as u64, Ordering::SeqCst);
         Ok(entries)
     }
-    fn commit(
+    async fn commit(
         &self,
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, StoreError> {
         self.check()?;
         self.commits.fetch_add(1, Ordering::SeqCst);
-        self.inner.commit(preconditions, mutations)
+        self.inner.commit(preconditions, mutations).await
     }
 }
 

@@ -93,7 +93,7 @@ fn create_cost(pool: &str, size: u32, hold: u32, strategy: &str) -> ((u64, u64),
     let h = Harness::new(&group_config(strategy, pool, 0));
     let registry = &h.runtime.services().registry;
     for i in 0..=hold {
-        registry.register(&format!("s{i}"), None).unwrap();
+        wait(registry.register(&format!("s{i}"), None)).unwrap();
     }
     for i in 0..hold {
         h.runtime.create(&create(&format!("s{i}"), "G")).unwrap();

@@ -164,10 +164,8 @@ fn unknown_groups_and_inactive_services_are_told_apart() {
 fn registered_services_are_active_until_their_ttl_or_deregistration() {
     let h = Harness::new(TEN_NUMBERS);
     let registry = &h.runtime.services().registry;
-    registry
-        .register("app-7", Some(std::time::Duration::from_secs(60)))
-        .unwrap();
-    registry.register("app-8", None).unwrap();
+    wait(registry.register("app-7", Some(std::time::Duration::from_secs(60)))).unwrap();
+    wait(registry.register("app-8", None)).unwrap();
     assert!(h.runtime.create(&create("app-7", "DNIS")).is_ok());
     assert!(h.runtime.create(&create("app-8", "DNIS")).is_ok());
 
@@ -176,7 +174,7 @@ fn registered_services_are_active_until_their_ttl_or_deregistration() {
         h.runtime.create(&create("app-7", "DNIS")),
         Err(CallError::Service(Error::ServiceNotActive("app-7".into())))
     );
-    assert!(registry.deregister("app-8").unwrap());
+    assert!(wait(registry.deregister("app-8")).unwrap());
     assert_eq!(
         h.runtime.create(&create("app-8", "DNIS")),
         Err(CallError::Service(Error::ServiceNotActive("app-8".into())))
@@ -228,7 +226,7 @@ numbers = ["5551000..5551002"]
     let h = Harness::new(config);
     let registry = &h.runtime.services().registry;
     for i in 0..4 {
-        registry.register(&format!("s{i}"), None).unwrap();
+        wait(registry.register(&format!("s{i}"), None)).unwrap();
     }
     for i in 0..3 {
         let request = CreateRequest {
@@ -283,11 +281,7 @@ fn the_caller_number_is_tied_to_the_reservation() {
 #[test]
 fn an_unreachable_store_is_a_store_or_registry_failure_not_a_fault() {
     let h = Harness::new(TEN_NUMBERS);
-    h.runtime
-        .services()
-        .registry
-        .register("app-1", None)
-        .unwrap();
+    wait(h.runtime.services().registry.register("app-1", None)).unwrap();
     h.store
         .broken
         .store(true, std::sync::atomic::Ordering::SeqCst);

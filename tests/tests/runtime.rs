@@ -56,7 +56,7 @@ fn time_blocked_in_the_host_does_not_count_against_the_call_deadline() {
         call_deadline: Duration::from_millis(20),
         ..Limits::default()
     };
-    let runtime = Runtime::new(image(), services, limits);
+    let runtime = Blocking::new(Runtime::new(image(), services, limits));
     store.slow.store(true, Ordering::SeqCst);
     let info = runtime.create(&create("svc-1", "DNIS")).unwrap();
     assert_eq!(info.access_number, "+18005550100");
@@ -75,7 +75,7 @@ fn an_instance_over_its_memory_cap_is_a_plugin_fault_not_a_crash() {
         memory_bytes: 64 * 1024,
         ..Limits::default()
     };
-    let runtime = Runtime::new(image(), services, limits);
+    let runtime = Blocking::new(Runtime::new(image(), services, limits));
     assert!(matches!(
         runtime.create(&create("svc-1", "DNIS")),
         Err(CallError::PluginFault(_))
@@ -92,7 +92,7 @@ fn the_pooling_allocator_serves_fresh_instances_call_after_call() {
         max_idle_instances: 0,
         ..Limits::default()
     };
-    let runtime = Runtime::new(image, h.runtime.services().clone(), limits);
+    let runtime = Blocking::new(Runtime::new(image, h.runtime.services().clone(), limits));
     let mut numbers = Vec::new();
     for service in ["svc-1", "svc-2", "svc-3"] {
         numbers.push(
@@ -162,7 +162,7 @@ fn the_durable_store_keeps_every_reservation_across_a_reopen() {
     let lent: Vec<_> = {
         let store: Arc<dyn StateStore> = Arc::new(DurableStore::open(&path).unwrap());
         let h = Harness::with_store(&config, store);
-        h.runtime.services().registry.register("app", None).unwrap();
+        wait(h.runtime.services().registry.register("app", None)).unwrap();
         (0..20)
             .map(|i| {
                 let id = format!("s{i}");
@@ -174,7 +174,7 @@ fn the_durable_store_keeps_every_reservation_across_a_reopen() {
 
     let store: Arc<dyn StateStore> = Arc::new(DurableStore::open(&path).unwrap());
     let h = Harness::with_store(&config, store);
-    assert!(h.runtime.services().registry.is_active("app").unwrap());
+    assert!(wait(h.runtime.services().registry.is_active("app")).unwrap());
     assert_eq!(h.runtime.pool_status("G").unwrap().live, 20);
     // New reservations avoid every number lent before the reopen.
     let fresh: Vec<String> = (0..30)

@@ -550,8 +550,10 @@ fn main_inner() -> anyhow::Result<bool> {
     generator.shutdown_timeout(Duration::from_secs(2));
     bare.stop();
     service.stop();
-    let pool = service_runtime
-        .pool_status(GROUP)
+    let pool = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(service_runtime.pool_status(GROUP))
         .map_err(|e| anyhow::anyhow!("pool status: {e}"))?;
     eprintln!(
         "load: pool {GROUP}: {} live of {} ({} free); wall time {:.1} s",

@@ -270,8 +270,18 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         return Ok(json!({ "written": output, "bytes": STANDALONE_WASM.len() }));
     }
     let (runtime, _) = open(&cli, None)?;
+    // One command, one thread: the calls await on a runtime of their own.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(command(runtime, cli.command))
+}
+
+/// Run one command other than `serve` and `export-standalone`.
+async fn command(runtime: Runtime, command: Command) -> Result<Value, Failure> {
     let services = runtime.services().clone();
-    Ok(match cli.command {
+    Ok(match command {
         Command::Serve { .. } | Command::ExportStandalone { .. } => {
             unreachable!("handled above")
         }
@@ -282,13 +292,15 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             phone_number,
             booking_expiration_timeout,
         } => {
-            let info = runtime.create(&CreateRequest {
-                service_id: id.clone(),
-                resource_group,
-                provide_code,
-                phone_number,
-                booking_expiration_timeout,
-            })?;
+            let info = runtime
+                .create(&CreateRequest {
+                    service_id: id.clone(),
+                    resource_group,
+                    provide_code,
+                    phone_number,
+                    booking_expiration_timeout,
+                })
+                .await?;
             answer::access_info(&id, &info, None)
         }
         Command::Match {
@@ -296,21 +308,24 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             access_code,
             phone_number,
         } => {
-            let matched = runtime.match_access(&MatchRequest {
-                access_number,
-                access_code,
-                phone_number,
-            })?;
+            let matched = runtime
+                .match_access(&MatchRequest {
+                    access_number,
+                    access_code,
+                    phone_number,
+                })
+                .await?;
             answer::matched(&matched.service_id, false)
         }
         Command::Release { id, resource_group } => {
-            let number = runtime.release(&id, &resource_group)?;
+            let number = runtime.release(&id, &resource_group).await?;
             answer::released(&id, &resource_group, &number)
         }
         Command::Services(ServicesCommand::Register { id, ttl }) => {
             let registration = services
                 .registry
                 .register(&id, ttl.map(Duration::from_secs))
+                .await
                 .map_err(|e| Failure {
                     code: if matches!(e, RegistryError::Invalid(_)) {
                         2
@@ -325,6 +340,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             if !services
                 .registry
                 .deregister(&id)
+                .await
                 .map_err(anyhow::Error::from)?
             {
                 return Err(Failure {
@@ -335,7 +351,11 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             answer::deregistered(&id)
         }
         Command::Services(ServicesCommand::List) => {
-            let list = services.registry.list().map_err(anyhow::Error::from)?;
+            let list = services
+                .registry
+                .list()
+                .await
+                .map_err(anyhow::Error::from)?;
             answer::services(
                 list.iter()
                     .map(|e| answer::service_entry(&e.service_id, e.static_entry, e.expires_at)),
@@ -344,7 +364,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         Command::Groups => {
             let mut statuses = Vec::new();
             for group in &services.config.groups {
-                statuses.push((group.name.as_str(), runtime.pool_status(&group.name)?));
+                statuses.push((group.name.as_str(), runtime.pool_status(&group.name).await?));
             }
             answer::groups(statuses)
         }

@@ -81,7 +81,10 @@ pub struct Observer {
 }
 
 /// Count the request by route and outcome, time it, and log one line; never a
-/// parameter, so no access code reaches the logs.
+/// parameter, so no access code reaches the logs. The line is at DEBUG for an ordinary
+/// answer (outcomes and latencies are in the metrics; a busy service would otherwise
+/// write a line per request), at WARN for what an operator must see: plugin faults,
+/// store and registry failures, internal errors.
 pub async fn observe(
     State(observer): State<Arc<Observer>>,
     request: Request,
@@ -111,13 +114,22 @@ pub async fn observe(
         None => "rejected",
     };
     observer.metrics.observe(route, outcome, took);
-    tracing::info!(
-        request_id,
-        route,
-        status = response.status().as_u16(),
+    let status = response.status().as_u16();
+    let latency_us = took.as_micros() as u64;
+    if matches!(
         outcome,
-        latency_us = took.as_micros() as u64,
-        "request"
-    );
+        "plugin-fault" | "state-store-failure" | "registry-failure" | "internal"
+    ) {
+        tracing::warn!(
+            request_id,
+            route,
+            status,
+            outcome,
+            latency_us,
+            "request failed"
+        );
+    } else {
+        tracing::debug!(request_id, route, status, outcome, latency_us, "request");
+    }
     response
 }

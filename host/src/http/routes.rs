@@ -1,5 +1,7 @@
 //! The handlers: the original's wire (`/genesys/1/service/...`), the admin routes,
-//! metrics, health and the OpenAPI document. Guest calls run on tokio's blocking pool.
+//! metrics, health and the OpenAPI document. Each plugin call runs as a task of its own
+//! on the tokio workers (the guest on a fiber), so a client that goes away does not cut
+//! a call short: it finishes, and its answer is dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use super::OPENAPI;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::plugin::PluginSource;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::Registry;
 use crate::runtime::{CallError, Runtime};
 
 /// Everything the routes share.
@@ -75,28 +77,19 @@ fn content_type(headers: &HeaderMap) -> Option<&[u8]> {
     headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes())
 }
 
-/// Run a plugin call on the blocking pool.
-async fn call<T: Send + 'static>(
-    app: &AppState,
-    work: impl FnOnce(&Runtime) -> Result<T, CallError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let runtime = app.runtime.clone();
-    tokio::task::spawn_blocking(move || work(&runtime))
+/// Run `work` (plugin or registry calls) to its end as a task of its own: dropping
+/// the request (a client gone, a deadline) does not stop it halfway.
+async fn detached<T, E>(
+    work: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::spawn(work)
         .await
         .map_err(|e| ApiError::internal(format!("the call was lost: {e}")))?
-        .map_err(ApiError::from)
-}
-
-/// Run a registry operation on the blocking pool (the registry lives in the store).
-async fn registry_call<T: Send + 'static>(
-    app: &AppState,
-    work: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let runtime = app.runtime.clone();
-    tokio::task::spawn_blocking(move || work(&runtime.services().registry))
-        .await
-        .map_err(|e| ApiError::internal(format!("the call was lost: {e}")))?
-        .map_err(ApiError::from)
+        .map_err(Into::into)
 }
 
 pub(super) async fn request_access(
@@ -109,14 +102,15 @@ pub(super) async fn request_access(
     let with_health = params.flag("_return_pool_health")?;
     let group = request.resource_group.clone();
     let id = request.service_id.clone();
-    let (info, health) = call(&app, move |rt| {
-        let info = rt.create(&request)?;
+    let runtime = app.runtime.clone();
+    let (info, health) = detached(async move {
+        let info = runtime.create(&request).await?;
         let health = if with_health {
-            Some(rt.pool_status(&group)?)
+            Some(runtime.pool_status(&group).await?)
         } else {
             None
         };
-        Ok((info, health))
+        Ok::<_, CallError>((info, health))
     })
     .await?;
     Ok(Json(answer::access_info(&id, &info, health.as_ref())))
@@ -130,7 +124,8 @@ pub(super) async fn match_interaction(
     let params = Params::decode(content_type(&headers), body?).await?;
     let request = params.match_request()?;
     let multiple = params.flag("_return_multiple_matches")?;
-    let matched = call(&app, move |rt| rt.match_access(&request)).await?;
+    let runtime = app.runtime.clone();
+    let matched = detached(async move { runtime.match_access(&request).await }).await?;
     Ok(Json(answer::matched(&matched.service_id, multiple)))
 }
 
@@ -142,9 +137,13 @@ pub(super) async fn release_access(
     let params = Params::decode(content_type(&headers), body?).await?;
     let id = params.required_text("_id")?;
     let group = params.required_text("_resource_group")?;
-    let (id2, group2) = (id.clone(), group.clone());
-    let number = call(&app, move |rt| rt.release(&id2, &group2)).await?;
+    let (runtime, id2, group2) = (app.runtime.clone(), id.clone(), group.clone());
+    let number = detached(async move { runtime.release(&id2, &group2).await }).await?;
     Ok(Json(answer::released(&id, &group, &number)))
+}
+
+fn registry(app: &AppState) -> &Registry {
+    &app.runtime.services().registry
 }
 
 fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -173,7 +172,7 @@ fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 pub(super) async fn list_services(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
     authorize(&app, &headers)?;
-    let list = registry_call(&app, |registry| registry.list()).await?;
+    let list = registry(&app).list().await?;
     Ok(Json(answer::services(list.iter().map(|e| {
         answer::service_entry(&e.service_id, e.static_entry, e.expires_at)
     }))))
@@ -190,8 +189,9 @@ pub(super) async fn register_service(
     let ttl = params
         .seconds("_ttl")?
         .map(|s| Duration::from_secs(u64::from(s)));
-    let id2 = id.clone();
-    let registration = registry_call(&app, move |registry| registry.register(&id2, ttl)).await?;
+    let (runtime, id2) = (app.runtime.clone(), id.clone());
+    let registration =
+        detached(async move { runtime.services().registry.register(&id2, ttl).await }).await?;
     Ok(Json(answer::registered(&id, registration.expires_at)))
 }
 
@@ -201,8 +201,9 @@ pub(super) async fn deregister_service(
     Path(id): Path<String>,
 ) -> Answer {
     authorize(&app, &headers)?;
-    let id2 = id.clone();
-    let existed = registry_call(&app, move |registry| registry.deregister(&id2)).await?;
+    let (runtime, id2) = (app.runtime.clone(), id.clone());
+    let existed =
+        detached(async move { runtime.services().registry.deregister(&id2).await }).await?;
     if !existed {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -223,11 +224,14 @@ async fn pools(app: &AppState) -> Result<Value, ApiError> {
         .iter()
         .map(|g| g.name.clone())
         .collect();
-    let statuses = call(app, move |rt| {
-        names
-            .into_iter()
-            .map(|name| rt.pool_status(&name).map(|s| (name, s)))
-            .collect::<Result<Vec<_>, _>>()
+    let runtime = app.runtime.clone();
+    let statuses = detached(async move {
+        let mut statuses = Vec::with_capacity(names.len());
+        for name in names {
+            let status = runtime.pool_status(&name).await?;
+            statuses.push((name, status));
+        }
+        Ok::<_, CallError>(statuses)
     })
     .await?;
     for (name, s) in &statuses {
@@ -280,16 +284,13 @@ pub(super) async fn healthz() -> Response {
 }
 
 pub(super) async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    let runtime = app.runtime.clone();
-    let store_ok = tokio::task::spawn_blocking(move || {
-        runtime
-            .services()
-            .store
-            .get(&["readiness-probe".into()])
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false);
+    let store_ok = app
+        .runtime
+        .services()
+        .store
+        .get(&["readiness-probe".into()])
+        .await
+        .is_ok();
     if store_ok {
         Json(json!({ "status": "ready" })).into_response()
     } else {

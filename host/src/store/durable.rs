@@ -6,9 +6,13 @@
 //! preconditions against memory and applies itself there exactly as [`MemoryStore`] does,
 //! taking the next revision, then hands its write set (revision, mutations) to a flusher
 //! thread, both under one sequencing mutex so that the flusher's queue is in revision
-//! order. It then waits, outside the mutex, until the flusher reports that revision
+//! order. It then awaits, outside the mutex, the flusher's word that this revision is
 //! durable, and only then answers `Committed`. A `Conflict` is answered at once: it wrote
 //! nothing, so there is nothing to make durable.
+//!
+//! Everything up to the queuing happens in the commit future's first poll, with no
+//! `await` in between: a commit whose future is dropped either never ran or is applied
+//! whole and flushed like any other; only its acknowledgement is lost.
 //!
 //! The flusher takes the next write set, then everything else already queued (up to
 //! `MAX_BATCH`), writes them in revision order into one redb write transaction (the state
@@ -49,12 +53,13 @@ use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
-use std::thread::Thread;
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
 };
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
+
+use tokio::sync::oneshot;
 
 use super::{MemoryStore, StateStore, StoreError};
 use crate::registry::{Registration, registration_entry};
@@ -93,8 +98,8 @@ struct Progress {
     /// The highest revision known to be on disk.
     flushed: u64,
     /// Who waits for which revision. A flush wakes only the commits it made durable,
-    /// not every blocked committer only for most to go back to sleep.
-    waiters: BTreeMap<u64, Thread>,
+    /// not every waiting committer only for most to go back to sleep.
+    waiters: BTreeMap<u64, oneshot::Sender<()>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,13 +126,12 @@ impl Durability {
         }
     }
 
-    /// Fail the store for good (the first reason wins) and wake every waiter.
+    /// Fail the store for good (the first reason wins) and wake every waiter (a
+    /// dropped sender tells its waiter the revision will never be durable).
     fn fail(&self, why: String) {
         let mut progress = lock(&self.progress);
         let _ = self.failure.set(why);
-        for waiter in std::mem::take(&mut progress.waiters).into_values() {
-            waiter.unpark();
-        }
+        progress.waiters.clear();
     }
 
     /// Everything up to `revision` is durable.
@@ -136,25 +140,28 @@ impl Durability {
         progress.flushed = revision;
         let later = progress.waiters.split_off(&(revision + 1));
         for waiter in std::mem::replace(&mut progress.waiters, later).into_values() {
-            waiter.unpark();
+            // A waiter that went away (its commit future dropped) needs no word.
+            let _ = waiter.send(());
         }
     }
 
     /// Wait until `revision` is durable, or the store has failed.
-    fn wait_for(&self, revision: u64) -> Result<(), StoreError> {
-        loop {
-            {
-                let mut progress = lock(&self.progress);
-                // A revision flushed before a later failure stays acknowledged.
-                if progress.flushed >= revision {
-                    return Ok(());
-                }
-                self.check()?;
-                progress.waiters.insert(revision, std::thread::current());
+    async fn wait_for(&self, revision: u64) -> Result<(), StoreError> {
+        let durable = {
+            let mut progress = lock(&self.progress);
+            // A revision flushed before a later failure stays acknowledged.
+            if progress.flushed >= revision {
+                return Ok(());
             }
-            // Unparked once `revision` is flushed or the store fails; a spurious wake-up
-            // just checks again.
-            std::thread::park();
+            self.check()?;
+            let (tell, durable) = oneshot::channel();
+            progress.waiters.insert(revision, tell);
+            durable
+        };
+        match durable.await {
+            Ok(()) => Ok(()),
+            // The sender was dropped: the store failed before this revision was flushed.
+            Err(_) => self.check().and(Err(flusher_gone())),
         }
     }
 }
@@ -398,46 +405,64 @@ fn write_batch(txn: &WriteTransaction, batch: &[WriteSet]) -> Result<(), StoreEr
     Ok(())
 }
 
+impl DurableStore {
+    /// Check and apply a commit in memory and queue its write set: the synchronous part
+    /// of `commit`, answering the revision to wait for (or an outcome with nothing to
+    /// wait for).
+    fn apply(
+        &self,
+        preconditions: &[Precondition],
+        mutations: &[Mutation],
+    ) -> Result<Result<u64, CommitOutcome>, StoreError> {
+        let queue = lock(&self.queue);
+        self.durability.check()?;
+        let queue = queue.as_ref().ok_or_else(flusher_gone)?;
+        // The map validates the commit's size before applying anything.
+        let outcome = self
+            .memory
+            .write()
+            .commit(preconditions, mutations)
+            .map_err(StoreError::Refused)?;
+        let CommitOutcome::Committed(revision) = outcome else {
+            return Ok(Err(outcome));
+        };
+        let write_set = WriteSet {
+            revision,
+            mutations: mutations.to_vec(),
+        };
+        if queue.send(write_set).is_err() {
+            // Applied in memory, but it can never be made durable.
+            self.durability
+                .fail("the durable store's flusher thread has stopped; restart to reload".into());
+            return Err(flusher_gone());
+        }
+        Ok(Ok(revision))
+    }
+}
+
+#[async_trait::async_trait]
 impl StateStore for DurableStore {
-    fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
+    async fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
         self.durability.check()?;
-        self.memory.get(keys)
+        self.memory.read().get(keys).map_err(StoreError::Refused)
     }
 
-    fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
+    async fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
         self.durability.check()?;
-        self.memory.scan(start, end, limit)
+        Ok(self.memory.read().scan(start, end, limit))
     }
 
-    fn commit(
+    async fn commit(
         &self,
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, StoreError> {
-        // `memory.commit` validates the commit's size before applying anything.
-        let revision = {
-            let queue = lock(&self.queue);
-            self.durability.check()?;
-            let queue = queue.as_ref().ok_or_else(flusher_gone)?;
-            let outcome = self.memory.commit(preconditions, mutations)?;
-            let CommitOutcome::Committed(revision) = outcome else {
-                return Ok(outcome);
-            };
-            let write_set = WriteSet {
-                revision,
-                mutations: mutations.to_vec(),
-            };
-            if queue.send(write_set).is_err() {
-                // Applied in memory, but it can never be made durable.
-                self.durability.fail(
-                    "the durable store's flusher thread has stopped; restart to reload".into(),
-                );
-                return Err(flusher_gone());
-            }
-            revision
+        let revision = match self.apply(preconditions, mutations)? {
+            Ok(revision) => revision,
+            Err(outcome) => return Ok(outcome),
         };
         // Acknowledge only once this write set, and so every one before it, is durable.
-        self.durability.wait_for(revision)?;
+        self.durability.wait_for(revision).await?;
         Ok(CommitOutcome::Committed(revision))
     }
 }
@@ -452,6 +477,11 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::registry::Registry;
+
+    /// Drive a store future to its end on this thread.
+    fn wait<F: std::future::Future>(future: F) -> F::Output {
+        futures::executor::block_on(future)
+    }
 
     fn at(k: &str, revision: u64) -> Precondition {
         Precondition {
@@ -470,15 +500,17 @@ mod tests {
     #[test]
     fn honours_the_store_contract() {
         let dir = tempfile::tempdir().unwrap();
-        super::super::contract::check(&DurableStore::open(&dir.path().join("s.redb")).unwrap());
+        wait(super::super::contract::check(
+            &DurableStore::open(&dir.path().join("s.redb")).unwrap(),
+        ));
     }
 
     #[test]
     fn receives_a_copy_of_another_store() {
         let dir = tempfile::tempdir().unwrap();
-        super::super::contract::check_copy(
+        wait(super::super::contract::check_copy(
             &DurableStore::open(&dir.path().join("s.redb")).unwrap(),
-        );
+        ));
     }
 
     /// A registry over `store`, its clock at 0.
@@ -492,33 +524,28 @@ mod tests {
         let path = dir.path().join("s.redb");
         let revision = {
             let store = Arc::new(DurableStore::open(&path).unwrap());
-            registry(store.clone())
-                .register("svc", Some(Duration::from_millis(9)))
-                .unwrap();
-            match store
-                .commit(&[], &[Mutation::Put("k".into(), b"v".to_vec())])
-                .unwrap()
-            {
+            wait(registry(store.clone()).register("svc", Some(Duration::from_millis(9)))).unwrap();
+            match wait(store.commit(&[], &[Mutation::Put("k".into(), b"v".to_vec())])).unwrap() {
                 CommitOutcome::Committed(r) => r,
                 other => panic!("{other:?}"),
             }
         };
         let store = Arc::new(DurableStore::open(&path).unwrap());
         assert_eq!(
-            store.get(&["k".into()]).unwrap()[0]
+            wait(store.get(&["k".into()])).unwrap()[0]
                 .as_ref()
                 .unwrap()
                 .revision,
             revision
         );
         assert_eq!(
-            registry(store.clone()).registration("svc").unwrap(),
+            wait(registry(store.clone()).registration("svc")).unwrap(),
             Some(Registration {
                 expires_at: Some(9)
             })
         );
         // Revisions keep growing across restarts, so no revision is ever reused.
-        match store.commit(&[], &[Mutation::Delete("k".into())]).unwrap() {
+        match wait(store.commit(&[], &[Mutation::Delete("k".into())])).unwrap() {
             CommitOutcome::Committed(r) => assert!(r > revision),
             other => panic!("{other:?}"),
         }
@@ -545,7 +572,7 @@ mod tests {
             txn.commit().unwrap();
         }
         let store = Arc::new(DurableStore::open(&path).unwrap());
-        let listed = registry(store.clone()).registrations().unwrap();
+        let listed = wait(registry(store.clone()).registrations()).unwrap();
         let expected = vec![
             ("forever".to_string(), Registration { expires_at: None }),
             (
@@ -557,7 +584,7 @@ mod tests {
         ];
         assert_eq!(listed, expected);
         assert_eq!(
-            store.get(&["n\u{1f}5550000".into()]).unwrap()[0]
+            wait(store.get(&["n\u{1f}5550000".into()])).unwrap()[0]
                 .as_ref()
                 .map(|e| e.revision),
             Some(4)
@@ -565,8 +592,11 @@ mod tests {
         // The migration took revision 5; reopening migrates nothing again.
         drop(store);
         let store = Arc::new(DurableStore::open(&path).unwrap());
-        assert_eq!(registry(store.clone()).registrations().unwrap(), expected);
-        assert_eq!(committed(store.commit(&[], &[put("k", b"v")])), 6);
+        assert_eq!(
+            wait(registry(store.clone()).registrations()).unwrap(),
+            expected
+        );
+        assert_eq!(committed(wait(store.commit(&[], &[put("k", b"v")]))), 6);
         drop(store);
         let db = Database::open(&path).unwrap();
         let txn = db.begin_read().unwrap();
@@ -597,9 +627,10 @@ mod tests {
                             // Every key is contended by several threads, in varied orders.
                             let key = format!("k{:02}", (i * 7 + t * 3) % KEYS);
                             let value = t.to_string();
-                            match store
-                                .commit(&[absent(&key)], &[put(&key, value.as_bytes())])
-                                .unwrap()
+                            match wait(
+                                store.commit(&[absent(&key)], &[put(&key, value.as_bytes())]),
+                            )
+                            .unwrap()
                             {
                                 CommitOutcome::Committed(r) => wins.push((key, t, r)),
                                 CommitOutcome::Conflict(k) => assert_eq!(k, key),
@@ -629,7 +660,7 @@ mod tests {
         drop(store);
         let store = DurableStore::open(&path).unwrap();
         let keys: Vec<String> = winner.keys().cloned().collect();
-        for (key, entry) in keys.iter().zip(store.get(&keys).unwrap()) {
+        for (key, entry) in keys.iter().zip(wait(store.get(&keys)).unwrap()) {
             let entry = entry.unwrap_or_else(|| panic!("acknowledged {key} lost"));
             let (t, r) = winner[key];
             assert_eq!(
@@ -638,13 +669,13 @@ mod tests {
             );
         }
         let last = *revisions.iter().max().unwrap();
-        assert!(committed(store.commit(&[], &[put("after", b"x")])) > last);
+        assert!(committed(wait(store.commit(&[], &[put("after", b"x")]))) > last);
     }
 
     /// Read the counter, add one, commit against the revision read; retry on conflict.
     fn increment(store: &DurableStore, key: &str) -> u64 {
         loop {
-            let current = store.get(&[key.to_string()]).unwrap().pop().unwrap();
+            let current = wait(store.get(&[key.to_string()])).unwrap().pop().unwrap();
             let (n, revision) = current.map_or((0, None), |e| {
                 let n: u64 = String::from_utf8(e.value).unwrap().parse().unwrap();
                 (n, Some(e.revision))
@@ -653,8 +684,7 @@ mod tests {
                 key: key.into(),
                 revision,
             };
-            match store
-                .commit(&[precondition], &[put(key, (n + 1).to_string().as_bytes())])
+            match wait(store.commit(&[precondition], &[put(key, (n + 1).to_string().as_bytes())]))
                 .unwrap()
             {
                 CommitOutcome::Committed(r) => return r,
@@ -696,10 +726,12 @@ mod tests {
 
         drop(store);
         let store = DurableStore::open(&path).unwrap();
-        let entry = store.get(&["counter".into()]).unwrap()[0].clone().unwrap();
+        let entry = wait(store.get(&["counter".into()])).unwrap()[0]
+            .clone()
+            .unwrap();
         assert_eq!(entry.value, (THREADS * INCREMENTS).to_string().into_bytes());
         assert_eq!(entry.revision, last);
-        assert!(committed(store.commit(&[], &[put("after", b"x")])) > last);
+        assert!(committed(wait(store.commit(&[], &[put("after", b"x")]))) > last);
     }
 
     fn write_set(revision: u64, mutations: Vec<Mutation>) -> WriteSet {
@@ -739,8 +771,7 @@ mod tests {
 
         let store = DurableStore::open(&path).unwrap();
         let keys: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).into();
-        let got: Vec<Option<(Vec<u8>, u64)>> = store
-            .get(&keys)
+        let got: Vec<Option<(Vec<u8>, u64)>> = wait(store.get(&keys))
             .unwrap()
             .into_iter()
             .map(|e| e.map(|e| (e.value, e.revision)))
@@ -756,7 +787,7 @@ mod tests {
             ]
         );
         // The batch's last revision is persisted, so the next commit goes beyond it.
-        assert_eq!(committed(store.commit(&[], &[put("g", b"8")])), 6);
+        assert_eq!(committed(wait(store.commit(&[], &[put("g", b"8")]))), 6);
     }
 
     #[test]
@@ -775,8 +806,8 @@ mod tests {
             flush(db, batch)
         })
         .unwrap();
-        let r1 = committed(store.commit(&[], &[put("ok", b"1")]));
-        let failed = store.commit(&[absent("boom")], &[put("boom", b"2")]);
+        let r1 = committed(wait(store.commit(&[], &[put("ok", b"1")])));
+        let failed = wait(store.commit(&[absent("boom")], &[put("boom", b"2")]));
         assert!(
             matches!(&failed, Err(StoreError::Unavailable(m)) if m.contains("disk full")),
             "{failed:?}"
@@ -785,19 +816,17 @@ mod tests {
         let unavailable = |r: Result<(), StoreError>| {
             assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
         };
-        unavailable(store.get(&["ok".into()]).map(drop));
-        unavailable(store.scan("a", "z", 10).map(drop));
-        unavailable(store.commit(&[], &[put("later", b"3")]).map(drop));
-        unavailable(store.commit(&[absent("ok")], &[]).map(drop));
+        unavailable(wait(store.get(&["ok".into()])).map(drop));
+        unavailable(wait(store.scan("a", "z", 10)).map(drop));
+        unavailable(wait(store.commit(&[], &[put("later", b"3")])).map(drop));
+        unavailable(wait(store.commit(&[absent("ok")], &[])).map(drop));
 
         drop(store);
         let store = DurableStore::open(&path).unwrap();
-        let got = store
-            .get(&["ok".into(), "boom".into(), "later".into()])
-            .unwrap();
+        let got = wait(store.get(&["ok".into(), "boom".into(), "later".into()])).unwrap();
         assert_eq!(got[0].as_ref().map(|e| e.revision), Some(r1));
         assert_eq!(got[1..], [None, None]);
-        assert!(committed(store.commit(&[], &[put("k", b"v")])) > r1);
+        assert!(committed(wait(store.commit(&[], &[put("k", b"v")]))) > r1);
     }
 
     #[test]
@@ -808,14 +837,14 @@ mod tests {
         })
         .unwrap();
         for _ in 0..2 {
-            let outcome = store.commit(&[], &[put("k", b"v")]);
+            let outcome = wait(store.commit(&[], &[put("k", b"v")]));
             assert!(
                 matches!(&outcome, Err(StoreError::Unavailable(m)) if m.contains("flusher")),
                 "{outcome:?}"
             );
         }
         assert!(matches!(
-            store.get(&["k".into()]),
+            wait(store.get(&["k".into()])),
             Err(StoreError::Unavailable(_))
         ));
         // Dropping joins the dead thread without panicking.
@@ -827,26 +856,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let store = DurableStore::open(&path).unwrap();
-        let r1 = committed(store.commit(&[absent("a")], &[put("a", b"1")]));
+        let r1 = committed(wait(store.commit(&[absent("a")], &[put("a", b"1")])));
         assert_eq!(
-            store.commit(&[absent("a")], &[put("a", b"2")]).unwrap(),
+            wait(store.commit(&[absent("a")], &[put("a", b"2")])).unwrap(),
             CommitOutcome::Conflict("a".into())
         );
         assert_eq!(
-            store
-                .commit(&[at("a", r1), absent("a")], &[put("b", b"3")])
-                .unwrap(),
+            wait(store.commit(&[at("a", r1), absent("a")], &[put("b", b"3")])).unwrap(),
             CommitOutcome::Conflict("a".into())
         );
         drop(store);
         let store = DurableStore::open(&path).unwrap();
-        let got = store.get(&["a".into(), "b".into()]).unwrap();
+        let got = wait(store.get(&["a".into(), "b".into()])).unwrap();
         assert_eq!(
             got[0].as_ref().map(|e| (&e.value[..], e.revision)),
             Some((&b"1"[..], r1))
         );
         assert_eq!(got[1], None);
         // Conflicts took no revision.
-        assert_eq!(committed(store.commit(&[], &[put("c", b"4")])), r1 + 1);
+        assert_eq!(
+            committed(wait(store.commit(&[], &[put("c", b"4")]))),
+            r1 + 1
+        );
+    }
+
+    #[test]
+    fn a_commit_whose_future_is_dropped_lands_whole_or_not_at_all() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        // A slow disk, so that a commit is still waiting for its flush when dropped.
+        let store = DurableStore::open_with(&path, |db, batch: &[WriteSet]| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            flush(db, batch)
+        })
+        .unwrap();
+        // Never polled: it did nothing.
+        drop(store.commit(&[], &[put("never", b"1")]));
+        // Polled once: applied and queued whole, then dropped before its acknowledgement.
+        let pending = store
+            .commit(&[absent("a")], &[put("a", b"2"), put("b", b"2")])
+            .now_or_never();
+        assert!(pending.is_none(), "the flush was held back");
+        let seen = wait(store.get(&["a".into(), "b".into(), "never".into()])).unwrap();
+        assert!(seen[0].is_some() && seen[1].is_some() && seen[2].is_none());
+        drop(store); // flushes what was queued
+        let store = DurableStore::open(&path).unwrap();
+        let got = wait(store.get(&["a".into(), "b".into(), "never".into()])).unwrap();
+        let values: Vec<Option<Vec<u8>>> = got.into_iter().map(|e| e.map(|e| e.value)).collect();
+        assert_eq!(values, [Some(b"2".to_vec()), Some(b"2".to_vec()), None]);
     }
 }

@@ -30,27 +30,29 @@ impl MemoryStore {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, RevisionedMap> {
+    pub(super) fn read(&self) -> std::sync::RwLockReadGuard<'_, RevisionedMap> {
         // A panic while holding the lock cannot leave a half-applied commit (commits
         // validate before mutating), so a poisoned lock is still consistent.
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, RevisionedMap> {
+    pub(super) fn write(&self) -> std::sync::RwLockWriteGuard<'_, RevisionedMap> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+/// Every call answers at once: nothing in it waits.
+#[async_trait::async_trait]
 impl StateStore for MemoryStore {
-    fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
+    async fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
         self.read().get(keys).map_err(StoreError::Refused)
     }
 
-    fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
+    async fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
         Ok(self.read().scan(start, end, limit))
     }
 
-    fn commit(
+    async fn commit(
         &self,
         preconditions: &[Precondition],
         mutations: &[Mutation],
@@ -63,13 +65,13 @@ impl StateStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn honours_the_store_contract() {
-        super::super::contract::check(&super::MemoryStore::new());
+    #[tokio::test]
+    async fn honours_the_store_contract() {
+        super::super::contract::check(&super::MemoryStore::new()).await;
     }
 
-    #[test]
-    fn receives_a_copy_of_another_store() {
-        super::super::contract::check_copy(&super::MemoryStore::new());
+    #[tokio::test]
+    async fn receives_a_copy_of_another_store() {
+        super::super::contract::check_copy(&super::MemoryStore::new()).await;
     }
 }

@@ -33,13 +33,20 @@ pub const HOST_KEY_PREFIX: char = '\u{1e}';
 /// A reservation-state backend: an ordered key-value store with revisions. It holds
 /// every piece of state the host keeps, the registrations included, so a backend
 /// implements these three calls and nothing else.
+///
+/// The calls are asynchronous, so a backend that waits (for an fsync, for a network
+/// round trip) costs an `await`, not a blocked thread. A `commit` whose future is
+/// dropped before it answers has applied all of its mutations or none of them; which
+/// one, the caller cannot tell (as with a lost answer on a network): each backend says
+/// when its commit takes effect.
+#[async_trait::async_trait]
 pub trait StateStore: Send + Sync {
     /// One entry per key, in order.
-    fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError>;
+    async fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError>;
     /// Up to `limit` entries with `start <= key < end`, ascending.
-    fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError>;
+    async fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError>;
     /// Check every precondition, then apply every mutation: all or nothing, durably.
-    fn commit(
+    async fn commit(
         &self,
         preconditions: &[Precondition],
         mutations: &[Mutation],
@@ -53,11 +60,13 @@ pub const KEY_SPACE_END: &str = "\u{10ffff}";
 /// [`MAX_KEYS_PER_CALL`] entries per commit: to move the state to another backend, or to
 /// seed one. Revisions are `to`'s own, which is all the plugin relies on. Run it while
 /// nothing else writes to either store.
-pub fn copy_state(from: &dyn StateStore, to: &dyn StateStore) -> Result<u64, StoreError> {
+pub async fn copy_state(from: &dyn StateStore, to: &dyn StateStore) -> Result<u64, StoreError> {
     let mut copied = 0;
     let mut start = String::new();
     loop {
-        let page = from.scan(&start, KEY_SPACE_END, MAX_KEYS_PER_CALL as u32)?;
+        let page = from
+            .scan(&start, KEY_SPACE_END, MAX_KEYS_PER_CALL as u32)
+            .await?;
         let Some(last) = page.last() else { break };
         // The smallest key after `last`.
         start = format!("{}\0", last.key);
@@ -67,7 +76,7 @@ pub fn copy_state(from: &dyn StateStore, to: &dyn StateStore) -> Result<u64, Sto
             .map(|e| Mutation::Put(e.key, e.value))
             .collect();
         copied += mutations.len() as u64;
-        to.commit(&[], &mutations)?;
+        to.commit(&[], &mutations).await?;
         if !full {
             break;
         }
@@ -92,35 +101,41 @@ pub(crate) mod contract {
     }
 
     /// `copy_state` into `to` carries every entry across pages.
-    pub fn check_copy(to: &dyn StateStore) {
+    pub async fn check_copy(to: &dyn StateStore) {
         let from = MemoryStore::new();
         let keys: Vec<String> = (0..MAX_KEYS_PER_CALL * 2 + 3)
             .map(|i| format!("k{i:05}"))
             .collect();
         for chunk in keys.chunks(100) {
             let puts: Vec<Mutation> = chunk.iter().map(|k| put(k, k.as_bytes())).collect();
-            from.commit(&[], &puts).unwrap();
+            from.commit(&[], &puts).await.unwrap();
         }
-        assert_eq!(copy_state(&from, to).unwrap(), keys.len() as u64);
+        assert_eq!(copy_state(&from, to).await.unwrap(), keys.len() as u64);
         for chunk in keys.chunks(MAX_KEYS_PER_CALL) {
-            let got = to.get(chunk).unwrap();
+            let got = to.get(chunk).await.unwrap();
             for (key, entry) in chunk.iter().zip(got) {
                 assert_eq!(entry.unwrap().value, key.as_bytes());
             }
         }
     }
 
-    pub fn check(store: &dyn StateStore) {
+    pub async fn check(store: &dyn StateStore) {
         // Create-if-absent succeeds once.
-        let CommitOutcome::Committed(r1) = store.commit(&[absent("a")], &[put("a", b"1")]).unwrap()
+        let CommitOutcome::Committed(r1) = store
+            .commit(&[absent("a")], &[put("a", b"1")])
+            .await
+            .unwrap()
         else {
             panic!("first create must commit")
         };
         assert_eq!(
-            store.commit(&[absent("a")], &[put("a", b"2")]).unwrap(),
+            store
+                .commit(&[absent("a")], &[put("a", b"2")])
+                .await
+                .unwrap(),
             CommitOutcome::Conflict("a".into())
         );
-        let got = store.get(&["a".into(), "b".into()]).unwrap();
+        let got = store.get(&["a".into(), "b".into()]).await.unwrap();
         assert_eq!(
             got,
             vec![
@@ -139,10 +154,10 @@ pub(crate) mod contract {
             revision: Some(r1 + 100),
         };
         assert!(matches!(
-            store.commit(&[stale], &[put("b", b"x")]).unwrap(),
+            store.commit(&[stale], &[put("b", b"x")]).await.unwrap(),
             CommitOutcome::Conflict(_)
         ));
-        assert_eq!(store.get(&["b".into()]).unwrap(), vec![None]);
+        assert_eq!(store.get(&["b".into()]).await.unwrap(), vec![None]);
         let current = Precondition {
             key: "a".into(),
             revision: Some(r1),
@@ -152,21 +167,22 @@ pub(crate) mod contract {
                 std::slice::from_ref(&current),
                 &[put("a", b"3"), put("b", b"4"), put("c", b"5")],
             )
+            .await
             .unwrap()
         else {
             panic!("a current revision must commit")
         };
         assert!(r2 > r1, "revisions grow");
         assert!(matches!(
-            store.commit(&[current], &[put("a", b"6")]).unwrap(),
+            store.commit(&[current], &[put("a", b"6")]).await.unwrap(),
             CommitOutcome::Conflict(_)
         ));
 
         // Ordered, bounded, half-open scans.
         let keys = |entries: Vec<Entry>| entries.into_iter().map(|e| e.key).collect::<Vec<_>>();
-        assert_eq!(keys(store.scan("a", "c", 10).unwrap()), ["a", "b"]);
-        assert_eq!(keys(store.scan("a", "z", 2).unwrap()), ["a", "b"]);
-        assert_eq!(keys(store.scan("b", "z", 10).unwrap()), ["b", "c"]);
+        assert_eq!(keys(store.scan("a", "c", 10).await.unwrap()), ["a", "b"]);
+        assert_eq!(keys(store.scan("a", "z", 2).await.unwrap()), ["a", "b"]);
+        assert_eq!(keys(store.scan("b", "z", 10).await.unwrap()), ["b", "c"]);
 
         // Deletes, including of a missing key; a deleted key is absent again.
         store
@@ -174,20 +190,27 @@ pub(crate) mod contract {
                 &[],
                 &[Mutation::Delete("c".into()), Mutation::Delete("zz".into())],
             )
+            .await
             .unwrap();
-        assert_eq!(store.get(&["c".into()]).unwrap(), vec![None]);
+        assert_eq!(store.get(&["c".into()]).await.unwrap(), vec![None]);
         assert!(matches!(
-            store.commit(&[absent("c")], &[put("c", b"7")]).unwrap(),
+            store
+                .commit(&[absent("c")], &[put("c", b"7")])
+                .await
+                .unwrap(),
             CommitOutcome::Committed(_)
         ));
 
         // Limits.
         let huge = vec![0u8; MAX_VALUE_BYTES + 1];
         assert!(matches!(
-            store.commit(&[], &[put("h", &huge)]),
+            store.commit(&[], &[put("h", &huge)]).await,
             Err(StoreError::Refused(_))
         ));
         let many: Vec<String> = (0..=MAX_KEYS_PER_CALL).map(|i| i.to_string()).collect();
-        assert!(matches!(store.get(&many), Err(StoreError::Refused(_))));
+        assert!(matches!(
+            store.get(&many).await,
+            Err(StoreError::Refused(_))
+        ));
     }
 }
