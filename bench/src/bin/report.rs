@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 #[derive(Parser)]
 #[command(
@@ -99,6 +99,33 @@ fn busiest_run<'a>(load: &'a Value, target: &str) -> anyhow::Result<&'a Value> {
         .with_context(|| format!("load.json: no {target} run"))
 }
 
+/// Per client count: the service's throughput over the bare route's and its p99, as
+/// `{"1": {"vs_bare": .., "p99_ms": ..}, ..}`.
+fn http_by_clients(load: &Value) -> Map<String, Value> {
+    let runs = load["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let find = |target: &str, clients: &Value| {
+        runs.iter()
+            .find(|r| r["target"] == target && r["clients"] == *clients)
+    };
+    let mut out = Map::new();
+    for service in runs.iter().filter(|r| r["target"] == "service") {
+        let Some(bare) = find("bare", &service["clients"]) else {
+            continue;
+        };
+        let (s, b) = (
+            service["throughput"].as_f64().unwrap_or(0.0),
+            bare["throughput"].as_f64().unwrap_or(0.0),
+        );
+        if b > 0.0 {
+            out.insert(
+                service["clients"].to_string(),
+                json!({ "vs_bare": round(s / b, 3), "p99_ms": service["p99_ms"] }),
+            );
+        }
+    }
+    out
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let c = &cli.criterion;
@@ -168,6 +195,7 @@ fn main() -> anyhow::Result<()> {
         "http_throughput".into(),
         round(throughput(service), 0).into(),
     );
+    out.insert("http_by_clients".into(), http_by_clients(&load).into());
 
     out.insert(
         "bytes_per_reservation".into(),

@@ -378,6 +378,10 @@ fn write_batch(txn: &WriteTransaction, batch: &[WriteSet]) -> Result<(), StoreEr
         .get(REVISION)
         .map_err(unavailable)?
         .map_or(0, |g| g.value());
+    // Only each key's last change reaches the file, in key order: within a batch the
+    // group's ring head, for one, changes with every create, and sorted writes touch
+    // each B-tree page once.
+    let mut net: BTreeMap<&str, Option<(u64, &[u8])>> = BTreeMap::new();
     for write_set in batch {
         if write_set.revision <= last {
             return Err(StoreError::Unavailable(format!(
@@ -388,14 +392,18 @@ fn write_batch(txn: &WriteTransaction, batch: &[WriteSet]) -> Result<(), StoreEr
         last = write_set.revision;
         for m in &write_set.mutations {
             match m {
-                Mutation::Put(k, v) => {
-                    state
-                        .insert(k.as_str(), (last, v.as_slice()))
-                        .map_err(unavailable)?;
-                }
-                Mutation::Delete(k) => {
-                    state.remove(k.as_str()).map_err(unavailable)?;
-                }
+                Mutation::Put(k, v) => net.insert(k, Some((last, v))),
+                Mutation::Delete(k) => net.insert(k, None),
+            };
+        }
+    }
+    for (key, change) in net {
+        match change {
+            Some(row) => {
+                state.insert(key, row).map_err(unavailable)?;
+            }
+            None => {
+                state.remove(key).map_err(unavailable)?;
             }
         }
     }
