@@ -9,6 +9,7 @@ use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 pub use request_access_state::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, mutation_key};
 
 mod durable;
+mod log;
 mod memory;
 
 pub use durable::DurableStore;
