@@ -270,12 +270,7 @@ impl DurableStore {
         // What the log holds beyond the file: the commits acknowledged since the last
         // checkpoint. (A crash after a checkpoint's transaction and before the log was
         // emptied leaves write sets the file already has: skipped.)
-        let checkpointed = txn
-            .open_table(META)
-            .map_err(unavailable)?
-            .get(REVISION)
-            .map_err(unavailable)?
-            .map_or(0, |g| g.value());
+        let checkpointed = stored_revision(&txn)?;
         let replay: Vec<WriteSet> = logged
             .into_iter()
             .filter(|(revision, _)| *revision > checkpointed)
@@ -369,12 +364,7 @@ fn migrate_registrations(txn: &WriteTransaction) -> Result<(), StoreError> {
             Mutation::Put(key, value)
         })
         .collect();
-    let last = txn
-        .open_table(META)
-        .map_err(unavailable)?
-        .get(REVISION)
-        .map_err(unavailable)?
-        .map_or(0, |g| g.value());
+    let last = stored_revision(txn)?;
     let write_set = WriteSet {
         revision: last + 1,
         mutations,
@@ -382,6 +372,16 @@ fn migrate_registrations(txn: &WriteTransaction) -> Result<(), StoreError> {
     write_batch(txn, std::slice::from_ref(&write_set))?;
     txn.delete_table(LEGACY_SERVICES).map_err(unavailable)?;
     Ok(())
+}
+
+/// The last revision the redb file holds, as `txn` sees it.
+fn stored_revision(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    Ok(txn
+        .open_table(META)
+        .map_err(unavailable)?
+        .get(REVISION)
+        .map_err(unavailable)?
+        .map_or(0, |g| g.value()))
 }
 
 /// Where the log of the redb file at `path` lives: beside it, `{path}.log`.
@@ -478,12 +478,7 @@ fn flush(disk: &mut Disk, batch: &[WriteSet]) -> Result<(), StoreError> {
 /// its deletes, and the last revision. Refuses revisions that do not grow beyond the
 /// stored one. An error means the transaction must not be committed.
 fn write_batch(txn: &WriteTransaction, batch: &[WriteSet]) -> Result<(), StoreError> {
-    let mut last = txn
-        .open_table(META)
-        .map_err(unavailable)?
-        .get(REVISION)
-        .map_err(unavailable)?
-        .map_or(0, |g| g.value());
+    let mut last = stored_revision(txn)?;
     // Only each key's last change reaches the file, in key order: within a batch the
     // group's ring head, for one, changes with every create, and sorted writes touch
     // each B-tree page once.

@@ -25,7 +25,10 @@ const MAX_FRAME: usize = 1 << 30;
 /// One write set as the log keeps it.
 pub(super) type LoggedWriteSet = (u64, Vec<Mutation>);
 
+/// A frame's body as read back.
 type Body = Vec<(u64, Vec<(String, Option<Vec<u8>>)>)>;
+/// The same body as written, borrowing the write sets.
+type BorrowedBody<'a> = Vec<(u64, Vec<(&'a str, Option<&'a [u8]>)>)>;
 
 /// The log file, open for appending.
 pub(super) struct Log {
@@ -78,13 +81,15 @@ impl Log {
         &mut self,
         batch: impl Iterator<Item = (u64, &'a [Mutation])>,
     ) -> Result<(), StoreError> {
-        let body: Body = batch
+        // Borrowed, so nothing is copied: postcard writes `&str`/`&[u8]` exactly as it
+        // writes `String`/`Vec<u8>`, which is what `decode` reads back.
+        let body: BorrowedBody = batch
             .map(|(revision, mutations)| {
                 let changes = mutations
                     .iter()
                     .map(|m| match m {
-                        Mutation::Put(k, v) => (k.clone(), Some(v.clone())),
-                        Mutation::Delete(k) => (k.clone(), None),
+                        Mutation::Put(k, v) => (k.as_str(), Some(v.as_slice())),
+                        Mutation::Delete(k) => (k.as_str(), None),
                     })
                     .collect();
                 (revision, changes)
