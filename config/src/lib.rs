@@ -63,6 +63,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[limits]`: what each plugin call may use.
     pub limits: Limits,
+    /// `[store]`: where the state lives when it is shared.
+    pub store: StoreConfig,
     by_name: HashMap<String, usize>,
 }
 
@@ -91,6 +93,82 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// The plugin to run and to reload on SIGHUP; the embedded one if unset.
     pub plugin: Option<PathBuf>,
+}
+
+/// `[store]`: a shared state store (Redis) instead of the embedded data file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `redis://[user:password@]host:port/db` or `rediss://...`; the embedded data file
+    /// serves when unset. `--store` and `REQUEST_ACCESS_STORE` take precedence.
+    pub url: Option<String>,
+    /// Prepended to every Redis key, so that several deployments share one Redis.
+    pub prefix: String,
+    /// Longest a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Longest one store call may take before it fails (and the request with 503).
+    pub command_timeout: Duration,
+    /// Replicas that must acknowledge each commit (Redis `WAIT`) before it is
+    /// acknowledged; 0 waits for none.
+    pub wait_replicas: u32,
+    /// Longest a commit waits for those replicas.
+    pub wait_timeout: Duration,
+    /// Start even where the server's settings could lose an acknowledged reservation.
+    pub accept_weaker_durability: bool,
+}
+
+/// The URL's password never reaches a log, so neither does `Debug`.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("accept_weaker_durability", &self.accept_weaker_durability)
+            .finish()
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            prefix: default_prefix(),
+            connect_timeout: Duration::from_millis(StoreConnectMs::default().0),
+            command_timeout: Duration::from_millis(StoreCommandMs::default().0),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(StoreWaitMs::default().0),
+            accept_weaker_durability: false,
+        }
+    }
+}
+
+/// Whether `location` names a Redis server rather than a data file.
+pub fn is_redis_url(location: &str) -> bool {
+    location.starts_with("redis://") || location.starts_with("rediss://")
+}
+
+/// `url` with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            let hidden = if rest[..at].contains(':') {
+                format!("{user}:***")
+            } else {
+                // `redis://password@host` is how some clients spell a password alone.
+                "***".to_string()
+            };
+            format!("{scheme}://{hidden}{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +319,41 @@ impl Config {
             admin_token: file.server.admin_token,
             plugin: file.server.plugin,
         };
+        let store = {
+            let section = file.store;
+            if let Some(url) = &section.url
+                && !is_redis_url(url.get_ref())
+            {
+                // Not echoed: a URL may carry a password.
+                return Err(fail(
+                    url.span(),
+                    "store.url",
+                    "must be a redis:// or rediss:// URL".into(),
+                ));
+            }
+            let prefix = section.prefix.get_ref();
+            if prefix.len() > 64
+                || prefix.contains(['{', '}'])
+                || prefix.chars().any(char::is_control)
+            {
+                return Err(fail(
+                    section.prefix.span(),
+                    "store.prefix",
+                    "must be at most 64 bytes, without braces (they mark Redis hash tags) \
+                     or control characters"
+                        .into(),
+                ));
+            }
+            StoreConfig {
+                url: section.url.map(Spanned::into_inner),
+                prefix: section.prefix.into_inner(),
+                connect_timeout: Duration::from_millis(section.connect_timeout_ms.0),
+                command_timeout: Duration::from_millis(section.command_timeout_ms.0),
+                wait_replicas: section.wait_replicas.0,
+                wait_timeout: Duration::from_millis(section.wait_timeout_ms.0),
+                accept_weaker_durability: section.accept_weaker_durability,
+            }
+        };
         let limits = Limits {
             memory_bytes: file.limits.memory_bytes.0 as usize,
             call_deadline: Duration::from_millis(file.limits.call_deadline_ms.0),
@@ -258,6 +371,7 @@ impl Config {
             remote_registry,
             server,
             limits,
+            store,
             by_name,
         })
     }
@@ -287,6 +401,48 @@ struct FileConfig {
     server: ServerSection,
     #[serde(default)]
     limits: LimitsSection,
+    #[serde(default)]
+    store: StoreSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    url: Option<Spanned<String>>,
+    #[serde(default = "default_spanned_prefix")]
+    prefix: Spanned<String>,
+    #[serde(default)]
+    connect_timeout_ms: StoreConnectMs,
+    #[serde(default)]
+    command_timeout_ms: StoreCommandMs,
+    #[serde(default)]
+    wait_replicas: WaitReplicas,
+    #[serde(default)]
+    wait_timeout_ms: StoreWaitMs,
+    #[serde(default)]
+    accept_weaker_durability: bool,
+}
+
+fn default_prefix() -> String {
+    "request-access:".into()
+}
+
+fn default_spanned_prefix() -> Spanned<String> {
+    Spanned::new(0..0, default_prefix())
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            url: None,
+            prefix: default_spanned_prefix(),
+            connect_timeout_ms: StoreConnectMs::default(),
+            command_timeout_ms: StoreCommandMs::default(),
+            wait_replicas: WaitReplicas::default(),
+            wait_timeout_ms: StoreWaitMs::default(),
+            accept_weaker_durability: false,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -453,6 +609,22 @@ bounded_option!(
 );
 bounded_option!(RegistryTimeoutMs, u64, "timeout_ms", 1..=60_000, 500);
 bounded_option!(RegistryCacheMs, u64, "cache_ttl_ms", 0..=3_600_000, 5_000);
+bounded_option!(
+    StoreConnectMs,
+    u64,
+    "connect_timeout_ms",
+    10..=60_000,
+    1_000
+);
+bounded_option!(
+    StoreCommandMs,
+    u64,
+    "command_timeout_ms",
+    10..=60_000,
+    1_000
+);
+bounded_option!(WaitReplicas, u32, "wait_replicas", 0..=16, 0);
+bounded_option!(StoreWaitMs, u64, "wait_timeout_ms", 1..=60_000, 100);
 
 #[cfg(test)]
 mod tests {
@@ -561,5 +733,52 @@ services = ["static-service-1"]
              [[resource_group]]\nname = \"A\"\nnumbers = [\"5551001\"]\n",
         );
         assert!(e.contains("defined twice"), "{e}");
+    }
+
+    #[test]
+    fn the_store_section_defaults_to_the_data_file() {
+        let c = Config::embedded();
+        assert_eq!(c.store, StoreConfig::default());
+        assert_eq!(c.store.url, None);
+        let c = Config::parse(
+            "[store]\nurl = \"redis://u:secret@10.0.0.1:6379/2\"\nprefix = \"east:\"\n\
+             command_timeout_ms = 250\nwait_replicas = 1\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.url.as_deref(),
+            Some("redis://u:secret@10.0.0.1:6379/2")
+        );
+        assert_eq!(c.store.prefix, "east:");
+        assert_eq!(c.store.command_timeout, Duration::from_millis(250));
+        assert_eq!(c.store.wait_replicas, 1);
+        assert!(!format!("{:?}", c.store).contains("secret"));
+    }
+
+    #[test]
+    fn a_bad_store_section_is_refused_without_echoing_the_url() {
+        let e = error("[store]\nurl = \"http://u:secret@host/\"\n");
+        assert!(
+            e.starts_with("c.toml:2: store.url: must be a redis://"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+        let e = error("[store]\nprefix = \"{tag}\"\n");
+        assert!(e.contains("store.prefix"), "{e}");
+        let e = error("[store]\ncommand_timeout_ms = 0\n");
+        assert!(
+            e.contains("command_timeout_ms must be 10..=60000, got 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact_url("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("rediss://:pw@h:1"), "rediss://:***@h:1");
+        assert_eq!(redact_url("redis://pw@h"), "redis://***@h");
+        assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(redact_url("redis://u:p@ss@h/0"), "redis://u:***@h/0");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Backends implement a handful of backend-neutral primitives (batched get, ordered
 //! scan, atomic multi-key compare-and-swap commit) that hold no request-access logic.
-//! Both backends here cost O(log n) per key, n being the number of stored keys.
+//! The memory and durable backends cost O(log n) per key, n being the number of
+//! stored keys; the Redis backend costs one network round trip per call on top.
 
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 pub use request_access_state::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, mutation_key};
@@ -11,9 +12,26 @@ pub use request_access_state::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES
 mod durable;
 mod log;
 mod memory;
+mod redis;
 
 pub use durable::DurableStore;
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use request_access_config::{StoreConfig, is_redis_url};
+
+/// The store at `location`: a `redis://` or `rediss://` URL (a shared state, with
+/// `config`'s prefix and timeouts), or the path of an embedded data file.
+pub async fn open(location: &str, config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreError> {
+    if is_redis_url(location) {
+        Ok(Arc::new(RedisStore::connect(location, config).await?))
+    } else {
+        Ok(Arc::new(DurableStore::open(Path::new(location))?))
+    }
+}
 
 /// Why a store call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

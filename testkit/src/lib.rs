@@ -1,0 +1,203 @@
+//! What the tests need from outside the project: external tools, found or skipped, and a
+//! real `redis-server` on a free loopback port in a temporary directory, stopped by its
+//! pid.
+#![warn(missing_docs)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The external tool `name`, or `None` (and the test is skipped) where it is not
+/// installed, unless `REQUEST_ACCESS_REQUIRE_TOOLS` is set, as in CI.
+pub fn tool(name: &str) -> Option<String> {
+    let found = Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match (found, std::env::var_os("REQUEST_ACCESS_REQUIRE_TOOLS")) {
+        (true, _) => Some(name.to_string()),
+        (false, Some(_)) => {
+            panic!("{name} is required (REQUEST_ACCESS_REQUIRE_TOOLS) but not installed")
+        }
+        (false, None) => {
+            eprintln!("skipped: {name} is not installed (.ci/run installs it)");
+            None
+        }
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A `redis-server` of its own: loopback only, append-only file synced on every write,
+/// no eviction, in a temporary directory that it leaves with it.
+pub struct RedisServer {
+    /// Where it listens.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    password: Option<String>,
+}
+
+impl RedisServer {
+    /// Start one, or `None` where `redis-server` is not installed (see [`tool`]).
+    pub fn start() -> Option<RedisServer> {
+        RedisServer::start_with(None)
+    }
+
+    /// Start one that requires `password` (the default user's).
+    pub fn start_with(password: Option<&str>) -> Option<RedisServer> {
+        tool("redis-server")?;
+        let server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            password: password.map(str::to_string),
+        };
+        server.launch();
+        Some(server)
+    }
+
+    /// `redis://[:password@]127.0.0.1:port/0`.
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
+    }
+
+    /// Its working directory (the append-only file, the log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("redis.pid")
+    }
+
+    /// Start (again) on the same port and directory, so it reloads its append-only
+    /// file, and wait until it answers.
+    pub fn launch(&self) {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .args(["--maxmemory-policy", "noeviction", "--daemonize", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--pidfile")
+            .arg(self.pid_file())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"));
+        if let Some(p) = &self.password {
+            command.args(["--requirepass", p]);
+        }
+        let status = command.status().expect("redis-server runs");
+        assert!(status.success(), "redis-server did not start: {status}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} does not answer: {}",
+                self.port,
+                std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether it answers PING (with the password's AUTH first, if any). A server still
+    /// loading its append-only file answers `-LOADING`, which is not an answer yet.
+    pub fn answers(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut request = String::new();
+        if let Some(p) = &self.password {
+            request.push_str(&format!("AUTH {p}\r\n"));
+        }
+        request.push_str("PING\r\n");
+        if stream.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&answer).contains("PONG")
+                || String::from_utf8_lossy(&answer).contains("-")
+            {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&answer).contains("+PONG")
+    }
+
+    fn pid(&self) -> Option<String> {
+        std::fs::read_to_string(self.pid_file())
+            .ok()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Send `signal` to it by its pid and wait until it has gone.
+    fn signal(&self, signal: &str) {
+        let Some(pid) = self.pid() else { return };
+        let _ = Command::new("kill").args([signal, &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            // A zombie's /proc entry stays until its parent reaps it; redis daemonized
+            // itself, so init reaps it.
+            if std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(self.pid_file());
+    }
+
+    /// `kill -9`: gone without a chance to write anything more.
+    pub fn kill9(&self) {
+        self.signal("-KILL");
+    }
+
+    /// A clean stop (SIGTERM).
+    pub fn stop(&self) {
+        self.signal("-TERM");
+    }
+
+    /// `redis-cli` against it, for what the tests check on the server itself.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some(p) = &self.password {
+            command.args(["-a", p, "--no-auth-warning"]);
+        }
+        let out = command.args(args).output().expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.signal("-KILL");
+    }
+}
