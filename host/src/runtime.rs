@@ -24,7 +24,9 @@ pub use crate::plugin::{
     InstanceAllocation, PLUGIN_WASM, POOLED_INSTANCES, POOLED_MEMORY_BYTES, PluginImage,
     PluginSource, STANDALONE_WASM,
 };
+use crate::registry::RegistryError;
 use crate::services::Services;
+use crate::store::StoreError;
 use crate::validate_answer;
 
 use crate::bindings;
@@ -47,6 +49,10 @@ pub enum CallError {
     /// No state was changed by the failed call beyond what it committed atomically.
     #[error("plugin fault: {0}")]
     PluginFault(String),
+    /// The state store did not answer during the call (the host saw it fail), and the
+    /// plugin gave up: worth retrying once the store is back. Nothing was half-applied.
+    #[error("state store unavailable: {0}")]
+    StoreUnavailable(String),
 }
 
 /// Per-instance host state: WASI, the memory limiter and the shared services.
@@ -108,6 +114,8 @@ struct CallTime {
     started: Instant,
     in_host: Duration,
     deadline: Duration,
+    /// Whether the state store failed to answer during this call.
+    store_unavailable: bool,
 }
 
 impl CallTime {
@@ -116,6 +124,7 @@ impl CallTime {
             started: Instant::now(),
             in_host: Duration::ZERO,
             deadline,
+            store_unavailable: false,
         }
     }
 
@@ -316,13 +325,15 @@ impl Runtime {
     }
 
     /// Keep the instance for the next call if it answered; a trap drops it (a trapped
-    /// store is poisoned). The guest's committed state is untouched either way.
-    fn check_in<R>(
+    /// store is poisoned). The guest's committed state is untouched either way. A
+    /// state-store failure the host saw happen is [`CallError::StoreUnavailable`].
+    fn check_in<T, E: Into<api::Error>>(
         &self,
         generation: Arc<Generation>,
         warm: Warm,
-        outcome: wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
+        outcome: wasmtime::Result<Result<T, E>>,
+    ) -> Result<T, CallError> {
+        let store_unavailable = warm.store.data().call.store_unavailable;
         self.peak_guest_memory.fetch_max(
             warm.store.data().memory.peak_bytes as u64,
             Ordering::Relaxed,
@@ -333,7 +344,14 @@ impl Runtime {
                 if idle.len() < self.limits.max_idle_instances {
                     idle.push(warm);
                 }
-                Ok(answer)
+                answer.map_err(|e| match e.into() {
+                    api::Error::StateStoreFailure(why) | api::Error::RegistryFailure(why)
+                        if store_unavailable =>
+                    {
+                        CallError::StoreUnavailable(why)
+                    }
+                    other => CallError::Service(other),
+                })
             }
             Err(error) => Err(self.fault(match error.downcast_ref::<wasmtime::Trap>() {
                 Some(wasmtime::Trap::Interrupt) => format!(
@@ -356,9 +374,8 @@ impl Runtime {
             .contact_center_request_access_request_access()
             .call_create(&mut warm.store, &wit_request)
             .await;
-        let answer = self.check_in(generation, warm, outcome)?;
+        let info: api::AccessInfo = self.check_in(generation, warm, outcome)?.into();
         let after = self.services.clock.now_ms();
-        let info: api::AccessInfo = answer.map_err(api::Error::from)?.into();
         validate_answer::access_info(&self.services, request, &info, before..=after)
             .map_err(|why| self.fault(why))?;
         Ok(info)
@@ -376,8 +393,7 @@ impl Runtime {
             .contact_center_request_access_request_access()
             .call_match_access(&mut warm.store, &wit_request)
             .await;
-        let answer = self.check_in(generation, warm, outcome)?;
-        let matched: api::Matched = answer.map_err(api::Error::from)?.into();
+        let matched: api::Matched = self.check_in(generation, warm, outcome)?.into();
         validate_answer::matched(&self.services, request, &matched)
             .map_err(|why| self.fault(why))?;
         Ok(matched)
@@ -395,9 +411,7 @@ impl Runtime {
             .contact_center_request_access_request_access()
             .call_release(&mut warm.store, service_id, resource_group)
             .await;
-        let number = self
-            .check_in(generation, warm, outcome)?
-            .map_err(api::Error::from)?;
+        let number = self.check_in(generation, warm, outcome)?;
         validate_answer::released(&self.services, resource_group, &number)
             .map_err(|why| self.fault(why))?;
         Ok(number)
@@ -411,8 +425,7 @@ impl Runtime {
             .contact_center_request_access_request_access()
             .call_pool_status(&mut warm.store, resource_group)
             .await;
-        let answer = self.check_in(generation, warm, outcome)?;
-        let status: api::PoolStatus = answer.map_err(api::Error::from)?.into();
+        let status: api::PoolStatus = self.check_in(generation, warm, outcome)?.into();
         validate_answer::pool_status(&self.services, resource_group, &status)
             .map_err(|why| self.fault(why))?;
         Ok(status)
@@ -441,7 +454,13 @@ impl service_registry::Host for InstanceState {
         let services = self.services.clone();
         off_the_clock(&mut self.call, services.registry.is_active(&service_id))
             .await
-            .map_err(|e| service_registry::RegistryError::Unavailable(e.to_string()))
+            .map_err(|e| {
+                // Registrations are kept in the state store.
+                if matches!(e, RegistryError::Store(StoreError::Unavailable(_))) {
+                    self.call.store_unavailable = true;
+                }
+                service_registry::RegistryError::Unavailable(e.to_string())
+            })
     }
 }
 
@@ -463,9 +482,13 @@ impl groups::Host for InstanceState {
     }
 }
 
-fn state_error(e: crate::store::StoreError) -> state::StateError {
+/// The plugin's view of a store failure; an unavailable store is noted for the call.
+fn state_error(call: &mut CallTime, e: crate::store::StoreError) -> state::StateError {
     match e {
-        crate::store::StoreError::Unavailable(why) => state::StateError::Unavailable(why),
+        crate::store::StoreError::Unavailable(why) => {
+            call.store_unavailable = true;
+            state::StateError::Unavailable(why)
+        }
         crate::store::StoreError::Refused(why) => state::StateError::Refused(why),
     }
 }
@@ -479,7 +502,7 @@ impl state::Host for InstanceState {
         off_the_clock(&mut self.call, services.guest_get(&keys))
             .await
             .map(each_present)
-            .map_err(state_error)
+            .map_err(|e| state_error(&mut self.call, e))
     }
 
     async fn scan(
@@ -492,7 +515,7 @@ impl state::Host for InstanceState {
         off_the_clock(&mut self.call, services.guest_scan(&start, &end, limit))
             .await
             .map(each)
-            .map_err(state_error)
+            .map_err(|e| state_error(&mut self.call, e))
     }
 
     async fn commit(
@@ -509,6 +532,6 @@ impl state::Host for InstanceState {
         )
         .await
         .map(Into::into)
-        .map_err(state_error)
+        .map_err(|e| state_error(&mut self.call, e))
     }
 }

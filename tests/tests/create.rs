@@ -279,7 +279,7 @@ fn the_caller_number_is_tied_to_the_reservation() {
 }
 
 #[test]
-fn an_unreachable_store_is_a_store_or_registry_failure_not_a_fault() {
+fn an_unreachable_store_is_reported_as_unavailable_not_as_a_fault() {
     let h = Harness::new(TEN_NUMBERS);
     wait(h.runtime.services().registry.register("app-1", None)).unwrap();
     h.store
@@ -287,15 +287,15 @@ fn an_unreachable_store_is_a_store_or_registry_failure_not_a_fault() {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(matches!(
         h.runtime.create(&create("app-1", "DNIS")),
-        Err(CallError::Service(Error::RegistryFailure(why))) if why.contains("unreachable")
+        Err(CallError::StoreUnavailable(why)) if why.contains("unreachable")
     ));
     assert!(matches!(
         h.runtime.create(&create("svc-1", "DNIS")),
-        Err(CallError::Service(Error::StateStoreFailure(why))) if why.contains("unreachable")
+        Err(CallError::StoreUnavailable(why)) if why.contains("unreachable")
     ));
     assert!(matches!(
         h.runtime.match_access(&match_number("+18005550100")),
-        Err(CallError::Service(Error::StateStoreFailure(_)))
+        Err(CallError::StoreUnavailable(_))
     ));
     h.store
         .broken

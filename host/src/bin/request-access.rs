@@ -20,12 +20,13 @@ use clap::{Parser, Subcommand};
 use request_access_host::api::{CreateRequest, Error as ServiceError, MatchRequest};
 use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
+use request_access_host::config::redact_url;
 use request_access_host::http::AppState;
 use request_access_host::plugin::{PluginSource, STANDALONE_WASM};
 use request_access_host::registry::RegistryError;
 use request_access_host::runtime::{CallError, Runtime};
 use request_access_host::services::Services;
-use request_access_host::store::DurableStore;
+use request_access_host::store::{self, StateStore};
 use request_access_wire::answer;
 use serde_json::{Value, json};
 
@@ -40,7 +41,7 @@ struct Cli {
     /// `DNIS` of ten numbers and the always-active service `demo-service`.
     #[arg(long, global = true, env = "REQUEST_ACCESS_CONFIG")]
     config: Option<PathBuf>,
-    /// The durable state file (created if missing).
+    /// The durable state file (created if missing), used unless a shared store is named.
     #[arg(
         long,
         global = true,
@@ -48,6 +49,15 @@ struct Cli {
         default_value = "request-access.redb"
     )]
     data: PathBuf,
+    /// A shared state store, `redis://[user:password@]host:port/db` (or `rediss://`),
+    /// instead of the data file; overrides `[store] url`.
+    #[arg(
+        long,
+        global = true,
+        env = "REQUEST_ACCESS_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
     /// Where compiled plugin code is kept between invocations (default:
     /// `$XDG_CACHE_HOME/request-access` or `~/.cache/request-access`).
     #[arg(long, global = true, env = "REQUEST_ACCESS_CACHE")]
@@ -118,6 +128,9 @@ enum Command {
         #[arg(default_value = "request-access-standalone.wasm")]
         output: PathBuf,
     },
+    /// Move the state between stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Serve the HTTP API until SIGTERM or SIGINT (SIGHUP reloads the plugin).
     Serve {
         /// Address to listen on (default: `[server] listen`, 127.0.0.1:8080).
@@ -129,6 +142,21 @@ enum Command {
         /// Log JSON lines instead of text.
         #[arg(long)]
         json_logs: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every reservation and registration from one store into another (for
+    /// example from a node's data file into a shared Redis). Run it while no service
+    /// writes to either.
+    Copy {
+        /// A data file or a `redis://` URL.
+        #[arg(long)]
+        from: String,
+        /// A data file or a `redis://` URL.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -179,14 +207,38 @@ impl From<CallError> for Failure {
     }
 }
 
-/// The runtime every command works on, and where its plugin came from.
-fn open(cli: &Cli, plugin_override: Option<PathBuf>) -> anyhow::Result<(Runtime, PluginSource)> {
-    let config = match &cli.config {
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::embedded(),
-    };
-    let store = DurableStore::open(&cli.data)
-        .with_context(|| format!("cannot open the data file {}", cli.data.display()))?;
+    })
+}
+
+/// Where the state lives: `--store`, else `[store] url`, else the `--data` file.
+fn store_location(cli: &Cli, config: &Config) -> String {
+    cli.store
+        .clone()
+        .or_else(|| config.store.url.clone())
+        .unwrap_or_else(|| cli.data.display().to_string())
+}
+
+/// The store at `location`, with an error that names it (without a password).
+async fn open_store(location: &str, config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
+    let opened = store::open(location, &config.store)
+        .await
+        .with_context(|| format!("cannot open the state store {}", redact_url(location)))?;
+    tracing::info!(store = %redact_url(location), "state store open");
+    Ok(opened)
+}
+
+/// The runtime every command works on, and where its plugin came from. Async: a
+/// shared store's connection lives on the runtime that opens it.
+async fn open(
+    cli: &Cli,
+    plugin_override: Option<PathBuf>,
+) -> anyhow::Result<(Runtime, PluginSource)> {
+    let config = load_config(cli)?;
+    let store = open_store(&store_location(cli, &config), &config).await?;
     let source = PluginSource {
         path: plugin_override.or_else(|| config.server.plugin.clone()),
         cache_dir: if cli.no_cache {
@@ -197,11 +249,7 @@ fn open(cli: &Cli, plugin_override: Option<PathBuf>) -> anyhow::Result<(Runtime,
     };
     let image = source.load().context("cannot load the plugin")?;
     let limits = config.limits.clone();
-    let services = Arc::new(Services::new(
-        config,
-        Arc::new(store),
-        Arc::new(SystemClock),
-    ));
+    let services = Arc::new(Services::new(config, store, Arc::new(SystemClock)));
     Ok((Runtime::new(image, services, limits), source))
 }
 
@@ -223,23 +271,23 @@ fn serve(
         logs.init();
     }
     let started = std::time::Instant::now();
-    let (runtime, source) = open(cli, plugin)?;
-    let server = runtime.services().config.server.clone();
-    let admin_token = std::env::var("REQUEST_ACCESS_ADMIN_TOKEN")
-        .ok()
-        .or(server.admin_token.clone());
-    let app = AppState::new(
-        Arc::new(runtime),
-        admin_token,
-        source,
-        server.request_timeout,
-        server.max_body_bytes,
-    );
-    let listen = listen.unwrap_or(server.listen);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(async move {
+            let (runtime, source) = open(cli, plugin).await?;
+            let server = runtime.services().config.server.clone();
+            let admin_token = std::env::var("REQUEST_ACCESS_ADMIN_TOKEN")
+                .ok()
+                .or(server.admin_token.clone());
+            let app = AppState::new(
+                Arc::new(runtime),
+                admin_token,
+                source,
+                server.request_timeout,
+                server.max_body_bytes,
+            );
+            let listen = listen.unwrap_or(server.listen);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -269,20 +317,37 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             .with_context(|| format!("cannot write {}", output.display()))?;
         return Ok(json!({ "written": output, "bytes": STANDALONE_WASM.len() }));
     }
-    let (runtime, _) = open(&cli, None)?;
     // One command, one thread: the calls await on a runtime of their own.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(command(runtime, cli.command))
+        .block_on(async {
+            if let Command::Store(StoreCommand::Copy { from, to }) = &cli.command {
+                return copy(&cli, from, to).await;
+            }
+            let (runtime, _) = open(&cli, None).await?;
+            command(runtime, cli.command).await
+        })
+}
+
+/// `store copy`: every entry of `from` into `to`.
+async fn copy(cli: &Cli, from: &str, to: &str) -> Result<Value, Failure> {
+    let config = load_config(cli)?;
+    let source = open_store(from, &config).await?;
+    let target = open_store(to, &config).await?;
+    let copied = store::copy_state(source.as_ref(), target.as_ref())
+        .await
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot copy {} to {}", redact_url(from), redact_url(to)))?;
+    Ok(json!({ "copied": copied, "from": redact_url(from), "to": redact_url(to) }))
 }
 
 /// Run one command other than `serve` and `export-standalone`.
 async fn command(runtime: Runtime, command: Command) -> Result<Value, Failure> {
     let services = runtime.services().clone();
     Ok(match command {
-        Command::Serve { .. } | Command::ExportStandalone { .. } => {
+        Command::Serve { .. } | Command::ExportStandalone { .. } | Command::Store(_) => {
             unreachable!("handled above")
         }
         Command::Create {

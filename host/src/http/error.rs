@@ -13,6 +13,9 @@ use crate::runtime::CallError;
 
 /// Seconds a client is told to wait after an exhausted pool.
 pub const EXHAUSTED_RETRY_AFTER_SECONDS: u32 = 5;
+/// `Retry-After` when the state store does not answer: reconnection is attempted at
+/// once, so a retry soon is likely to succeed.
+pub const STORE_RETRY_AFTER_SECONDS: u32 = 1;
 
 /// A refused or failed request.
 #[derive(Debug)]
@@ -97,6 +100,15 @@ impl From<CallError> for ApiError {
                 "plugin-fault",
                 fault.to_string(),
             ),
+            // Transient: the same request succeeds once the store answers again.
+            outage @ CallError::StoreUnavailable(_) => ApiError {
+                retry_after: Some(STORE_RETRY_AFTER_SECONDS),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "state-store-failure",
+                    outage.to_string(),
+                )
+            },
         }
     }
 }

@@ -1,0 +1,218 @@
+//! Several `serve` nodes sharing one state on a real Redis: what one node does, every
+//! node sees; a Redis outage is a fast 503 and readiness failing, and the same nodes
+//! serve again when Redis returns. Skipped where `redis-server` is not installed,
+//! unless `REQUEST_ACCESS_REQUIRE_TOOLS` is set.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use request_access_testkit::RedisServer;
+
+/// A node's configuration: `size` numbers, services s0..s9, the shared store.
+fn node_config(redis: &RedisServer, size: u32, store: &str) -> String {
+    config(
+        size,
+        10,
+        &format!("[store]\nurl = \"{}\"\n{store}", redis.url()),
+    )
+}
+
+fn nodes(
+    redis: &RedisServer,
+    count: usize,
+    size: u32,
+    store: &str,
+) -> Vec<(tempfile::TempDir, Server)> {
+    (0..count)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let server = Server::start(dir.path(), &node_config(redis, size, store), Some(TOKEN));
+            (dir, server)
+        })
+        .collect()
+}
+
+fn pools(node: &Server) -> serde_json::Value {
+    let reply = get(&node.url("/admin/pools"), Some(TOKEN));
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    reply.body
+}
+
+/// `request_access_pool_live{group="DNIS"}` from a node's metrics.
+fn live_metric(node: &Server) -> String {
+    let text = agent()
+        .get(&node.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("request_access_pool_live{"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn three_nodes_share_reservations_registrations_and_pool_status() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 3, 5, "");
+    let (a, b, c) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
+
+    // Created on A, matched on B: the number goes back to the pool for everyone.
+    let created = post_form(
+        &create_url(a),
+        &[
+            ("_id", "s1"),
+            ("_resource_group", "DNIS"),
+            ("_provide_code", "true"),
+        ],
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let number = created.body["_access_number"].as_str().unwrap();
+    let code = created.body["_access_code"].as_str().unwrap();
+    for node in [a, b, c] {
+        assert_eq!(pools(node)["groups"][0]["live"], 1);
+    }
+    let matched = post_form(
+        &match_url(b),
+        &[("_access_number", number), ("_access_code", code)],
+    );
+    assert_eq!(matched.status, 200, "{:?}", matched.body);
+    assert_eq!(matched.body["_id"], "s1");
+    // The same call again, on C: the reservation has ended.
+    let again = post_form(
+        &match_url(c),
+        &[("_access_number", number), ("_access_code", code)],
+    );
+    assert_eq!(again.status, 404, "{:?}", again.body);
+
+    // A registration made through A is active on B, and released on C.
+    let registered = reply(
+        agent()
+            .post(&a.url("/admin/services"))
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .send_form([("_id", "app-7"), ("_ttl", "60")])
+            .unwrap(),
+    );
+    assert_eq!(registered.status, 200, "{:?}", registered.body);
+    let listed = get(&c.url("/admin/services"), Some(TOKEN));
+    assert!(
+        listed.body.to_string().contains("app-7"),
+        "{:?}",
+        listed.body
+    );
+    let created = post_form(
+        &create_url(b),
+        &[("_id", "app-7"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let held = created.body["_access_number"].as_str().unwrap().to_string();
+    let released = post_form(
+        &c.url("/genesys/1/service/release-access"),
+        &[("_id", "app-7"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(released.status, 200, "{:?}", released.body);
+    assert_eq!(released.body["_access_number"], held.as_str());
+
+    // Fill the pool through all three nodes: five numbers, five services, no sixth.
+    let mut lent = Vec::new();
+    for (i, node) in [a, b, c, a, b].into_iter().enumerate() {
+        let r = post_form(
+            &create_url(node),
+            &[("_id", &format!("s{i}")), ("_resource_group", "DNIS")],
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        lent.push(r.body["_access_number"].as_str().unwrap().to_string());
+    }
+    lent.sort();
+    lent.dedup();
+    assert_eq!(lent.len(), 5, "a number lent twice: {lent:?}");
+    let refused = post_form(
+        &create_url(c),
+        &[("_id", "s9"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.body["code"], "no-access-number-available");
+    // Every node reports the same occupancy, in /admin/pools and in its metrics.
+    let reference = pools(a);
+    assert_eq!(reference["groups"][0]["live"], 5);
+    for node in [b, c] {
+        assert_eq!(pools(node), reference);
+    }
+    let metric = live_metric(a);
+    assert!(metric.ends_with(" 5"), "{metric}");
+    for node in [b, c] {
+        assert_eq!(live_metric(node), metric);
+    }
+}
+
+#[test]
+fn a_redis_outage_is_a_fast_503_and_the_node_recovers_without_a_restart() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = nodes(
+        &redis,
+        1,
+        5,
+        "command_timeout_ms = 300\nconnect_timeout_ms = 300\n",
+    );
+    let node = &nodes[0].1;
+    let created = post_form(
+        &create_url(node),
+        &[("_id", "s1"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    assert_eq!(get(&node.url("/readyz"), None).status, 200);
+
+    redis.kill9();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let failed = post_form(
+            &create_url(node),
+            &[("_id", "s2"), ("_resource_group", "DNIS")],
+        );
+        let took = started.elapsed();
+        assert_eq!(failed.status, 503, "{:?}", failed.body);
+        assert_eq!(failed.body["code"], "state-store-failure");
+        // The create makes a few store calls, each bounded by 300 ms; far below the
+        // 10 s request timeout (generous bounds: the machine is shared).
+        assert!(took < Duration::from_secs(4), "took {took:?}");
+        let matched = post_form(&match_url(node), &[("_access_number", "5550000")]);
+        assert_eq!(matched.status, 503, "{:?}", matched.body);
+        assert_eq!(matched.body["code"], "state-store-failure");
+    }
+    let ready = get(&node.url("/readyz"), None);
+    assert_eq!(ready.status, 503, "{:?}", ready.body);
+    assert_eq!(get(&node.url("/healthz"), None).status, 200);
+
+    redis.launch();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(&node.url("/readyz"), None).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again: {}",
+            log(node.dir.as_path())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The reservation acknowledged before the outage is still held; s2 gets another.
+    let created2 = post_form(
+        &create_url(node),
+        &[("_id", "s2"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(created2.status, 200, "{:?}", created2.body);
+    assert_ne!(
+        created2.body["_access_number"],
+        created.body["_access_number"]
+    );
+    assert_eq!(pools(node)["groups"][0]["live"], 2);
+    // The URL is in the log, its password never is (this one has none; the store's
+    // own tests cover a password).
+    assert!(log(node.dir.as_path()).contains("state store open"));
+}
