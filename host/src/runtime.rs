@@ -6,6 +6,7 @@
 //! traps is dropped and the next call gets a fresh one. Every value the guest returns is
 //! checked before it reaches a caller.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,6 +117,8 @@ struct CallTime {
     deadline: Duration,
     /// Whether the state store failed to answer during this call.
     store_unavailable: bool,
+    /// Commits of this call refused by a precondition so far.
+    conflicts: u32,
 }
 
 impl CallTime {
@@ -125,6 +128,7 @@ impl CallTime {
             in_host: Duration::ZERO,
             deadline,
             store_unavailable: false,
+            conflicts: 0,
         }
     }
 
@@ -187,6 +191,8 @@ pub struct Runtime {
     current: ArcSwap<Generation>,
     services: Arc<Services>,
     limits: Limits,
+    /// One gate per configured group where the store is remote (see [`Runtime::gate`]).
+    gates: HashMap<String, tokio::sync::Mutex<()>>,
     /// Seeds each new instance's `wasi:random` when set (tests); the OS otherwise.
     seeded_random: Option<Mutex<ChaCha20Rng>>,
     instantiations: Counter,
@@ -198,10 +204,21 @@ pub struct Runtime {
 impl Runtime {
     /// Serve `services` through the plugin `image`, within `limits`.
     pub fn new(image: Arc<PluginImage>, services: Arc<Services>, limits: Limits) -> Self {
+        let gates = if services.store.is_remote() {
+            services
+                .config
+                .groups
+                .iter()
+                .map(|g| (g.name.clone(), tokio::sync::Mutex::new(())))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         Runtime {
             current: ArcSwap::new(Generation::new(image)),
             services,
             limits,
+            gates,
             seeded_random: None,
             instantiations: Counter::default(),
             faults: Counter::default(),
@@ -364,8 +381,34 @@ impl Runtime {
         }
     }
 
+    /// Admission for a call that changes `group`, on a remote store: one such call of
+    /// the group at a time from this process. Every change of a group rewrites its
+    /// ring's head or tail, so concurrent calls of one group conflict, and on a remote
+    /// store a call's reads and its commit are network round trips apart: without the
+    /// gate most of them would conflict and retry (measured: 64 clients on three nodes
+    /// spent 30 retries per create). Calls of other processes still conflict and retry,
+    /// with a back-off. A waiting call holds no instance. On an in-process store, no gate:
+    /// its commits apply at once, and batching them is what makes its syncs cheap.
+    async fn gate(&self, group: Option<&str>) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.gates.get(group?)?.lock().await)
+    }
+
+    /// The configured group that holds `number`, if any.
+    fn group_of(&self, number: &str) -> Option<&str> {
+        if self.gates.is_empty() {
+            return None;
+        }
+        self.services
+            .config
+            .groups
+            .iter()
+            .find(|g| g.pool.index_of(number).is_some())
+            .map(|g| g.name.as_str())
+    }
+
     /// Reserve an access number (the seed's Create).
     pub async fn create(&self, request: &api::CreateRequest) -> Result<api::AccessInfo, CallError> {
+        let _admitted = self.gate(Some(&request.resource_group)).await;
         let wit_request = request.clone().into();
         let before = self.services.clock.now_ms();
         let (generation, mut warm) = self.check_out().await?;
@@ -386,6 +429,7 @@ impl Runtime {
         &self,
         request: &api::MatchRequest,
     ) -> Result<api::Matched, CallError> {
+        let _admitted = self.gate(self.group_of(&request.access_number)).await;
         let wit_request = request.clone().into();
         let (generation, mut warm) = self.check_out().await?;
         let outcome = warm
@@ -405,6 +449,7 @@ impl Runtime {
         service_id: &str,
         resource_group: &str,
     ) -> Result<String, CallError> {
+        let _admitted = self.gate(Some(resource_group)).await;
         let (generation, mut warm) = self.check_out().await?;
         let outcome = warm
             .plugin
@@ -482,6 +527,23 @@ impl groups::Host for InstanceState {
     }
 }
 
+/// Before the plugin reads again after its `conflicts`-th refused commit: a random
+/// pause of up to 0.2 ms x 2^conflicts (at most 25 ms), so that callers contending for
+/// one key (a group's ring on a shared store) spread out instead of colliding again
+/// at once. Where no tokio runtime drives the call, no pause.
+async fn back_off(conflicts: u32) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+
+    let cap = (200u64 << conflicts.min(7)).min(25_000);
+    // Jitter, not a secret: the clock's low bits are random enough.
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) / 1000);
+    tokio::time::sleep(Duration::from_micros(jitter % cap)).await;
+}
+
 /// The plugin's view of a store failure; an unavailable store is noted for the call.
 fn state_error(call: &mut CallTime, e: crate::store::StoreError) -> state::StateError {
     match e {
@@ -526,12 +588,17 @@ impl state::Host for InstanceState {
         let (preconditions, mutations): (Vec<api::Precondition>, Vec<api::Mutation>) =
             (each(preconditions), each(mutations));
         let services = self.services.clone();
-        off_the_clock(
+        let outcome = off_the_clock(
             &mut self.call,
             services.guest_commit(&preconditions, &mutations),
         )
         .await
-        .map(Into::into)
-        .map_err(|e| state_error(&mut self.call, e))
+        .map_err(|e| state_error(&mut self.call, e))?;
+        if let api::CommitOutcome::Conflict(_) = outcome {
+            self.call.conflicts += 1;
+            let pause = back_off(self.call.conflicts);
+            off_the_clock(&mut self.call, pause).await;
+        }
+        Ok(outcome.into())
     }
 }

@@ -4,6 +4,10 @@
 //! SIGKILL at random moments and restarts it on the same data file; every acknowledged
 //! reservation must still match, and none may be lent twice.
 //!
+//! The cluster variant runs the same clients over three nodes sharing one real Redis,
+//! kills one node with SIGKILL (its clients move to the others, as behind a load
+//! balancer) and then Redis itself, restarted from its append-only file.
+//!
 //! Short by default (CI); `REQUEST_ACCESS_LONG=1` runs the full size: 64 clients,
 //! 20,000 requests, 20 kills.
 
@@ -38,6 +42,7 @@ struct Tally {
     lost: AtomicU64,
     ambiguous: AtomicU64,
     exhausted: AtomicU64,
+    store_unavailable: AtomicU64,
 }
 
 /// The base URL clients use; it changes only if the server moves.
@@ -94,6 +99,13 @@ fn client(
             }
             continue;
         };
+        if created.status == 503 && created.body["code"] == "state-store-failure" {
+            // The store was down: the create may have landed unseen; the next create
+            // of this service replaces it.
+            tally.store_unavailable.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         if created.status == 503 {
             tally.exhausted.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -126,6 +138,12 @@ fn client(
             };
             match answer {
                 None => continue, // server down: retry
+                Some(r) if r.status == 503 && r.body["code"] == "state-store-failure" => {
+                    // The store was down: the call may have landed; retry.
+                    tally.store_unavailable.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
                 Some(r) if r.status == 200 => break,
                 Some(r) if r.status == 404 && attempts == 1 => {
                     // An acknowledged reservation that does not match: lost.
@@ -196,22 +214,38 @@ fn stress(kills: usize) {
         server = Server::start_on(dir.path(), &text, &listen);
         restarts.push(server.startup);
     }
+    let intervals = join(handles, &stop);
+    verdict(
+        &format!("{kills} kills (restarts {restarts:?})"),
+        &tally,
+        &intervals,
+        budget,
+        started,
+    );
+}
+
+/// Every client's intervals, once all have finished.
+fn join(handles: Vec<std::thread::JoinHandle<Vec<Interval>>>, stop: &AtomicBool) -> Vec<Interval> {
     let mut intervals = Vec::new();
     for h in handles {
         intervals.extend(h.join().expect("a client failed"));
     }
     stop.store(true, Ordering::Relaxed);
-    let doubled = double_bookings(&intervals);
+    intervals
+}
+
+/// Report the run, and fail it on a double booking or a lost reservation.
+fn verdict(what: &str, tally: &Tally, intervals: &[Interval], budget: u64, started: Instant) {
+    let doubled = double_bookings(intervals);
     let requests = tally.requests.load(Ordering::Relaxed);
     eprintln!(
-        "stress: {clients} clients, {requests} requests in {:?}, {} reservations, {} exhausted, \
-         {} transport errors, {} kills (restarts {:?}), lost {}, ambiguous {}, doubled {}",
+        "stress: {requests} requests in {:?}, {} reservations, {} exhausted, {} transport \
+         errors, {} store unavailable, {what}, lost {}, ambiguous {}, doubled {}",
         started.elapsed(),
         intervals.len(),
         tally.exhausted.load(Ordering::Relaxed),
         tally.transport_errors.load(Ordering::Relaxed),
-        kills,
-        restarts,
+        tally.store_unavailable.load(Ordering::Relaxed),
         tally.lost.load(Ordering::Relaxed),
         tally.ambiguous.load(Ordering::Relaxed),
         doubled.len()
@@ -237,4 +271,83 @@ fn many_clients_on_a_small_pool_never_share_a_number() {
 #[test]
 fn repeated_kill_9_during_the_stress_loses_and_doubles_nothing() {
     stress(if long() { 20 } else { 3 });
+}
+
+/// Wait until the clients have sent `requests` requests in all.
+fn until_requests(tally: &Tally, requests: u64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while tally.requests.load(Ordering::Relaxed) < requests {
+        assert!(Instant::now() < deadline, "the clients stalled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_three_node_cluster_loses_and_doubles_nothing_through_node_and_redis_kills() {
+    let Some(redis) = request_access_testkit::RedisServer::start() else {
+        return;
+    };
+    let (clients, budget) = if long() { (64, 20_000) } else { (64, 3_000) };
+    let text = config(
+        50,
+        clients as u32,
+        &format!(
+            "[server]\nrequest_timeout_ms = 30000\nadmin_token = \"{TOKEN}\"\n\
+             [store]\nurl = \"{}\"\n",
+            redis.url()
+        ),
+    );
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Server> = dirs
+        .iter()
+        .map(|d| Server::start(d.path(), &text, None))
+        .collect();
+    let targets: Vec<Target> = nodes
+        .iter()
+        .map(|n| Arc::new(Mutex::new(n.base.clone())))
+        .collect();
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|id| {
+            let (target, tally, stop) = (targets[id % 3].clone(), tally.clone(), stop.clone());
+            std::thread::spawn(move || client(id, target, budget, tally, stop))
+        })
+        .collect();
+
+    // A node dies mid-stream; its clients move to another node, the others go on.
+    until_requests(&tally, budget / 4);
+    let listen = nodes[0].base.trim_start_matches("http://").to_string();
+    *targets[0].lock().unwrap() = nodes[1].base.clone();
+    nodes[0].child.kill().unwrap();
+    nodes[0].child.wait().unwrap();
+    until_requests(&tally, budget / 2);
+    nodes[0] = Server::start_on(dirs[0].path(), &text, &listen);
+    *targets[0].lock().unwrap() = nodes[0].base.clone();
+
+    // Redis itself dies, and comes back from its append-only file.
+    until_requests(&tally, 2 * budget / 3);
+    redis.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    redis.launch();
+
+    let intervals = join(handles, &stop);
+    verdict(
+        "three nodes on Redis, one node and Redis killed",
+        &tally,
+        &intervals,
+        budget,
+        started,
+    );
+    assert!(
+        tally.store_unavailable.load(Ordering::Relaxed) > 0,
+        "the Redis outage went unnoticed"
+    );
+    // Every node reports the same occupancy.
+    let pools: Vec<_> = nodes
+        .iter()
+        .map(|n| get(&n.url("/admin/pools"), Some(TOKEN)).body)
+        .collect();
+    assert!(pools.iter().all(|p| p == &pools[0]), "{pools:?}");
 }

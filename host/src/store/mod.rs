@@ -70,6 +70,12 @@ pub trait StateStore: Send + Sync {
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, StoreError>;
+
+    /// Whether each call crosses a network, so that a caller's reads and its commit are
+    /// round trips apart (the host then admits fewer concurrent writers per group).
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// The largest key of all: scans to it reach the end of the key space.

@@ -436,6 +436,10 @@ impl StateStore for RedisStore {
             _ => Err(self.malformed("commit")),
         }
     }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
 }
 
 impl RedisStore {
