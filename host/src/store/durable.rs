@@ -629,6 +629,13 @@ mod tests {
         ));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_histories_are_linearizable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DurableStore::open(&dir.path().join("s.redb")).unwrap();
+        super::super::contract::check_linearizable(std::sync::Arc::new(store), 6, 150).await;
+    }
+
     #[test]
     fn receives_a_copy_of_another_store() {
         let dir = tempfile::tempdir().unwrap();

@@ -70,6 +70,16 @@ mod tests {
         super::super::contract::check(&super::MemoryStore::new()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_histories_are_linearizable() {
+        super::super::contract::check_linearizable(
+            std::sync::Arc::new(super::MemoryStore::new()),
+            6,
+            150,
+        )
+        .await;
+    }
+
     #[tokio::test]
     async fn receives_a_copy_of_another_store() {
         super::super::contract::check_copy(&super::MemoryStore::new()).await;

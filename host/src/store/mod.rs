@@ -144,6 +144,248 @@ pub(crate) mod contract {
         }
     }
 
+    /// One call of a recorded history.
+    #[derive(Clone, Debug)]
+    pub enum Op {
+        Get(Vec<String>),
+        Scan(String, String, u32),
+        Commit(Vec<Precondition>, Vec<Mutation>),
+    }
+
+    /// What it answered (failures are not recorded: the histories are of a healthy store).
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum Ret {
+        Got(Vec<Option<Entry>>),
+        Scanned(Vec<Entry>),
+        Committed(CommitOutcome),
+    }
+
+    /// The contract as a sequential object: the state a linearization has reached.
+    /// Revisions are the store's own, and each commit's must exceed every earlier one's;
+    /// so in any valid order the commits come in the order of their revisions, and the
+    /// next one must carry the smallest revision not yet used (`committed` holds every
+    /// revision the history's commits answered). That prunes the search early.
+    #[derive(Clone, Default)]
+    pub struct Spec {
+        entries: std::collections::BTreeMap<String, (u64, Vec<u8>)>,
+        revision: u64,
+        committed: std::sync::Arc<std::collections::BTreeSet<u64>>,
+    }
+
+    impl Spec {
+        fn entry(&self, key: &str) -> Option<Entry> {
+            self.entries.get(key).map(|(revision, value)| Entry {
+                key: key.to_string(),
+                value: value.clone(),
+                revision: *revision,
+            })
+        }
+
+        fn holds(&self, p: &Precondition) -> bool {
+            self.entries.get(&p.key).map(|(r, _)| *r) == p.revision
+        }
+    }
+
+    impl stateright::semantics::SequentialSpec for Spec {
+        type Op = Op;
+        type Ret = Ret;
+
+        fn invoke(&mut self, _: &Op) -> Ret {
+            unreachable!("the tester only asks is_valid_step")
+        }
+
+        fn is_valid_step(&mut self, op: &Op, ret: &Ret) -> bool {
+            match (op, ret) {
+                (Op::Get(keys), Ret::Got(got)) => {
+                    keys.iter().map(|k| self.entry(k)).collect::<Vec<_>>() == *got
+                }
+                (Op::Scan(start, end, limit), Ret::Scanned(got)) => {
+                    let want: Vec<Entry> = self
+                        .entries
+                        .range(start.clone()..end.clone())
+                        .take(*limit as usize)
+                        .map(|(k, _)| self.entry(k).expect("present"))
+                        .collect();
+                    want == *got
+                }
+                (Op::Commit(preconditions, _), Ret::Committed(CommitOutcome::Conflict(key))) => {
+                    preconditions
+                        .iter()
+                        .any(|p| &p.key == key && !self.holds(p))
+                }
+                (
+                    Op::Commit(preconditions, mutations),
+                    Ret::Committed(CommitOutcome::Committed(revision)),
+                ) => {
+                    let next = self.committed.range(self.revision + 1..).next();
+                    if next != Some(revision) || !preconditions.iter().all(|p| self.holds(p)) {
+                        return false;
+                    }
+                    self.revision = *revision;
+                    for m in mutations {
+                        match m {
+                            Mutation::Put(k, v) => {
+                                self.entries.insert(k.clone(), (*revision, v.clone()));
+                            }
+                            Mutation::Delete(k) => {
+                                self.entries.remove(k);
+                            }
+                        }
+                    }
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
+    /// `threads` tasks each run `ops` random calls on a few keys of `store` at once
+    /// (reads, then compare-and-swap commits on what they read); the recorded history
+    /// must be linearizable: some order of the calls, each taking effect between its
+    /// start and its answer, explains every answer. The store is expected empty.
+    pub async fn check_linearizable(
+        store: std::sync::Arc<dyn StateStore>,
+        threads: usize,
+        ops: usize,
+    ) {
+        assert!(
+            linearizable(store, threads, ops).await,
+            "not linearizable: {} calls on {threads} threads",
+            threads * ops
+        );
+    }
+
+    /// Whether a concurrent history of `threads` x `ops` calls on `store` is
+    /// linearizable (see [`check_linearizable`]).
+    pub async fn linearizable(
+        store: std::sync::Arc<dyn StateStore>,
+        threads: usize,
+        ops: usize,
+    ) -> bool {
+        use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+        use std::sync::{Arc, Mutex};
+
+        const KEYS: [&str; 4] = ["a", "b", "c", "d"];
+        /// A call's start or its answer, in the order they happened.
+        enum Event {
+            Invoke(usize, Op),
+            Return(usize, Ret),
+        }
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..threads)
+            .map(|thread| {
+                let (store, events) = (store.clone(), events.clone());
+                tokio::spawn(async move {
+                    // A small xorshift per thread: reproducible, varied interleavings.
+                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (thread as u64 + 1);
+                    let mut next = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
+                    let mut seen: Vec<Option<Entry>> = vec![None; KEYS.len()];
+                    for i in 0..ops {
+                        let pick = next() as usize;
+                        let op = match pick % 4 {
+                            0 => Op::Get(KEYS.iter().map(|k| k.to_string()).collect()),
+                            1 => Op::Scan("b".into(), "z".into(), 1 + (pick / 4 % 3) as u32),
+                            _ => {
+                                // Compare-and-swap on one key as last read, writing another.
+                                let (k1, k2) = (pick / 4 % KEYS.len(), pick / 16 % KEYS.len());
+                                let precondition = Precondition {
+                                    key: KEYS[k1].into(),
+                                    revision: seen[k1].as_ref().map(|e| e.revision),
+                                };
+                                let mutation = if pick / 64 % 5 == 0 {
+                                    Mutation::Delete(KEYS[k2].into())
+                                } else {
+                                    Mutation::Put(
+                                        KEYS[k2].into(),
+                                        format!("{thread}.{i}").into_bytes(),
+                                    )
+                                };
+                                Op::Commit(vec![precondition], vec![mutation])
+                            }
+                        };
+                        events
+                            .lock()
+                            .unwrap()
+                            .push(Event::Invoke(thread, op.clone()));
+                        let ret = match &op {
+                            Op::Get(keys) => {
+                                let got = store.get(keys).await.unwrap();
+                                seen = got.clone();
+                                Ret::Got(got)
+                            }
+                            Op::Scan(start, end, limit) => {
+                                Ret::Scanned(store.scan(start, end, *limit).await.unwrap())
+                            }
+                            Op::Commit(p, m) => Ret::Committed(store.commit(p, m).await.unwrap()),
+                        };
+                        events.lock().unwrap().push(Event::Return(thread, ret));
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let events = std::mem::take(&mut *events.lock().unwrap());
+        let committed = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Return(_, Ret::Committed(CommitOutcome::Committed(r))) => Some(*r),
+                _ => None,
+            })
+            .collect();
+        let mut history = LinearizabilityTester::new(Spec {
+            committed: Arc::new(committed),
+            ..Spec::default()
+        });
+        for event in events {
+            match event {
+                Event::Invoke(thread, op) => history.on_invoke(thread, op).map(|_| ()),
+                Event::Return(thread, ret) => history.on_return(thread, ret).map(|_| ()),
+            }
+            .unwrap();
+        }
+        assert_eq!(history.len(), threads * ops);
+        // The search recurses once per call: give it a stack to match.
+        std::thread::Builder::new()
+            .stack_size(1 << 30)
+            .spawn(move || history.serialized_history().is_some())
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    /// A store that loses updates: it commits whatever the preconditions say.
+    struct IgnoresPreconditions(MemoryStore);
+
+    #[async_trait::async_trait]
+    impl StateStore for IgnoresPreconditions {
+        async fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
+            self.0.get(keys).await
+        }
+        async fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
+            self.0.scan(start, end, limit).await
+        }
+        async fn commit(
+            &self,
+            _: &[Precondition],
+            mutations: &[Mutation],
+        ) -> Result<CommitOutcome, StoreError> {
+            self.0.commit(&[], mutations).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_linearizability_check_catches_a_store_that_loses_updates() {
+        let broken = std::sync::Arc::new(IgnoresPreconditions(MemoryStore::new()));
+        assert!(!linearizable(broken, 3, 40).await);
+    }
+
     pub async fn check(store: &dyn StateStore) {
         // Create-if-absent succeeds once.
         let CommitOutcome::Committed(r1) = store

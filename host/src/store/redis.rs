@@ -493,6 +493,14 @@ mod tests {
         contract::check(&connect(&server).await).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_histories_are_linearizable() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        contract::check_linearizable(std::sync::Arc::new(connect(&server).await), 4, 150).await;
+    }
+
     #[tokio::test]
     async fn receives_a_copy_of_another_store() {
         let Some(server) = RedisServer::start() else {
