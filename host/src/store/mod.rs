@@ -297,7 +297,7 @@ pub(crate) mod contract {
                                     key: KEYS[k1].into(),
                                     revision: seen[k1].as_ref().map(|e| e.revision),
                                 };
-                                let mutation = if pick / 64 % 5 == 0 {
+                                let mutation = if (pick / 64).is_multiple_of(5) {
                                     Mutation::Delete(KEYS[k2].into())
                                 } else {
                                     Mutation::Put(
