@@ -43,6 +43,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     password: Option<String>,
+    /// The primary's port, for a replica.
+    replica_of: Option<u16>,
 }
 
 impl RedisServer {
@@ -58,9 +60,30 @@ impl RedisServer {
             port: free_port(),
             dir: tempfile::tempdir().expect("a temporary directory"),
             password: password.map(str::to_string),
+            replica_of: None,
         };
         server.launch();
         Some(server)
+    }
+
+    /// A replica of `primary` (which has no password), once it has synchronised.
+    pub fn start_replica_of(primary: &RedisServer) -> RedisServer {
+        let server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            password: None,
+            replica_of: Some(primary.port),
+        };
+        server.launch();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "the replica did not synchronise");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
     }
 
     /// `redis://[:password@]127.0.0.1:port/0`.
@@ -95,6 +118,8 @@ impl RedisServer {
                 "always",
             ])
             .args(["--maxmemory-policy", "noeviction", "--daemonize", "yes"])
+            // A replica synchronises at once rather than after the default 5 s.
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--pidfile")
@@ -103,6 +128,9 @@ impl RedisServer {
             .arg(self.dir.path().join("redis.log"));
         if let Some(p) = &self.password {
             command.args(["--requirepass", p]);
+        }
+        if let Some(primary) = self.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         }
         let status = command.status().expect("redis-server runs");
         assert!(status.success(), "redis-server did not start: {status}");

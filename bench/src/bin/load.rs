@@ -44,40 +44,17 @@
 //! (warm-up included). The exit code is 1 when any request failed (2 when the run could
 //! not start): a load test that silently counts failures is worthless.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::extract::Form;
 use axum::routing::post;
 use clap::Parser;
-use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode, header};
-use hyper_util::rt::TokioIo;
-use request_access_host::clock::SystemClock;
-use request_access_host::config::Config;
-use request_access_host::http::AppState;
-use request_access_host::plugin::PluginSource;
-use request_access_host::runtime::{PluginImage, Runtime};
-use request_access_host::services::Services;
+use request_access_bench::*;
 use request_access_host::store::{DurableStore, MemoryStore, StateStore};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-
-/// The resource group every request asks for.
-const GROUP: &str = "G";
-/// Its numbers.
-const NUMBERS: &str = "+15550000000..+15550009999";
-const SERVICE_PATH: &str = "/genesys/1/service/request-access";
-const BARE_PATH: &str = "/hello";
+use serde_json::json;
 
 #[derive(Parser)]
 #[command(
@@ -115,350 +92,15 @@ impl StoreKind {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Bare,
-    Service,
-}
-
-impl Target {
-    fn name(self) -> &'static str {
-        match self {
-            Target::Bare => "bare",
-            Target::Service => "service",
-        }
-    }
-
-    fn path(self) -> &'static str {
-        match self {
-            Target::Bare => BARE_PATH,
-            Target::Service => SERVICE_PATH,
-        }
-    }
-}
-
-/// A server on its own runtime; dropping it stops the server.
-struct Server {
-    address: SocketAddr,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Server {
-    /// Serve `router` on `127.0.0.1:0` with `axum::serve`, as the service does.
-    fn start(router: Router) -> anyhow::Result<Server> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let address = listener.local_addr()?;
-        runtime.spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                eprintln!("load: server on {address} failed: {e}");
-            }
-        });
-        Ok(Server { address, runtime })
-    }
-
-    fn stop(self) {
-        self.runtime.shutdown_timeout(Duration::from_secs(2));
-    }
-}
-
-/// The bare target: read the form body, answer a small JSON object.
-async fn hello(Form(form): Form<HashMap<String, String>>) -> axum::Json<Value> {
-    let id = form.get("_id").cloned().unwrap_or_default();
-    axum::Json(json!({
-        "_id": id,
-        "_access_number": "+15550000000",
-        "_access_code": "123456",
-        "_expiration_time": 30,
-        "_expires_at": "2026-01-01T00:00:00.000Z",
-    }))
-}
-
-/// The configuration: group `G` of 10,000 numbers, services `load-0..load-{clients-1}`.
-fn config_text(clients: usize) -> String {
-    let mut services = String::new();
-    for i in 0..clients {
-        if i > 0 {
-            services.push_str(", ");
-        }
-        let _ = write!(services, "\"{}\"", service_id(i));
-    }
-    format!(
-        "[[resource_group]]\n\
-         name = \"{GROUP}\"\n\
-         strategy = \"round-robin\"\n\
-         numbers = [\"{NUMBERS}\"]\n\
-         \n\
-         [registry]\n\
-         services = [{services}]\n"
-    )
-}
-
-fn service_id(client: usize) -> String {
-    format!("load-{client}")
-}
-
-/// The real service, built as `request-access serve` builds it, with its durable store
-/// in `dir`.
-fn service_router(
-    clients: usize,
-    store: StoreKind,
-    dir: &std::path::Path,
-) -> anyhow::Result<(Router, Arc<Runtime>)> {
-    let config = Config::parse(&config_text(clients), "<load configuration>")?;
-    let store: Arc<dyn StateStore> = match store {
+/// The service's store for this run, in `dir` when it is the durable one.
+fn open_store(store: StoreKind, dir: &std::path::Path) -> anyhow::Result<Arc<dyn StateStore>> {
+    Ok(match store {
         StoreKind::Durable => Arc::new(
             DurableStore::open(&dir.join("request-access.redb"))
                 .context("cannot open the durable store")?,
         ),
         StoreKind::Memory => Arc::new(MemoryStore::new()),
-    };
-    let image = PluginImage::embedded().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let limits = config.limits.clone();
-    let services = Arc::new(Services::new(config, store, Arc::new(SystemClock)));
-    let runtime = Arc::new(Runtime::new(image, services, limits));
-    let server = runtime.services().config.server.clone();
-    let app = AppState::new(
-        runtime.clone(),
-        None,
-        PluginSource::default(),
-        server.request_timeout,
-        server.max_body_bytes,
-    );
-    Ok((request_access_host::http::router(app), runtime))
-}
-
-/// One client's connection.
-struct Connection {
-    sender: SendRequest<Full<Bytes>>,
-}
-
-impl Connection {
-    async fn open(address: SocketAddr) -> anyhow::Result<Connection> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Connection { sender })
-    }
-
-    /// Send one request and read the whole answer.
-    async fn post(
-        &mut self,
-        address: SocketAddr,
-        path: &str,
-        body: &Bytes,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
-        self.sender.ready().await?;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(header::HOST, address.to_string())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Full::new(body.clone()))?;
-        let response = self.sender.send_request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
-    }
-}
-
-fn request_body(client: usize) -> Bytes {
-    Bytes::from(format!(
-        "_id={}&_resource_group={GROUP}&_provide_code=true",
-        service_id(client)
-    ))
-}
-
-/// What one client saw.
-struct ClientTally {
-    histogram: Histogram<u64>,
-    requests: u64,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-fn new_histogram() -> Histogram<u64> {
-    // 1 us .. 60 s, three significant digits.
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-/// One client's closed loop: requests completed in `[measure_from, until)` are recorded.
-async fn client_loop(
-    address: SocketAddr,
-    target: Target,
-    client: usize,
-    measure_from: Instant,
-    until: Instant,
-) -> ClientTally {
-    let body = request_body(client);
-    let mut tally = ClientTally {
-        histogram: new_histogram(),
-        requests: 0,
-        errors: 0,
-        first_error: None,
-    };
-    let mut connection = None;
-    while Instant::now() < until {
-        let conn = match &mut connection {
-            Some(conn) => conn,
-            None => match Connection::open(address).await {
-                Ok(conn) => connection.insert(conn),
-                Err(e) => {
-                    // The server is gone: no point in looping on it.
-                    tally.errors += 1;
-                    tally
-                        .first_error
-                        .get_or_insert(format!("cannot connect: {e:#}"));
-                    break;
-                }
-            },
-        };
-        let started = Instant::now();
-        let outcome = conn.post(address, target.path(), &body).await;
-        let done = Instant::now();
-        let failure = match outcome {
-            Ok((StatusCode::OK, _)) => None,
-            Ok((status, body)) => Some(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(300)])
-            )),
-            Err(e) => {
-                connection = None;
-                Some(format!("{e:#}"))
-            }
-        };
-        if let Some(failure) = failure {
-            tally.errors += 1;
-            tally.first_error.get_or_insert(failure);
-        }
-        if done >= measure_from && done < until {
-            tally.requests += 1;
-            let micros =
-                u64::try_from(done.duration_since(started).as_micros()).unwrap_or(u64::MAX);
-            tally.histogram.saturating_record(micros.max(1));
-        }
-    }
-    tally
-}
-
-/// The outcome of one run.
-struct RunResult {
-    target: Target,
-    clients: usize,
-    requests: u64,
-    errors: u64,
-    first_error: Option<String>,
-    seconds: f64,
-    histogram: Histogram<u64>,
-}
-
-impl RunResult {
-    fn throughput(&self) -> f64 {
-        self.requests as f64 / self.seconds
-    }
-
-    fn quantile_ms(&self, q: f64) -> f64 {
-        self.histogram.value_at_quantile(q) as f64 / 1000.0
-    }
-
-    fn max_ms(&self) -> f64 {
-        self.histogram.max() as f64 / 1000.0
-    }
-
-    fn json(&self) -> Value {
-        let round = |x: f64| (x * 1000.0).round() / 1000.0;
-        json!({
-            "target": self.target.name(),
-            "clients": self.clients,
-            "requests": self.requests,
-            "errors": self.errors,
-            "seconds": self.seconds,
-            "throughput": round(self.throughput()),
-            "p50_ms": round(self.quantile_ms(0.50)),
-            "p90_ms": round(self.quantile_ms(0.90)),
-            "p99_ms": round(self.quantile_ms(0.99)),
-            "max_ms": round(self.max_ms()),
-        })
-    }
-}
-
-/// One run: `clients` clients against `target` for `warmup` + `seconds`.
-fn run(
-    generator: &tokio::runtime::Runtime,
-    address: SocketAddr,
-    target: Target,
-    clients: usize,
-    warmup: Duration,
-    seconds: Duration,
-) -> anyhow::Result<RunResult> {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let until = measure_from + seconds;
-    let tallies = generator.block_on(async {
-        let tasks: Vec<_> = (0..clients)
-            .map(|client| tokio::spawn(client_loop(address, target, client, measure_from, until)))
-            .collect();
-        let mut tallies = Vec::with_capacity(clients);
-        for task in tasks {
-            tallies.push(task.await?);
-        }
-        Ok::<_, anyhow::Error>(tallies)
-    })?;
-    let mut result = RunResult {
-        target,
-        clients,
-        requests: 0,
-        errors: 0,
-        first_error: None,
-        seconds: seconds.as_secs_f64(),
-        histogram: new_histogram(),
-    };
-    for tally in tallies {
-        result.requests += tally.requests;
-        result.errors += tally.errors;
-        if result.first_error.is_none() {
-            result.first_error = tally.first_error;
-        }
-        result.histogram.add(&tally.histogram)?;
-    }
-    Ok(result)
-}
-
-/// One request on a fresh connection; the answer must be 200 with `_id` echoed.
-fn probe(
-    generator: &tokio::runtime::Runtime,
-    address: SocketAddr,
-    target: Target,
-) -> anyhow::Result<Value> {
-    generator.block_on(async {
-        let mut connection = Connection::open(address).await?;
-        let (status, body) = connection
-            .post(address, target.path(), &request_body(0))
-            .await?;
-        let text = String::from_utf8_lossy(&body);
-        if status != StatusCode::OK {
-            bail!("{} answered {status}: {text}", target.name());
-        }
-        let value: Value = serde_json::from_slice(&body)
-            .with_context(|| format!("{} answered no JSON: {text}", target.name()))?;
-        if value["_id"] != json!(service_id(0)) {
-            bail!("{} answered an unexpected object: {text}", target.name());
-        }
-        Ok(value)
     })
-}
-
-fn seconds_arg(name: &str, value: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| name == "warmup" || !d.is_zero())
-        .with_context(|| format!("--{name} must be a positive number of seconds"))
 }
 
 fn main() -> ExitCode {
@@ -485,7 +127,8 @@ fn main_inner() -> anyhow::Result<bool> {
 
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let started = Instant::now();
-    let (service_router, service_runtime) = service_router(max_clients, cli.store, dir.path())?;
+    let (service_router, service_runtime) =
+        service_router(max_clients, open_store(cli.store, dir.path())?)?;
     let service = Server::start(service_router)?;
     let bare = Server::start(Router::new().route(BARE_PATH, post(hello)))?;
     eprintln!(
@@ -514,7 +157,14 @@ fn main_inner() -> anyhow::Result<bool> {
     for &clients in &cli.clients {
         let mut pair = Vec::new();
         for (target, server) in [(Target::Bare, &bare), (Target::Service, &service)] {
-            let result = run(&generator, server.address, target, clients, warmup, seconds)?;
+            let result = run(
+                &generator,
+                &[server.address],
+                target,
+                clients,
+                warmup,
+                seconds,
+            )?;
             eprintln!(
                 "{:<8} {:>7} {:>9} {:>6} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
                 target.name(),

@@ -649,6 +649,41 @@ mod tests {
         assert!(e.contains(":***@") && !e.contains("s3cret"), "{e}");
     }
 
+    #[tokio::test]
+    async fn with_wait_a_commit_is_acknowledged_only_once_a_replica_holds_it() {
+        let Some(primary) = RedisServer::start() else {
+            return;
+        };
+        let config = StoreConfig {
+            wait_replicas: 1,
+            wait_timeout: Duration::from_millis(200),
+            ..StoreConfig::default()
+        };
+        let store = RedisStore::connect(&primary.url(), &config).await.unwrap();
+        // No replica: the commit is on the primary, but not acknowledged.
+        let e = store
+            .commit(&[], &[put("k", b"v")])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("0 of 1 replicas acknowledged it within 200 ms"),
+            "{e}"
+        );
+        let replica = RedisServer::start_replica_of(&primary);
+        let CommitOutcome::Committed(r) = store.commit(&[], &[put("k", b"w")]).await.unwrap()
+        else {
+            panic!("a replica acknowledges")
+        };
+        // What was acknowledged is on the replica.
+        assert_eq!(
+            replica
+                .cli(&["--raw", "HGET", "request-access:{k}k", "r"])
+                .trim(),
+            r.to_string()
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_outage_fails_fast_and_the_store_recovers_by_itself() {
         let Some(server) = RedisServer::start() else {
