@@ -151,9 +151,105 @@ fn three_nodes_share_reservations_registrations_and_pool_status() {
     }
 }
 
+/// The command line, on `data` or on the store `--store` names.
+fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_request-access"))
+        .arg("--data")
+        .arg(dir.join("node.redb"))
+        .arg("--cache-dir")
+        .arg(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"))
+        .args(args)
+        .env_remove("REQUEST_ACCESS_STORE")
+        .output()
+        .unwrap()
+}
+
+fn json(output: std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn store_copy_moves_a_nodes_data_file_to_redis() {
+    let Some(redis) = RedisServer::start_with(Some("copy-pw")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // One node on its data file: a reservation with a code, a registration with a TTL.
+    let created = json(cli(
+        dir.path(),
+        &[
+            "create",
+            "--id",
+            "demo-service",
+            "--resource-group",
+            "DNIS",
+            "--provide-code",
+        ],
+    ));
+    json(cli(
+        dir.path(),
+        &["services", "register", "app-1", "--ttl", "600"],
+    ));
+
+    let data = dir.path().join("node.redb");
+    let copied = json(cli(
+        dir.path(),
+        &[
+            "store",
+            "copy",
+            "--from",
+            data.to_str().unwrap(),
+            "--to",
+            &redis.url(),
+        ],
+    ));
+    assert!(copied["copied"].as_u64().unwrap() >= 5, "{copied}");
+    assert_eq!(
+        copied["to"],
+        format!("redis://:***@127.0.0.1:{}/0", redis.port)
+    );
+
+    // On Redis: the registration is there, and the reservation matches once.
+    let url = redis.url();
+    let on_redis = |args: &[&str]| {
+        let mut all = vec!["--store", url.as_str()];
+        all.extend_from_slice(args);
+        cli(dir.path(), &all)
+    };
+    let listed = json(on_redis(&["services", "list"]));
+    assert!(listed.to_string().contains("app-1"), "{listed}");
+    let number = created["_access_number"].as_str().unwrap();
+    let code = created["_access_code"].as_str().unwrap();
+    let matched = json(on_redis(&[
+        "match",
+        "--access-number",
+        number,
+        "--access-code",
+        code,
+    ]));
+    assert_eq!(matched["_id"], "demo-service");
+    let again = on_redis(&["match", "--access-number", number, "--access-code", code]);
+    assert_eq!(again.status.code(), Some(3));
+    // A wrong password: one line naming the store without its password, exit 1.
+    let wrong = redis.url().replace("copy-pw", "not-the-pw");
+    let refused = cli(dir.path(), &["--store", &wrong, "groups"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("cannot open the state store redis://:***@127.0.0.1"),
+        "{message}"
+    );
+    assert!(!message.contains("pw"), "{message}");
+}
+
 #[test]
 fn a_redis_outage_is_a_fast_503_and_the_node_recovers_without_a_restart() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(redis) = RedisServer::start_with(Some("outage-pw")) else {
         return;
     };
     let nodes = nodes(
@@ -212,7 +308,12 @@ fn a_redis_outage_is_a_fast_503_and_the_node_recovers_without_a_restart() {
         created.body["_access_number"]
     );
     assert_eq!(pools(node)["groups"][0]["live"], 2);
-    // The URL is in the log, its password never is (this one has none; the store's
-    // own tests cover a password).
-    assert!(log(node.dir.as_path()).contains("state store open"));
+    // The store is named in the log, its password never, failures included.
+    let log = log(node.dir.as_path());
+    assert!(
+        log.contains("state store open store=redis://:***@127.0.0.1"),
+        "{log}"
+    );
+    assert!(log.contains("WARN"), "the outage was not logged: {log}");
+    assert!(!log.contains("outage-pw"), "{log}");
 }

@@ -207,6 +207,21 @@ impl RedisServer {
         self.signal("-KILL");
     }
 
+    /// Freeze it (SIGSTOP): connections stay open and nothing answers, as in a network
+    /// partition or a server stalled on a slow disk.
+    pub fn freeze(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-STOP", &pid]).status();
+        }
+    }
+
+    /// Let a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-CONT", &pid]).status();
+        }
+    }
+
     /// A clean stop (SIGTERM).
     pub fn stop(&self) {
         self.signal("-TERM");
@@ -226,6 +241,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        self.thaw();
         self.signal("-KILL");
     }
 }

@@ -239,17 +239,21 @@ impl RedisStore {
         limit: Duration,
         future: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<redis::RedisResult<T>, StoreError> {
-        match tokio::time::timeout(limit, future).await {
-            Err(_) => Err(StoreError::Unavailable(format!(
+        let late = || {
+            StoreError::Unavailable(format!(
                 "{}: no answer within {} ms",
                 self.location,
                 limit.as_millis()
-            ))),
+            ))
+        };
+        // The connection's own response timeout (the same limit) fires first and has it
+        // reconnect, which matters when a server stops answering without closing the
+        // connection; this one is the backstop.
+        match tokio::time::timeout(limit + Duration::from_millis(100), future).await {
+            Err(_) => Err(late()),
+            Ok(Err(e)) if e.is_timeout() => Err(late()),
             Ok(Err(e))
-                if e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal() =>
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
             {
                 Err(self.unavailable(e))
             }
@@ -682,6 +686,33 @@ mod tests {
                 .trim(),
             r.to_string()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_stops_answering_is_cut_off_by_the_command_timeout() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let config = StoreConfig {
+            command_timeout: Duration::from_millis(200),
+            ..StoreConfig::default()
+        };
+        let store = RedisStore::connect(&server.url(), &config).await.unwrap();
+        server.freeze();
+        let started = std::time::Instant::now();
+        let e = store.get(&["k".into()]).await.unwrap_err();
+        assert!(e.to_string().contains("no answer within 200 ms"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        server.thaw();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Err(e) = store.commit(&[], &[put("k", b"v")]).await {
+            assert!(std::time::Instant::now() < deadline, "not back: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
