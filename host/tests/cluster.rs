@@ -276,6 +276,7 @@ fn a_redis_outage_is_a_fast_503_and_the_node_recovers_without_a_restart() {
         let took = started.elapsed();
         assert_eq!(failed.status, 503, "{:?}", failed.body);
         assert_eq!(failed.body["code"], "state-store-failure");
+        assert_eq!(failed.retry_after.as_deref(), Some("1"));
         // The create makes a few store calls, each bounded by 300 ms; far below the
         // 10 s request timeout (generous bounds: the machine is shared).
         assert!(took < Duration::from_secs(4), "took {took:?}");
