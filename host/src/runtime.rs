@@ -385,12 +385,21 @@ impl Runtime {
     /// the group at a time from this process. Every change of a group rewrites its
     /// ring's head or tail, so concurrent calls of one group conflict, and on a remote
     /// store a call's reads and its commit are network round trips apart: without the
-    /// gate most of them would conflict and retry (measured: 64 clients on three nodes
-    /// spent 30 retries per create). Calls of other processes still conflict and retry,
-    /// with a back-off. A waiting call holds no instance. On an in-process store, no gate:
-    /// its commits apply at once, and batching them is what makes its syncs cheap.
+    /// gate most of them would conflict and retry (64 clients on three nodes saw 20 to
+    /// 30 refused commits per create). Calls of other processes still conflict and
+    /// retry, with a back-off. A waiting call holds no instance. On an in-process store,
+    /// no gate: its commits apply at once, and batching them is what makes its syncs
+    /// cheap.
+    ///
+    /// The gate is an optimisation, not a lock the state depends on (commits check
+    /// their preconditions anyway): a call waits for it at most as long as one store
+    /// call may take, then goes ahead without it, so a store that stops answering makes
+    /// requests fail after a bounded time instead of queueing behind each other.
     async fn gate(&self, group: Option<&str>) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        Some(self.gates.get(group?)?.lock().await)
+        let gate = self.gates.get(group?)?;
+        tokio::time::timeout(self.services.config.store.command_timeout, gate.lock())
+            .await
+            .ok()
     }
 
     /// The configured group that holds `number`, if any.

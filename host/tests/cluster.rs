@@ -318,3 +318,58 @@ fn a_redis_outage_is_a_fast_503_and_the_node_recovers_without_a_restart() {
     assert!(log.contains("WARN"), "the outage was not logged: {log}");
     assert!(!log.contains("outage-pw"), "{log}");
 }
+
+#[test]
+fn a_frozen_redis_fails_every_waiting_request_in_bounded_time_not_in_turn() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = nodes(
+        &redis,
+        1,
+        5,
+        "command_timeout_ms = 300\nconnect_timeout_ms = 300\n",
+    );
+    let node = &nodes[0].1;
+    // The server stops answering without closing its connections (a partition, a
+    // stalled disk): 16 requests of one group arrive at once.
+    redis.freeze();
+    let slowest = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..16)
+            .map(|i| {
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let reply = post_form(
+                        &create_url(node),
+                        &[
+                            ("_id", &format!("s{}", i % 10)),
+                            ("_resource_group", "DNIS"),
+                        ],
+                    );
+                    assert_eq!(reply.status, 503, "{:?}", reply.body);
+                    assert_eq!(reply.body["code"], "state-store-failure");
+                    started.elapsed()
+                })
+            })
+            .collect();
+        requests
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .max()
+            .unwrap()
+    });
+    // In turn, one after another, the last would wait 16 x 300 ms and more; each waits
+    // at most one timeout for its group's turn, then one for its own store call.
+    assert!(slowest < Duration::from_millis(2500), "slowest {slowest:?}");
+    redis.thaw();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(&node.url("/readyz"), None).status != 200 {
+        assert!(Instant::now() < deadline, "not ready again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let created = post_form(
+        &create_url(node),
+        &[("_id", "s1"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+}

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use request_access_host::runtime::{PLUGIN_WASM, STANDALONE_WASM};
+use request_access_testkit::tool;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -149,25 +150,6 @@ fn the_minimal_embedding_example_creates_and_matches() {
     let (number, service) = embed::run(PLUGIN_WASM).unwrap();
     assert_eq!(number, "+18005550100");
     assert_eq!(service, "demo-service");
-}
-
-/// The external tool `name`, or `None` (and the test is skipped) where it is not
-/// installed, unless `REQUEST_ACCESS_REQUIRE_TOOLS` is set, as in CI.
-fn tool(name: &str) -> Option<String> {
-    let found = Command::new(name)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    match (found, std::env::var_os("REQUEST_ACCESS_REQUIRE_TOOLS")) {
-        (true, _) => Some(name.to_string()),
-        (false, Some(_)) => {
-            panic!("{name} is required (REQUEST_ACCESS_REQUIRE_TOOLS) but not installed")
-        }
-        (false, None) => {
-            eprintln!("skipped: {name} is not installed (.ci/run installs it)");
-            None
-        }
-    }
 }
 
 fn wasmtime_invoke(wasmtime: &str, component: &Path, state: &Path, call: &str) -> String {
