@@ -166,6 +166,11 @@ fn cases() -> Vec<Case> {
         Case { token: Some(TOKEN), ..form(ADMIN, "_id=", 400, "invalid-parameter", Some("_id")) },
         Case { token: Some(TOKEN), ..form(ADMIN, "_id=new-one&_ttl=0", 400, "invalid-parameter", Some("_ttl")) },
         Case { token: Some(TOKEN), ..form(ADMIN, "_id=new-one&_ttl=soon", 400, "invalid-parameter", Some("_ttl")) },
+        Case { token: Some(TOKEN), ..form(ADMIN, "_id=new-one&_ttl=", 400, "invalid-parameter", Some("_ttl")) },
+        Case { token: Some(TOKEN), ..form(ADMIN, "_id=new-one&_ttl=-5", 400, "invalid-parameter", Some("_ttl")) },
+        Case { token: Some(TOKEN), ..form(ADMIN, "_id=new-one&_ttl=4294967296", 400, "invalid-parameter", Some("_ttl")) },
+        // A made-up name is echoed escaped: `\u{84}\u{82}\u{12}`.
+        raw(CREATE, "application/json", br#"{"_id":"s0","_resource_group":"DNIS","\u0084\u0082\u0012":[1]}"#, 400, "invalid-parameter", Some("\\u{84}\\u{82}\\u{12}")),
         Case { token: Some(TOKEN), ..form(ADMIN, "_id=new%0Aone", 400, "invalid-parameter", Some("_id")) },
     ];
     cases
@@ -220,6 +225,18 @@ fn every_bad_http_request_gets_its_4xx_and_changes_nothing() {
         );
         assert_eq!(state(&s), before, "{what} changed the state");
     }
+    // Each number of seconds is refused with its own bounds.
+    let ttl = reply(
+        agent()
+            .post(&s.url(ADMIN))
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .send_form([("_id", "new-one"), ("_ttl", "-5")])
+            .unwrap(),
+    );
+    assert_eq!(
+        ttl.body["message"],
+        "_ttl must be a whole number of seconds, 1..=4294967295"
+    );
     // The reservation made before is intact.
     let code = held.body["_access_code"].as_str().unwrap();
     let matched = post_form(

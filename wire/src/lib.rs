@@ -8,6 +8,7 @@ pub mod answer;
 
 use bytes::Bytes;
 use request_access_guest::api::{CreateRequest, MatchRequest};
+use request_access_guest::validate;
 use serde_json::Value;
 
 /// A refused request: the HTTP status, a stable code, a message, and the parameter.
@@ -34,13 +35,15 @@ impl WireError {
         }
     }
 
-    /// Parameter `field` refused: `reason` completes "`field` ...".
+    /// Parameter `field` refused: `reason` completes "`field` ...". The name is echoed
+    /// as [`shown`] makes it: a name the client made up may be anything.
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        let field = shown(field);
         WireError {
             status: 400,
             code: "invalid-parameter",
             message: format!("{field} {}", reason.into()),
-            field: Some(field.to_string()),
+            field: Some(field),
         }
     }
 
@@ -55,6 +58,33 @@ impl WireError {
             ),
             field: None,
         }
+    }
+}
+
+/// Longest parameter name echoed in an error, in characters after escaping.
+pub const SHOWN_NAME_CHARS: usize = 64;
+
+/// A parameter name as an error shows it: printable ASCII as it is, anything else
+/// escaped as Rust writes it (`\u{84}`), so every character survives any client's
+/// display; cut to [`SHOWN_NAME_CHARS`] with `...` when longer.
+pub fn shown(name: &str) -> String {
+    let escaped: String = name
+        .chars()
+        .flat_map(|c| {
+            let plain = c.is_ascii_graphic() || c == ' ';
+            let escaped: Vec<char> = if plain && c != '\\' {
+                vec![c]
+            } else {
+                c.escape_unicode().collect()
+            };
+            escaped
+        })
+        .collect();
+    if escaped.chars().count() > SHOWN_NAME_CHARS {
+        let cut: String = escaped.chars().take(SHOWN_NAME_CHARS).collect();
+        format!("{cut}...")
+    } else {
+        escaped
     }
 }
 
@@ -134,23 +164,35 @@ impl Params {
         }
     }
 
-    /// A whole number of seconds written in decimal digits (or a JSON integer).
-    pub fn seconds(&self, name: &str) -> Result<Option<u32>, WireError> {
+    /// A whole number of seconds, written in decimal digits (or a JSON integer); what
+    /// is not is refused naming the field's own `bounds`.
+    pub fn seconds(
+        &self,
+        name: &str,
+        bounds: std::ops::RangeInclusive<u32>,
+    ) -> Result<Option<u32>, WireError> {
+        let refused = || {
+            WireError::invalid(
+                name,
+                format!(
+                    "must be a whole number of seconds, {}..={}",
+                    bounds.start(),
+                    bounds.end()
+                ),
+            )
+        };
         let text = match self.one(name)? {
             None => return Ok(None),
             Some(Param::Number(n)) => n.to_string(),
             Some(Param::Text(t)) => t.clone(),
-            Some(Param::Bool(_)) => return Err(WireError::invalid(name, "must be a whole number")),
+            Some(Param::Bool(_)) => return Err(refused()),
         };
         if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(WireError::invalid(
-                name,
-                "must be a whole number of seconds, 5..=1800",
-            ));
+            return Err(refused());
         }
-        text.parse()
-            .map(Some)
-            .map_err(|_| WireError::invalid(name, "must be a whole number of seconds, 5..=1800"))
+        // Parsed here, bounded where the rule lives (the plugin, the registry): their
+        // messages name the value.
+        text.parse().map(Some).map_err(|_| refused())
     }
 
     /// The parameters of `request-access` (the seed's Create).
@@ -160,7 +202,8 @@ impl Params {
             resource_group: self.required_text("_resource_group")?,
             provide_code: self.flag("_provide_code")?,
             phone_number: self.text("_phone_number")?,
-            booking_expiration_timeout: self.seconds("_booking_expiration_timeout")?,
+            booking_expiration_timeout: self
+                .seconds("_booking_expiration_timeout", validate::TIMEOUT_RANGE)?,
         })
     }
 
@@ -283,6 +326,53 @@ mod tests {
         assert!(r.provide_code);
         assert_eq!(r.booking_expiration_timeout, Some(30));
         assert_eq!(r.phone_number, None);
+    }
+
+    #[test]
+    fn each_number_of_seconds_is_refused_with_its_own_bounds() {
+        for value in ["", "-5", "4294967296", "soon"] {
+            let e = form(&format!("_ttl={value}"))
+                .seconds("_ttl", 1..=u32::MAX)
+                .unwrap_err();
+            assert_eq!(
+                e.message, "_ttl must be a whole number of seconds, 1..=4294967295",
+                "{value:?}"
+            );
+            assert_eq!(e.field.as_deref(), Some("_ttl"));
+        }
+        let e = form("_id=a&_resource_group=G&_booking_expiration_timeout=-5")
+            .create_request()
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "_booking_expiration_timeout must be a whole number of seconds, 5..=1800"
+        );
+        assert_eq!(
+            form("_ttl=4294967295")
+                .seconds("_ttl", 1..=u32::MAX)
+                .unwrap(),
+            Some(u32::MAX)
+        );
+    }
+
+    #[test]
+    fn a_made_up_parameter_name_is_echoed_escaped_and_bounded() {
+        let e = decode_json(br#"{"\u0084\u0082\u0012": [1]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("\\u{84}\\u{82}\\u{12}"));
+        assert!(
+            e.message.starts_with("\\u{84}\\u{82}\\u{12} must be"),
+            "{}",
+            e.message
+        );
+        // Printable names are shown as they are; a backslash is escaped, so the escaped
+        // form cannot be forged.
+        assert_eq!(shown("_id"), "_id");
+        assert_eq!(shown("a\\u{84}"), "a\\u{5c}u{84}");
+        let long = shown(&"é".repeat(100));
+        assert!(
+            long.ends_with("...") && long.chars().count() == SHOWN_NAME_CHARS + 3,
+            "{long}"
+        );
     }
 
     #[test]

@@ -187,7 +187,7 @@ pub(super) async fn register_service(
     let params = Params::decode(content_type(&headers), body?).await?;
     let id = params.required_text("_id")?;
     let ttl = params
-        .seconds("_ttl")?
+        .seconds("_ttl", 1..=u32::MAX)?
         .map(|s| Duration::from_secs(u64::from(s)));
     let (runtime, id2) = (app.runtime.clone(), id.clone());
     let registration =
