@@ -114,6 +114,9 @@ pub struct StoreConfig {
     pub wait_timeout: Duration,
     /// Start even where the server's settings could lose an acknowledged reservation.
     pub accept_weaker_durability: bool,
+    /// The certificate authority (PEM) a `rediss://` server's certificate must chain
+    /// to; the system's trusted roots when unset.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// The URL's password never reaches a log, so neither does `Debug`.
@@ -127,6 +130,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout", &self.wait_timeout)
             .field("accept_weaker_durability", &self.accept_weaker_durability)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -141,6 +145,7 @@ impl Default for StoreConfig {
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(StoreWaitMs::default().0),
             accept_weaker_durability: false,
+            tls_ca_file: None,
         }
     }
 }
@@ -352,6 +357,7 @@ impl Config {
                 wait_replicas: section.wait_replicas.0,
                 wait_timeout: Duration::from_millis(section.wait_timeout_ms.0),
                 accept_weaker_durability: section.accept_weaker_durability,
+                tls_ca_file: section.tls_ca_file,
             }
         };
         let limits = Limits {
@@ -421,6 +427,7 @@ struct StoreSection {
     wait_timeout_ms: StoreWaitMs,
     #[serde(default)]
     accept_weaker_durability: bool,
+    tls_ca_file: Option<PathBuf>,
 }
 
 fn default_prefix() -> String {
@@ -441,6 +448,7 @@ impl Default for StoreSection {
             wait_replicas: WaitReplicas::default(),
             wait_timeout_ms: StoreWaitMs::default(),
             accept_weaker_durability: false,
+            tls_ca_file: None,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct RedisServer {
     password: Option<String>,
     /// The primary's port, for a replica.
     replica_of: Option<u16>,
+    /// Whether it speaks TLS only (with `ca.pem`, `server.pem` in its directory).
+    tls: bool,
 }
 
 impl RedisServer {
@@ -61,7 +63,44 @@ impl RedisServer {
             dir: tempfile::tempdir().expect("a temporary directory"),
             password: password.map(str::to_string),
             replica_of: None,
+            tls: false,
         };
+        server.launch();
+        Some(server)
+    }
+
+    /// One that speaks TLS only, with a certificate for 127.0.0.1 issued by a
+    /// certificate authority of its own (`ca.pem` in [`RedisServer::dir`]), made with
+    /// the `openssl` command; `None` where `redis-server` or `openssl` is missing.
+    pub fn start_tls() -> Option<RedisServer> {
+        tool("redis-server")?;
+        tool("openssl")?;
+        let server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            password: None,
+            replica_of: None,
+            tls: true,
+        };
+        let dir = server.dir.path();
+        std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        for args in [
+            "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca",
+            "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+             -days 2 -extfile san.cnf",
+        ] {
+            let out = Command::new("openssl")
+                .args(args.split_whitespace())
+                .current_dir(dir)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         server.launch();
         Some(server)
     }
@@ -73,6 +112,7 @@ impl RedisServer {
             dir: tempfile::tempdir().expect("a temporary directory"),
             password: None,
             replica_of: Some(primary.port),
+            tls: false,
         };
         server.launch();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -86,11 +126,12 @@ impl RedisServer {
         server
     }
 
-    /// `redis://[:password@]127.0.0.1:port/0`.
+    /// `redis://[:password@]127.0.0.1:port/0`, `rediss://` for TLS.
     pub fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
         match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
-            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/0", self.port),
         }
     }
 
@@ -107,8 +148,22 @@ impl RedisServer {
     /// file, and wait until it answers.
     pub fn launch(&self) {
         let mut command = Command::new("redis-server");
+        if self.tls {
+            let dir = self.dir.path();
+            command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(dir.join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(dir.join("ca.pem"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.args(["--port", &self.port.to_string()]);
+        }
         command
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--save",
                 "",
@@ -149,6 +204,9 @@ impl RedisServer {
     /// Whether it answers PING (with the password's AUTH first, if any). A server still
     /// loading its append-only file answers `-LOADING`, which is not an answer yet.
     pub fn answers(&self) -> bool {
+        if self.tls {
+            return self.cli(&["PING"]).contains("PONG");
+        }
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
@@ -231,6 +289,12 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let mut command = Command::new("redis-cli");
         command.args(["-p", &self.port.to_string()]);
+        if self.tls {
+            command
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(self.dir.path().join("ca.pem"));
+        }
         if let Some(p) = &self.password {
             command.args(["-a", p, "--no-auth-warning"]);
         }

@@ -152,9 +152,23 @@ impl RedisStore {
         } else {
             Duration::ZERO
         };
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::Unavailable(format!("{location}: not a usable Redis URL ({e})"))
-        })?;
+        let unusable = |e: redis::RedisError| StoreError::Unavailable(format!("{location}: {e}"));
+        let client = match &config.tls_ca_file {
+            Some(ca) => {
+                let root = std::fs::read(ca).map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "{location}: cannot read tls_ca_file {}: {e}",
+                        ca.display()
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                };
+                redis::Client::build_with_tls(url, certificates).map_err(unusable)?
+            }
+            None => redis::Client::open(url).map_err(unusable)?,
+        };
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout + wait_timeout))
@@ -621,6 +635,41 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(accepted.durability_problems().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn rediss_checks_the_servers_certificate_against_the_configured_authority() {
+        let Some(server) = RedisServer::start_tls() else {
+            return;
+        };
+        let url = server.url();
+        assert!(url.starts_with("rediss://"), "{url}");
+        let trusted = StoreConfig {
+            tls_ca_file: Some(server.dir().join("ca.pem")),
+            ..StoreConfig::default()
+        };
+        let store = RedisStore::connect(&url, &trusted).await.unwrap();
+        assert!(matches!(
+            store
+                .commit(&[absent("k")], &[put("k", b"v")])
+                .await
+                .unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        assert_eq!(
+            store.get(&["k".into()]).await.unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .value,
+            b"v"
+        );
+        // Without the authority, the system's roots do not know this certificate.
+        let e = RedisStore::connect(&url, &StoreConfig::default())
+            .await
+            .err()
+            .expect("an unknown issuer is refused")
+            .to_string();
+        assert!(e.to_lowercase().contains("certificate"), "{e}");
     }
 
     #[tokio::test]
