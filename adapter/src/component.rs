@@ -50,9 +50,7 @@ fn with_config<R>(f: impl FnOnce(&Config) -> R) -> R {
     })
 }
 
-fn with_store<R>(
-    f: impl FnOnce(&mut FileStore) -> Result<R, String>,
-) -> Result<R, state::StateError> {
+fn with_store<R>(f: impl FnOnce(&FileStore) -> Result<R, String>) -> Result<R, state::StateError> {
     STORE.with(|cell| {
         let mut cell = cell.borrow_mut();
         match cell.get_or_insert_with(|| FileStore::open(Path::new(STATE_DIR))) {
@@ -104,7 +102,7 @@ impl state::Guest for Adapter {
         end: String,
         limit: u32,
     ) -> Result<Vec<state::Entry>, state::StateError> {
-        with_store(|s| Ok(s.scan(&start, &end, limit))).map(each)
+        with_store(|s| s.scan(&start, &end, limit)).map(each)
     }
 
     fn commit(

@@ -4,9 +4,13 @@
 //! Everything lives in the directory preopened as `/state`:
 //! - `config.toml`: the same configuration file as the reference host's (the embedded
 //!   default when absent); its `[registry] services` are the active services;
-//! - `reservations.bin`: the reservation state, loaded once per process and replaced
-//!   atomically (written to a temporary file, synced, renamed) on every commit, so a
-//!   crash mid-write leaves the previous state whole.
+//! - `reservations.bin`: the reservation state, replaced atomically (written to a
+//!   temporary file, synced, renamed) on every commit, so a crash mid-write leaves the
+//!   previous state whole;
+//! - `reservations.lock`: held (created exclusively) by a commit from its read of the
+//!   state to its rename, so invocations that overlap (scripts running several
+//!   `wasmtime run` at once) never lose each other's writes. Reads need no lock: they
+//!   read the file afresh each time, and a rename replaces it whole.
 //!
 //! The store logic is plain Rust ([`FileStore`]) so it is tested natively; the wasm
 //! shell (`component.rs`) only maps the WIT exports onto it.
@@ -16,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 use request_access_state::RevisionedMap;
@@ -28,6 +33,12 @@ mod component;
 pub const STATE_DIR: &str = "/state";
 const CONFIG_FILE: &str = "config.toml";
 const STATE_FILE: &str = "reservations.bin";
+const LOCK_FILE: &str = "reservations.lock";
+/// Longest a commit waits for another invocation's lock.
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+/// A lock older than this was left by an invocation that died holding it (a commit
+/// holds it for milliseconds).
+const LOCK_STALE: Duration = Duration::from_secs(30);
 const FORMAT_V1: u8 = 1;
 
 /// The configuration in `dir`, or the embedded default when there is none.
@@ -48,17 +59,28 @@ struct StateFile {
     entries: BTreeMap<String, (u64, Vec<u8>)>,
 }
 
-/// The reservation state kept in one file.
+/// The reservation state kept in one file, shared by every invocation on the directory.
 pub struct FileStore {
     path: PathBuf,
-    state: RevisionedMap,
+    lock: PathBuf,
 }
 
 impl FileStore {
-    /// Load the state file in `dir` (an absent file is an empty state).
+    /// The state file in `dir` (an absent file is an empty state); a file that cannot
+    /// be read is refused now rather than at the first call.
     pub fn open(dir: &Path) -> Result<FileStore, String> {
-        let path = dir.join(STATE_FILE);
-        let file: StateFile = match std::fs::read(&path) {
+        let store = FileStore {
+            path: dir.join(STATE_FILE),
+            lock: dir.join(LOCK_FILE),
+        };
+        store.load()?;
+        Ok(store)
+    }
+
+    /// The state as the file holds it now.
+    fn load(&self) -> Result<RevisionedMap, String> {
+        let path = &self.path;
+        let file: StateFile = match std::fs::read(path) {
             Ok(bytes) => match bytes.split_first() {
                 Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
                     .map_err(|e| format!("{}: unreadable: {e}", path.display()))?,
@@ -75,33 +97,31 @@ impl FileStore {
                 value,
                 revision,
             });
-        Ok(FileStore {
-            path,
-            state: RevisionedMap::with_entries(file.revision, entries),
-        })
+        Ok(RevisionedMap::with_entries(file.revision, entries))
     }
 
-    /// `reservation-state.get`.
+    /// `reservation-state.get`, on the file as it is now.
     pub fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, String> {
-        self.state.get(keys)
+        self.load()?.get(keys)
     }
 
-    /// `reservation-state.scan`.
-    pub fn scan(&self, start: &str, end: &str, limit: u32) -> Vec<Entry> {
-        self.state.scan(start, end, limit)
+    /// `reservation-state.scan`, on the file as it is now.
+    pub fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, String> {
+        Ok(self.load()?.scan(start, end, limit))
     }
 
-    /// Check, apply, and persist before answering: a commit acknowledged is on disk.
+    /// Under the lock: read the state afresh, check, apply, and persist before
+    /// answering; a commit acknowledged is on disk.
     pub fn commit(
-        &mut self,
+        &self,
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, String> {
-        let mut next = self.state.clone();
-        let outcome = next.commit(preconditions, mutations)?;
+        let _held = Lock::take(&self.lock)?;
+        let mut state = self.load()?;
+        let outcome = state.commit(preconditions, mutations)?;
         if matches!(outcome, CommitOutcome::Committed(_)) {
-            self.persist(&next)?;
-            self.state = next;
+            self.persist(&state)?;
         }
         Ok(outcome)
     }
@@ -127,6 +147,55 @@ impl FileStore {
     }
 }
 
+/// The commit lock: a file created exclusively, removed when dropped.
+struct Lock<'a>(&'a Path);
+
+impl<'a> Lock<'a> {
+    /// Wait (a few milliseconds at a time, at most [`LOCK_PATIENCE`]) until no other
+    /// invocation holds the lock, then hold it. A lock older than [`LOCK_STALE`] is
+    /// taken over.
+    fn take(path: &'a Path) -> Result<Lock<'a>, String> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(_) => return Ok(Lock(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("{}: cannot create: {e}", path.display())),
+            }
+            let age = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| SystemTime::now().duration_since(at).ok());
+            if age.is_some_and(|age| age > LOCK_STALE) {
+                // Its holder died; a concurrent taker may have removed it already.
+                let _ = std::fs::remove_file(path);
+                continue;
+            }
+            if started.elapsed() > LOCK_PATIENCE {
+                return Err(format!(
+                    "{}: another invocation has held it for over {} s; if none is \
+                     running, delete the file",
+                    path.display(),
+                    LOCK_PATIENCE.as_secs()
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Lock<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +207,7 @@ mod tests {
     #[test]
     fn commits_persist_and_conflicts_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = FileStore::open(dir.path()).unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
         let absent = Precondition {
             key: "a".into(),
             revision: None,
@@ -161,18 +230,97 @@ mod tests {
         assert_eq!(
             reopened
                 .scan("a", "z", 10)
+                .unwrap()
                 .iter()
                 .map(|e| e.key.as_str())
                 .collect::<Vec<_>>(),
             ["a", "b"]
         );
         assert!(!dir.path().join("reservations.tmp").exists());
+        assert!(!dir.path().join("reservations.lock").exists());
+    }
+
+    #[test]
+    fn overlapping_stores_on_one_directory_lose_no_write() {
+        let dir = tempfile::tempdir().unwrap();
+        // Eight "invocations" at once, each opened before any writes, each adding 25
+        // keys with read-then-compare-and-swap on a shared counter.
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let dir = dir.path();
+                scope.spawn(move || {
+                    let store = FileStore::open(dir).unwrap();
+                    for i in 0..25 {
+                        loop {
+                            let counter = store.get(&["n".into()]).unwrap().remove(0);
+                            let next = counter.as_ref().map_or(0, |e| e.value[0] as u32 + 1);
+                            let precondition = Precondition {
+                                key: "n".into(),
+                                revision: counter.map(|e| e.revision),
+                            };
+                            let outcome = store
+                                .commit(
+                                    &[precondition],
+                                    &[put("n", &[next as u8]), put(&format!("k{t}.{i}"), b"")],
+                                )
+                                .unwrap();
+                            if matches!(outcome, CommitOutcome::Committed(_)) {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let store = FileStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.get(&["n".into()]).unwrap()[0].as_ref().unwrap().value,
+            [199]
+        );
+        assert_eq!(store.scan("k", "l", 1000).unwrap().len(), 200);
+        assert!(!dir.path().join("reservations.lock").exists());
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_invocation_is_taken_over_and_a_live_one_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let lock = dir.path().join("reservations.lock");
+        // Another invocation holds the lock for 300 ms.
+        std::fs::write(&lock, b"").unwrap();
+        let held = std::thread::spawn({
+            let lock = lock.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(300));
+                std::fs::remove_file(lock).unwrap();
+            }
+        });
+        // Released after 300 ms: the commit waits and lands.
+        assert!(matches!(
+            store.commit(&[], &[put("a", b"1")]),
+            Ok(CommitOutcome::Committed(_))
+        ));
+        held.join().unwrap();
+        // A lock whose holder died long ago is taken over.
+        std::fs::write(&lock, b"").unwrap();
+        let long_ago = SystemTime::now() - LOCK_STALE - Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        assert!(matches!(
+            store.commit(&[], &[put("b", b"2")]),
+            Ok(CommitOutcome::Committed(_))
+        ));
+        assert!(!lock.exists());
     }
 
     #[test]
     fn a_torn_temporary_file_does_not_touch_the_state() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = FileStore::open(dir.path()).unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
         store.commit(&[], &[put("k", b"v")]).unwrap();
         // A crash between writing the temporary file and renaming it.
         std::fs::write(dir.path().join("reservations.tmp"), b"\x01garbage").unwrap();

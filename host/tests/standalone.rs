@@ -232,6 +232,98 @@ fn the_wasmtime_cli_allocates_matches_and_releases_with_the_standalone_component
     assert_eq!(again, "err(no-match)");
 }
 
+#[test]
+fn overlapping_wasmtime_runs_lose_no_reservation_and_lend_no_number_twice() {
+    let Some(wasmtime) = tool("wasmtime") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("request-access-standalone.wasm");
+    std::fs::write(&component, STANDALONE_WASM).unwrap();
+    // Compiled once, so that the processes below start at once and overlap.
+    let compiled = dir.path().join("request-access-standalone.cwasm");
+    run_tool(
+        &wasmtime,
+        &[
+            "compile".as_ref(),
+            component.as_os_str(),
+            "-o".as_ref(),
+            compiled.as_os_str(),
+        ],
+    );
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(
+        state.join("config.toml"),
+        "[[resource_group]]\nname = \"DNIS\"\nnumbers = [\"+18005550100..+18005550111\"]\n\
+         [registry]\nservices = [\"s0\", \"s1\", \"s2\", \"s3\", \"s4\", \"s5\", \"s6\", \"s7\", \
+         \"s8\", \"s9\"]\n",
+    )
+    .unwrap();
+    let run = |call: String| {
+        let mut command = Command::new(&wasmtime);
+        command
+            .arg("run")
+            .arg("--allow-precompiled")
+            .arg("--dir")
+            .arg(format!("{}::/state", state.display()))
+            .arg("--invoke")
+            .arg(call)
+            .arg(&compiled);
+        command
+    };
+    // Ten processes at once, each creating for its own service.
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            run(format!(
+                r#"create({{service-id: "s{i}", resource-group: "DNIS", provide-code: true, phone-number: none, booking-expiration-timeout: none}})"#
+            ))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut lent = Vec::new();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && stdout.starts_with("ok("),
+            "s{i}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let code = stdout
+            .split("access-code: some(\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_string();
+        lent.push((i, quoted(&stdout, "access-number").to_string(), code));
+    }
+    let mut numbers: Vec<&str> = lent.iter().map(|(_, n, _)| n.as_str()).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 10, "a number lent twice: {lent:?}");
+    // Every acknowledged reservation is in the state: each matches its service.
+    let status = run(r#"pool-status("DNIS")"#.into()).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("live: 10"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    for (i, number, code) in &lent {
+        let out = run(format!(
+            r#"match-access({{access-number: "{number}", access-code: some("{code}"), phone-number: none}})"#
+        ))
+        .output()
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(quoted(&stdout, "service-id"), format!("s{i}"), "{stdout}");
+    }
+    assert!(!state.join("reservations.lock").exists());
+}
+
 /// The wasm artifacts written to a temporary directory for external tools.
 fn artifacts() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
