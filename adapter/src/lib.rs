@@ -18,9 +18,8 @@
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 use request_access_state::RevisionedMap;
@@ -28,12 +27,14 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(target_arch = "wasm32")]
 mod component;
+mod fs;
 
 /// Where the preopened state directory is mounted in the guest.
 pub const STATE_DIR: &str = "/state";
 const CONFIG_FILE: &str = "config.toml";
 const STATE_FILE: &str = "reservations.bin";
 const LOCK_FILE: &str = "reservations.lock";
+const TEMPORARY_FILE: &str = "reservations.tmp";
 /// Longest a commit waits for another invocation's lock.
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 /// A lock older than this was left by an invocation that died holding it (a commit
@@ -61,8 +62,7 @@ struct StateFile {
 
 /// The reservation state kept in one file, shared by every invocation on the directory.
 pub struct FileStore {
-    path: PathBuf,
-    lock: PathBuf,
+    dir: PathBuf,
 }
 
 impl FileStore {
@@ -70,8 +70,7 @@ impl FileStore {
     /// be read is refused now rather than at the first call.
     pub fn open(dir: &Path) -> Result<FileStore, String> {
         let store = FileStore {
-            path: dir.join(STATE_FILE),
-            lock: dir.join(LOCK_FILE),
+            dir: dir.to_path_buf(),
         };
         store.load()?;
         Ok(store)
@@ -79,14 +78,14 @@ impl FileStore {
 
     /// The state as the file holds it now.
     fn load(&self) -> Result<RevisionedMap, String> {
-        let path = &self.path;
-        let file: StateFile = match std::fs::read(path) {
-            Ok(bytes) => match bytes.split_first() {
+        let path = self.dir.join(STATE_FILE);
+        let file: StateFile = match fs::read(&self.dir, STATE_FILE) {
+            Ok(Some(bytes)) => match bytes.split_first() {
                 Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
                     .map_err(|e| format!("{}: unreadable: {e}", path.display()))?,
                 _ => return Err(format!("{}: unknown format", path.display())),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+            Ok(None) => StateFile::default(),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
         let entries = file
@@ -117,7 +116,7 @@ impl FileStore {
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, String> {
-        let _held = Lock::take(&self.lock)?;
+        let _held = Lock::take(&self.dir)?;
         let mut state = self.load()?;
         let outcome = state.commit(preconditions, mutations)?;
         if matches!(outcome, CommitOutcome::Committed(_)) {
@@ -136,44 +135,32 @@ impl FileStore {
         };
         let mut bytes = vec![FORMAT_V1];
         bytes.extend(postcard::to_stdvec(&file).map_err(|e| e.to_string())?);
-        let temporary = self.path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temporary)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &self.path)
-        };
-        write().map_err(|e| format!("{}: cannot write: {e}", self.path.display()))
+        fs::replace(&self.dir, STATE_FILE, TEMPORARY_FILE, &bytes)
+            .map_err(|e| format!("{}: cannot write: {e}", self.dir.join(STATE_FILE).display()))
     }
 }
 
-/// The commit lock: a file created exclusively, removed when dropped.
+/// The commit lock: a file created exclusively in the state directory, removed when
+/// dropped.
 struct Lock<'a>(&'a Path);
 
 impl<'a> Lock<'a> {
     /// Wait (a few milliseconds at a time, at most [`LOCK_PATIENCE`]) until no other
     /// invocation holds the lock, then hold it. A lock older than [`LOCK_STALE`] is
     /// taken over.
-    fn take(path: &'a Path) -> Result<Lock<'a>, String> {
+    fn take(dir: &'a Path) -> Result<Lock<'a>, String> {
+        let path = dir.join(LOCK_FILE);
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
-                Ok(_) => return Ok(Lock(path)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            match fs::create_exclusive(dir, LOCK_FILE) {
+                Ok(true) => return Ok(Lock(dir)),
+                Ok(false) => {}
                 Err(e) => return Err(format!("{}: cannot create: {e}", path.display())),
             }
-            let age = std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|at| SystemTime::now().duration_since(at).ok());
-            if age.is_some_and(|age| age > LOCK_STALE) {
+            if fs::age(dir, LOCK_FILE).is_some_and(|age| age > LOCK_STALE) {
                 // Its holder died; a concurrent taker may have removed it already.
-                let _ = std::fs::remove_file(path);
+                fs::remove(dir, LOCK_FILE);
                 continue;
             }
             if started.elapsed() > LOCK_PATIENCE {
@@ -192,7 +179,7 @@ impl<'a> Lock<'a> {
 
 impl Drop for Lock<'_> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
+        fs::remove(self.0, LOCK_FILE);
     }
 }
 
@@ -303,7 +290,7 @@ mod tests {
         held.join().unwrap();
         // A lock whose holder died long ago is taken over.
         std::fs::write(&lock, b"").unwrap();
-        let long_ago = SystemTime::now() - LOCK_STALE - Duration::from_secs(5);
+        let long_ago = std::time::SystemTime::now() - LOCK_STALE - Duration::from_secs(5);
         std::fs::File::options()
             .write(true)
             .open(&lock)

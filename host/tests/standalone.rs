@@ -324,6 +324,105 @@ fn overlapping_wasmtime_runs_lose_no_reservation_and_lend_no_number_twice() {
     assert!(!state.join("reservations.lock").exists());
 }
 
+/// Where `.ci/run` installs jco and the Node WASI shim (pinned): `REQUEST_ACCESS_JCO_DIR`,
+/// else `~/.cache/request-access/jco`; `None` (the test skipped) where Node or they are
+/// missing, unless `REQUEST_ACCESS_REQUIRE_TOOLS` is set.
+fn jco() -> Option<std::path::PathBuf> {
+    tool("node")?;
+    let dir = std::env::var_os("REQUEST_ACCESS_JCO_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/request-access/jco"))
+        })?;
+    if dir.join("node_modules/.bin/jco").exists() {
+        return Some(dir);
+    }
+    if std::env::var_os("REQUEST_ACCESS_REQUIRE_TOOLS").is_some() {
+        panic!(
+            "jco is required (REQUEST_ACCESS_REQUIRE_TOOLS) but not in {}",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "skipped: jco is not installed in {} (.ci/run installs it)",
+        dir.display()
+    );
+    None
+}
+
+/// The few lines of JavaScript a user needs (as in the README): the state directory
+/// preopened as `/state`, one call per process.
+const NODE_SCRIPT: &str = r#"
+import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
+_setPreopens({ '/state': process.argv[2] });
+const { requestAccess } = await import('./out/request-access-standalone.js');
+const [op, ...args] = process.argv.slice(3);
+const show = (v) => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? Number(x) : x));
+try {
+  const answer = op === 'create'
+    ? requestAccess.create({ serviceId: args[0], resourceGroup: 'DNIS', provideCode: true })
+    : requestAccess.matchAccess({ accessNumber: args[0], accessCode: args[1] });
+  console.log(show({ ok: answer }));
+} catch (e) {
+  console.log(show({ err: e.payload ?? String(e) }));
+}
+"#;
+
+#[test]
+fn the_standalone_component_runs_unmodified_under_jco_in_node() {
+    let Some(jco) = jco() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("request-access-standalone.wasm");
+    std::fs::write(&component, STANDALONE_WASM).unwrap();
+    run_tool(
+        jco.join("node_modules/.bin/jco").to_str().unwrap(),
+        &[
+            "transpile".as_ref(),
+            component.as_os_str(),
+            "-o".as_ref(),
+            dir.path().join("out").as_os_str(),
+        ],
+    );
+    std::os::unix::fs::symlink(jco.join("node_modules"), dir.path().join("node_modules")).unwrap();
+    std::fs::write(dir.path().join("package.json"), r#"{"type": "module"}"#).unwrap();
+    std::fs::write(dir.path().join("call.mjs"), NODE_SCRIPT).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("config.toml"), CONFIG).unwrap();
+    // Each call a Node process of its own: the state carries from one to the next.
+    let call = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new("node")
+            .arg("call.mjs")
+            .arg(&state)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+    let created = call(&["create", "s1"]);
+    let number = created["ok"]["accessNumber"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    let code = created["ok"]["accessCode"].as_str().unwrap();
+    assert_eq!(number, "+18005550100");
+    assert_eq!(code.len(), 6);
+    let matched = call(&["match", number, code]);
+    assert_eq!(matched["ok"]["serviceId"], "s1", "{matched}");
+    let again = call(&["match", number, code]);
+    assert_eq!(again["err"]["tag"], "no-match", "{again}");
+    assert!(!state.join("reservations.lock").exists());
+}
+
 /// The wasm artifacts written to a temporary directory for external tools.
 fn artifacts() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
