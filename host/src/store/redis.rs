@@ -130,14 +130,16 @@ pub struct RedisStore {
     commit: Script,
 }
 
-fn script(body: &str) -> Script {
-    // No flags: a script that may write, refused up front by a server out of memory.
-    let flags = if body == COMMIT {
-        "#!lua\n"
+/// `body` with the key-name rule in front. A script that `writes` carries `#!lua`
+/// without flags, so a server out of memory refuses it before it starts; the readers
+/// are marked `no-writes`.
+fn script(writes: bool, body: &str) -> Script {
+    let header = if writes {
+        "#!lua"
     } else {
-        "#!lua flags=no-writes\n"
+        "#!lua flags=no-writes"
     };
-    Script::new(&format!("{flags}{KEY_NAME}{body}"))
+    Script::new(&format!("{header}\n{KEY_NAME}{body}"))
 }
 
 impl RedisStore {
@@ -195,9 +197,9 @@ impl RedisStore {
             command_timeout: config.command_timeout,
             wait: (config.wait_replicas > 0).then_some((config.wait_replicas, config.wait_timeout)),
             location,
-            get: script(GET),
-            scan: script(SCAN),
-            commit: script(COMMIT),
+            get: script(false, GET),
+            scan: script(false, SCAN),
+            commit: script(true, COMMIT),
         };
         let problems = store.durability_problems().await?;
         if !problems.is_empty() {
