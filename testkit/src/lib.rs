@@ -12,8 +12,14 @@ use std::time::{Duration, Instant};
 /// The external tool `name`, or `None` (and the test is skipped) where it is not
 /// installed, unless `REQUEST_ACCESS_REQUIRE_TOOLS` is set, as in CI.
 pub fn tool(name: &str) -> Option<String> {
+    tool_answering(name, &["--version"])
+}
+
+/// [`tool`], for a tool that tells its version to other arguments than `--version`
+/// (`openssl version`).
+pub fn tool_answering(name: &str, version_args: &[&str]) -> Option<String> {
     let found = Command::new(name)
-        .arg("--version")
+        .args(version_args)
         .output()
         .is_ok_and(|o| o.status.success());
     match (found, std::env::var_os("REQUEST_ACCESS_REQUIRE_TOOLS")) {
@@ -74,7 +80,7 @@ impl RedisServer {
     /// the `openssl` command; `None` where `redis-server` or `openssl` is missing.
     pub fn start_tls() -> Option<RedisServer> {
         tool("redis-server")?;
-        tool("openssl")?;
+        tool_answering("openssl", &["version"])?;
         let server = RedisServer {
             port: free_port(),
             dir: tempfile::tempdir().expect("a temporary directory"),
