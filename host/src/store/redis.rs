@@ -726,6 +726,13 @@ mod tests {
             "{e}"
         );
         let replica = RedisServer::start_replica_of(&primary);
+        // `WAIT` answers as soon as the replica acknowledges; a busy machine may take
+        // longer than 200 ms to, so the waiting store gets time.
+        let patient = StoreConfig {
+            wait_timeout: Duration::from_secs(10),
+            ..config
+        };
+        let store = RedisStore::connect(&primary.url(), &patient).await.unwrap();
         let CommitOutcome::Committed(r) = store.commit(&[], &[put("k", b"w")]).await.unwrap()
         else {
             panic!("a replica acknowledges")
