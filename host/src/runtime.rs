@@ -50,8 +50,10 @@ pub enum CallError {
     /// No state was changed by the failed call beyond what it committed atomically.
     #[error("plugin fault: {0}")]
     PluginFault(String),
-    /// The state store did not answer during the call (the host saw it fail), and the
-    /// plugin gave up: worth retrying once the store is back. Nothing was half-applied.
+    /// The state store did not answer during the call, or refused the call's last
+    /// commit for a concurrent change (the host saw either happen), and the plugin gave
+    /// up; or the call waited too long for its group's earlier calls. Transient: worth
+    /// retrying shortly. Nothing was half-applied.
     #[error("state store unavailable: {0}")]
     StoreUnavailable(String),
 }
@@ -119,6 +121,9 @@ struct CallTime {
     store_unavailable: bool,
     /// Commits of this call refused by a precondition so far.
     conflicts: u32,
+    /// Whether the call's last store call was a commit refused by a precondition: a
+    /// plugin that gives up then gives up on contention, which passes.
+    ended_in_conflict: bool,
 }
 
 impl CallTime {
@@ -129,6 +134,7 @@ impl CallTime {
             deadline,
             store_unavailable: false,
             conflicts: 0,
+            ended_in_conflict: false,
         }
     }
 
@@ -343,14 +349,16 @@ impl Runtime {
 
     /// Keep the instance for the next call if it answered; a trap drops it (a trapped
     /// store is poisoned). The guest's committed state is untouched either way. A
-    /// state-store failure the host saw happen is [`CallError::StoreUnavailable`].
+    /// state-store failure the host saw happen (an outage, or contention the plugin
+    /// gave up on) is [`CallError::StoreUnavailable`].
     fn check_in<T, E: Into<api::Error>>(
         &self,
         generation: Arc<Generation>,
         warm: Warm,
         outcome: wasmtime::Result<Result<T, E>>,
     ) -> Result<T, CallError> {
-        let store_unavailable = warm.store.data().call.store_unavailable;
+        let call = warm.store.data().call;
+        let transient = call.store_unavailable || call.ended_in_conflict;
         self.peak_guest_memory.fetch_max(
             warm.store.data().memory.peak_bytes as u64,
             Ordering::Relaxed,
@@ -363,7 +371,7 @@ impl Runtime {
                 }
                 answer.map_err(|e| match e.into() {
                     api::Error::StateStoreFailure(why) | api::Error::RegistryFailure(why)
-                        if store_unavailable =>
+                        if transient =>
                     {
                         CallError::StoreUnavailable(why)
                     }
@@ -392,14 +400,27 @@ impl Runtime {
     /// cheap.
     ///
     /// The gate is an optimisation, not a lock the state depends on (commits check
-    /// their preconditions anyway): a call waits for it at most as long as one store
-    /// call may take, then goes ahead without it, so a store that stops answering makes
-    /// requests fail after a bounded time instead of queueing behind each other.
-    async fn gate(&self, group: Option<&str>) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        let gate = self.gates.get(group?)?;
-        tokio::time::timeout(self.services.config.store.command_timeout, gate.lock())
-            .await
-            .ok()
+    /// their preconditions anyway). A call waits for it at most as long as one store
+    /// call may take, then is refused as [`CallError::StoreUnavailable`] (503, retry):
+    /// a store that stops answering makes requests fail after a bounded time instead
+    /// of queueing behind each other, and a backlog that built up during an outage is
+    /// shed rather than let through ungated all at once, where it would contend until
+    /// calls gave up.
+    async fn gate(
+        &self,
+        group: Option<&str>,
+    ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, CallError> {
+        let Some((name, gate)) = group.and_then(|g| self.gates.get_key_value(g)) else {
+            return Ok(None);
+        };
+        let wait = self.services.config.store.command_timeout;
+        match tokio::time::timeout(wait, gate.lock()).await {
+            Ok(admitted) => Ok(Some(admitted)),
+            Err(_) => Err(CallError::StoreUnavailable(format!(
+                "group {name:?} is busy: earlier calls held it for {} ms",
+                wait.as_millis()
+            ))),
+        }
     }
 
     /// The configured group that holds `number`, if any.
@@ -417,7 +438,7 @@ impl Runtime {
 
     /// Reserve an access number (the seed's Create).
     pub async fn create(&self, request: &api::CreateRequest) -> Result<api::AccessInfo, CallError> {
-        let _admitted = self.gate(Some(&request.resource_group)).await;
+        let _admitted = self.gate(Some(&request.resource_group)).await?;
         let wit_request = request.clone().into();
         let before = self.services.clock.now_ms();
         let (generation, mut warm) = self.check_out().await?;
@@ -438,7 +459,7 @@ impl Runtime {
         &self,
         request: &api::MatchRequest,
     ) -> Result<api::Matched, CallError> {
-        let _admitted = self.gate(self.group_of(&request.access_number)).await;
+        let _admitted = self.gate(self.group_of(&request.access_number)).await?;
         let wit_request = request.clone().into();
         let (generation, mut warm) = self.check_out().await?;
         let outcome = warm
@@ -458,7 +479,7 @@ impl Runtime {
         service_id: &str,
         resource_group: &str,
     ) -> Result<String, CallError> {
-        let _admitted = self.gate(Some(resource_group)).await;
+        let _admitted = self.gate(Some(resource_group)).await?;
         let (generation, mut warm) = self.check_out().await?;
         let outcome = warm
             .plugin
@@ -569,6 +590,7 @@ impl state::Host for InstanceState {
         &mut self,
         keys: Vec<String>,
     ) -> Result<Vec<Option<state::Entry>>, state::StateError> {
+        self.call.ended_in_conflict = false;
         let services = self.services.clone();
         off_the_clock(&mut self.call, services.guest_get(&keys))
             .await
@@ -582,6 +604,7 @@ impl state::Host for InstanceState {
         end: String,
         limit: u32,
     ) -> Result<Vec<state::Entry>, state::StateError> {
+        self.call.ended_in_conflict = false;
         let services = self.services.clone();
         off_the_clock(&mut self.call, services.guest_scan(&start, &end, limit))
             .await
@@ -596,6 +619,7 @@ impl state::Host for InstanceState {
     ) -> Result<state::CommitOutcome, state::StateError> {
         let (preconditions, mutations): (Vec<api::Precondition>, Vec<api::Mutation>) =
             (each(preconditions), each(mutations));
+        self.call.ended_in_conflict = false;
         let services = self.services.clone();
         let outcome = off_the_clock(
             &mut self.call,
@@ -605,6 +629,7 @@ impl state::Host for InstanceState {
         .map_err(|e| state_error(&mut self.call, e))?;
         if let api::CommitOutcome::Conflict(_) = outcome {
             self.call.conflicts += 1;
+            self.call.ended_in_conflict = true;
             let pause = back_off(self.call.conflicts);
             off_the_clock(&mut self.call, pause).await;
         }

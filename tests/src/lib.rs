@@ -183,6 +183,9 @@ pub struct ProbeStore {
     pub slow: AtomicBool,
     /// When set, every call fails as an unreachable backend would.
     pub broken: AtomicBool,
+    /// When set, every commit is refused as if another node had just changed its
+    /// first key.
+    pub contended: AtomicBool,
 }
 
 impl ProbeStore {
@@ -193,6 +196,7 @@ impl ProbeStore {
             commits: AtomicU64::new(0),
             slow: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            contended: AtomicBool::new(false),
         }
     }
 
@@ -237,6 +241,10 @@ impl StateStore for ProbeStore {
     ) -> Result<CommitOutcome, StoreError> {
         self.check()?;
         self.commits.fetch_add(1, Ordering::SeqCst);
+        if self.contended.load(Ordering::SeqCst) {
+            let key = preconditions.first().map(|p| p.key.clone());
+            return Ok(CommitOutcome::Conflict(key.unwrap_or_default()));
+        }
         self.inner.commit(preconditions, mutations).await
     }
 }

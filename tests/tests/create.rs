@@ -303,3 +303,23 @@ fn an_unreachable_store_is_reported_as_unavailable_not_as_a_fault() {
     assert_eq!(h.runtime.stats().faults, 0);
     assert!(h.runtime.create(&create("app-1", "DNIS")).is_ok());
 }
+
+#[test]
+fn contention_the_plugin_gives_up_on_is_transient_not_a_fault() {
+    let h = Harness::new(TEN_NUMBERS);
+    wait(h.runtime.services().registry.register("svc-1", None)).unwrap();
+    let before = h.snapshot();
+    h.store
+        .contended
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        h.runtime.create(&create("svc-1", "DNIS")),
+        Err(CallError::StoreUnavailable(why)) if why.contains("contended")
+    ));
+    assert_eq!(h.snapshot(), before, "a call that gave up changed nothing");
+    h.store
+        .contended
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(h.runtime.stats().faults, 0);
+    assert!(h.runtime.create(&create("svc-1", "DNIS")).is_ok());
+}
