@@ -3,16 +3,18 @@
 
 use crate::api::Error;
 
-/// Longest accepted service id, in bytes.
-pub const MAX_SERVICE_ID_BYTES: usize = 256;
-/// Longest accepted resource-group name, in bytes.
-pub const MAX_GROUP_NAME_BYTES: usize = 128;
+/// Longest accepted service id, in characters (Unicode scalar values, what JSON
+/// Schema's `maxLength` counts, so the OpenAPI document can state the rule exactly).
+pub const MAX_SERVICE_ID_CHARS: usize = 256;
+/// Longest accepted resource-group name, in characters.
+pub const MAX_GROUP_NAME_CHARS: usize = 128;
 /// Bounds of `_booking_expiration_timeout`, in seconds.
 pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 5..=1800;
 /// Bounds of the digit count of a phone number (E.164 allows at most 15).
 pub const PHONE_DIGITS: std::ops::RangeInclusive<usize> = 3..=15;
-/// Longest accepted phone number as written, formatting included.
-const MAX_PHONE_CHARS: usize = 32;
+/// Longest accepted phone number as written, formatting and surrounding white space
+/// included.
+pub const MAX_PHONE_CHARS: usize = 32;
 /// Longest accepted access code in a match request.
 pub const MAX_ACCESS_CODE_DIGITS: usize = 12;
 /// What a network puts in the caller-number field when the caller hides it.
@@ -27,14 +29,15 @@ const HIDDEN_CALLER_MARKERS: [&str; 6] = [
 
 /// An identifier (`_id`, `_resource_group`): non-empty, bounded, printable, and without
 /// surrounding white space (which would make two ids look alike).
-pub fn identifier(field: &str, value: &str, max_bytes: usize) -> Result<(), Error> {
+pub fn identifier(field: &str, value: &str, max_chars: usize) -> Result<(), Error> {
     if value.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
     }
-    if value.len() > max_bytes {
+    let chars = value.chars().count();
+    if chars > max_chars {
         return Err(Error::invalid(
             field,
-            format!("must be at most {max_bytes} bytes, got {}", value.len()),
+            format!("must be at most {max_chars} characters, got {chars}"),
         ));
     }
     if value.chars().any(char::is_control) {
@@ -51,12 +54,12 @@ pub fn identifier(field: &str, value: &str, max_bytes: usize) -> Result<(), Erro
 
 /// `_id`.
 pub fn service_id(value: &str) -> Result<(), Error> {
-    identifier("_id", value, MAX_SERVICE_ID_BYTES)
+    identifier("_id", value, MAX_SERVICE_ID_CHARS)
 }
 
 /// `_resource_group`.
 pub fn resource_group(value: &str) -> Result<(), Error> {
-    identifier("_resource_group", value, MAX_GROUP_NAME_BYTES)
+    identifier("_resource_group", value, MAX_GROUP_NAME_CHARS)
 }
 
 /// `_booking_expiration_timeout`.
@@ -118,6 +121,12 @@ pub fn phone_number(field: &str, value: &str) -> Result<String, Error> {
 /// The caller's number in a match request: a hidden caller id (`anonymous`, `private`,
 /// ..., or an empty value) counts as no number at all.
 pub fn caller_number(value: Option<&str>) -> Result<Option<String>, Error> {
+    if value.is_some_and(|v| v.chars().count() > MAX_PHONE_CHARS) {
+        return Err(Error::invalid(
+            "_phone_number",
+            format!("must be at most {MAX_PHONE_CHARS} characters"),
+        ));
+    }
     match value.map(str::trim) {
         None => Ok(None),
         Some(v)
@@ -161,8 +170,10 @@ mod tests {
     #[test]
     fn identifiers_refuse_empty_oversized_control_and_padded() {
         assert_eq!(field_of(service_id("").unwrap_err()), "_id");
-        assert!(service_id(&"a".repeat(MAX_SERVICE_ID_BYTES)).is_ok());
-        assert!(service_id(&"a".repeat(MAX_SERVICE_ID_BYTES + 1)).is_err());
+        assert!(service_id(&"a".repeat(MAX_SERVICE_ID_CHARS)).is_ok());
+        assert!(service_id(&"a".repeat(MAX_SERVICE_ID_CHARS + 1)).is_err());
+        // Characters, not bytes: the longest id of four-byte characters is accepted.
+        assert!(service_id(&"\u{1F4DE}".repeat(MAX_SERVICE_ID_CHARS)).is_ok());
         assert!(service_id("a\u{0}b").is_err());
         assert!(service_id("a\nb").is_err());
         assert!(service_id(" a").is_err());

@@ -152,6 +152,7 @@ impl Registry {
 
     /// `false` if the service was not registered. Services from the configuration stay.
     pub async fn deregister(&self, service_id: &str) -> Result<bool, RegistryError> {
+        validate::service_id(service_id).map_err(RegistryError::Invalid)?;
         let key = registration_key(service_id);
         loop {
             let read = self.store.get(std::slice::from_ref(&key)).await?;

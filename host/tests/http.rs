@@ -335,6 +335,11 @@ fn metrics_health_and_the_openapi_document_cover_the_real_routes() {
     // Every documented route exists (anything but the router's own 404/405).
     let doc = get(&s.url("/openapi.json"), None).body;
     assert_eq!(doc["openapi"], "3.1.0");
+    // The configured groups are the only valid `_resource_group` values.
+    assert_eq!(
+        doc["components"]["schemas"]["GroupName"]["enum"],
+        serde_json::json!(["DNIS"])
+    );
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(paths.len(), 11);
     for (path, methods) in paths {

@@ -329,26 +329,7 @@ fn overlapping_wasmtime_runs_lose_no_reservation_and_lend_no_number_twice() {
 /// missing, unless `REQUEST_ACCESS_REQUIRE_TOOLS` is set.
 fn jco() -> Option<std::path::PathBuf> {
     tool("node")?;
-    let dir = std::env::var_os("REQUEST_ACCESS_JCO_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".cache/request-access/jco"))
-        })?;
-    if dir.join("node_modules/.bin/jco").exists() {
-        return Some(dir);
-    }
-    if std::env::var_os("REQUEST_ACCESS_REQUIRE_TOOLS").is_some() {
-        panic!(
-            "jco is required (REQUEST_ACCESS_REQUIRE_TOOLS) but not in {}",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipped: jco is not installed in {} (.ci/run installs it)",
-        dir.display()
-    );
-    None
+    request_access_testkit::installed_tool("REQUEST_ACCESS_JCO_DIR", "jco", "node_modules/.bin/jco")
 }
 
 /// The few lines of JavaScript a user needs (as in the README): the state directory

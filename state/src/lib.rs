@@ -14,8 +14,9 @@ use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 
 /// Most keys one `get` or commit may name, and most entries one `scan` answers.
 pub const MAX_KEYS_PER_CALL: usize = 1024;
-/// Longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest key, in bytes: room for the longest key the plugin makes, a group name of
+/// 128 and a service id of 256 four-byte characters (1,539 bytes).
+pub const MAX_KEY_BYTES: usize = 2048;
 /// Largest value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 

@@ -34,6 +34,30 @@ pub fn tool_answering(name: &str, version_args: &[&str]) -> Option<String> {
     }
 }
 
+/// A tool `.ci/run` installs into a directory of its own (an npm prefix, a Python
+/// virtual environment), pinned: the directory named by `env_var`, else
+/// `~/.cache/request-access/{default_dir}`, where `program` (a path inside it) must
+/// exist. `None` (and the test is skipped) where it does not, unless
+/// `REQUEST_ACCESS_REQUIRE_TOOLS` is set.
+pub fn installed_tool(env_var: &str, default_dir: &str, program: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os(env_var).map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").map(|h| {
+            PathBuf::from(h)
+                .join(".cache/request-access")
+                .join(default_dir)
+        })
+    });
+    if let Some(dir) = dir.as_ref().filter(|d| d.join(program).exists()) {
+        return Some(dir.clone());
+    }
+    let place = dir.map_or_else(|| format!("${env_var}"), |d| d.display().to_string());
+    if std::env::var_os("REQUEST_ACCESS_REQUIRE_TOOLS").is_some() {
+        panic!("{program} is required (REQUEST_ACCESS_REQUIRE_TOOLS) but not in {place}");
+    }
+    eprintln!("skipped: {program} is not installed in {place} (.ci/run installs it)");
+    None
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

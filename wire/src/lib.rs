@@ -164,8 +164,9 @@ impl Params {
         }
     }
 
-    /// A whole number of seconds, written in decimal digits (or a JSON integer); what
-    /// is not is refused naming the field's own `bounds`.
+    /// A whole number of seconds: at most 10 decimal digits, or a JSON number whose value
+    /// is whole (`30`, `30.0`, `3e1`); what is not is refused naming the field's own
+    /// `bounds`.
     pub fn seconds(
         &self,
         name: &str,
@@ -183,7 +184,19 @@ impl Params {
         };
         let text = match self.one(name)? {
             None => return Ok(None),
-            Some(Param::Number(n)) => n.to_string(),
+            Some(Param::Number(n)) => {
+                // A JSON number is an integer when its value is one (`30`, `30.0` and
+                // `3e1` alike), as JSON Schema's `integer` says.
+                let whole = n.as_u64().or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+                        .map(|f| f as u64)
+                });
+                return match whole.and_then(|w| u32::try_from(w).ok()) {
+                    Some(seconds) => Ok(Some(seconds)),
+                    None => Err(refused()),
+                };
+            }
             Some(Param::Text(t)) => t.clone(),
             Some(Param::Bool(_)) => return Err(refused()),
         };
@@ -417,6 +430,20 @@ mod tests {
         let r = p.create_request().unwrap();
         assert!(r.provide_code);
         assert_eq!(r.booking_expiration_timeout, Some(45));
+        for whole in ["45", "45.0", "4.5e1"] {
+            let body = format!(r#"{{"_booking_expiration_timeout":{whole}}}"#);
+            let p = decode_json(body.as_bytes()).unwrap();
+            assert_eq!(
+                p.seconds("_booking_expiration_timeout", 5..=1800).unwrap(),
+                Some(45),
+                "{whole}"
+            );
+        }
+        for not_whole in ["45.5", "-45", "1e10"] {
+            let body = format!(r#"{{"_ttl":{not_whole}}}"#);
+            let p = decode_json(body.as_bytes()).unwrap();
+            assert!(p.seconds("_ttl", 1..=u32::MAX).is_err(), "{not_whole}");
+        }
         let p = decode_json(br#"{"_id":7,"_resource_group":"G"}"#).unwrap();
         assert_eq!(
             field(p.create_request().unwrap_err()).as_deref(),

@@ -24,8 +24,21 @@ pub use layers::REQUEST_ID_HEADER;
 pub use metrics::Metrics;
 pub use routes::AppState;
 
-/// The OpenAPI document of every route below.
+/// The OpenAPI document of every route below, for any configuration.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// The OpenAPI document as a service with these resource groups serves it: the
+/// configured names are the only `_resource_group` values it accepts, so the document
+/// lists them (a client, or a conformance tool, learns them from it).
+pub fn openapi_for<'a>(groups: impl IntoIterator<Item = &'a str>) -> String {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(OPENAPI).expect("the embedded OpenAPI document is JSON");
+    let names: Vec<&str> = groups.into_iter().collect();
+    if let Some(group) = doc.pointer_mut("/components/schemas/GroupName") {
+        group["enum"] = serde_json::json!(names);
+    }
+    doc.to_string()
+}
 
 /// Largest plugin accepted by the reload route.
 pub const MAX_PLUGIN_BYTES: usize = 64 << 20;

@@ -16,7 +16,6 @@ use request_access_wire::{Params, answer};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::OPENAPI;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::plugin::PluginSource;
@@ -37,6 +36,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The largest request body.
     pub max_body_bytes: usize,
+    /// The OpenAPI document served, with the configured groups.
+    openapi: String,
 }
 
 impl AppState {
@@ -50,6 +51,8 @@ impl AppState {
     ) -> Arc<AppState> {
         let mut metrics = Metrics::new();
         runtime.register_metrics(&mut metrics.registry);
+        let groups = &runtime.services().config.groups;
+        let openapi = super::openapi_for(groups.iter().map(|g| g.name.as_str()));
         Arc::new(AppState {
             runtime,
             metrics: Arc::new(metrics),
@@ -57,6 +60,7 @@ impl AppState {
             plugin,
             request_timeout,
             max_body_bytes,
+            openapi,
         })
     }
 
@@ -303,8 +307,12 @@ pub(super) async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     }
 }
 
-pub(super) async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+pub(super) async fn openapi(State(app): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        app.openapi.clone(),
+    )
+        .into_response()
 }
 
 pub(super) async fn no_route() -> Response {
