@@ -302,27 +302,37 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
     Err(contended())
 }
 
-/// Give the service's reservation in `group` back; answers the number released.
+/// Give the service's reservation in `group` back; answers the number released. A
+/// group retired from the configuration still releases the reservations it holds (their
+/// numbers go back to no ring); with none, it is an unknown group.
 pub fn release<I: Imports>(
     imports: &mut I,
     service_id: &str,
     group_name: &str,
 ) -> Result<String, Error> {
     validate::service_id(service_id)?;
-    let group = group_of(imports, group_name)?;
+    let group = match group_of(imports, group_name) {
+        Ok(group) => Some(group),
+        Err(Error::UnknownResourceGroup(_)) => None,
+        Err(other) => return Err(other),
+    };
+    let nothing_held = || match &group {
+        Some(_) => Error::NoMatch,
+        None => Error::UnknownResourceGroup(group_name.to_string()),
+    };
     for _ in 0..MAX_ATTEMPTS {
         let now = imports.now();
         let mut txn = Txn::new(imports);
-        let holder = keys::holder(&group.name, service_id);
+        let holder = keys::holder(group_name, service_id);
         let Some(held) = txn
             .get(&holder)?
             .map(|d| String::from_utf8_lossy(d).into_owned())
         else {
-            return Err(Error::NoMatch);
+            return Err(nothing_held());
         };
         let outcome = match read_reservation(&mut txn, &held)? {
-            Some(res) if res.service_id == service_id && res.group == group.name => {
-                end_reservation(&mut txn, &res, Number::Back(Some(&group)))?;
+            Some(res) if res.service_id == service_id && res.group == group_name => {
+                end_reservation(&mut txn, &res, Number::Back(group.as_ref()))?;
                 if res.expires_at <= now {
                     Err(Error::NoMatch)
                 } else {
@@ -331,7 +341,7 @@ pub fn release<I: Imports>(
             }
             _ => {
                 txn.delete(holder);
-                Err(Error::NoMatch)
+                Err(nothing_held())
             }
         };
         if txn.commit()? {

@@ -468,8 +468,7 @@ impl Runtime {
             .call_match_access(&mut warm.store, &wit_request)
             .await;
         let matched: api::Matched = self.check_in(generation, warm, outcome)?.into();
-        validate_answer::matched(&self.services, request, &matched)
-            .map_err(|why| self.fault(why))?;
+        validate_answer::matched(&matched).map_err(|why| self.fault(why))?;
         Ok(matched)
     }
 
@@ -487,8 +486,7 @@ impl Runtime {
             .call_release(&mut warm.store, service_id, resource_group)
             .await;
         let number = self.check_in(generation, warm, outcome)?;
-        validate_answer::released(&self.services, resource_group, &number)
-            .map_err(|why| self.fault(why))?;
+        validate_answer::released(&number).map_err(|why| self.fault(why))?;
         Ok(number)
     }
 

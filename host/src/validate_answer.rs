@@ -1,13 +1,15 @@
 //! Checks on every value the guest returns. The host does not trust the plugin: an
 //! answer that breaks the contract becomes a plugin fault, never a caller's result.
 //!
-//! These protect users whatever the plugin's policy (the number belongs to the group,
-//! a code has the configured length, the expiry lies ahead within the longest booking,
-//! the counts add up); how the plugin picks a timeout or a number is its own business.
+//! These protect users whatever the plugin's policy (a number lent belongs to the
+//! group, a code has the configured length, the expiry lies ahead within the longest
+//! booking, the counts add up); how the plugin picks a timeout or a number is its own
+//! business. Answers about an existing reservation (match, release) are checked for
+//! their form only: the reservation may predate the current configuration.
 
 use std::ops::RangeInclusive;
 
-use request_access_guest::api::{AccessInfo, CreateRequest, MatchRequest, Matched, PoolStatus};
+use request_access_guest::api::{AccessInfo, CreateRequest, Matched, PoolStatus};
 use request_access_guest::validate;
 
 use crate::services::Services;
@@ -65,27 +67,22 @@ pub fn access_info(
     Ok(())
 }
 
-/// A `match-access` answer for `request`.
-pub fn matched(services: &Services, request: &MatchRequest, m: &Matched) -> Result<(), String> {
+/// A `match-access` answer. Not compared with the current configuration: a
+/// reservation outlives changes to its group (a number removed or moved, a group
+/// retired) and matches with the number and group it was created with, and the plugin's
+/// commit has landed by the time the answer is checked.
+pub fn matched(m: &Matched) -> Result<(), String> {
     validate::service_id(&m.service_id).map_err(|e| format!("answered a bad service id: {e}"))?;
-    // The dialled number may be formatted unlike the configured one: compare by pool index.
-    let holds_number = services
-        .config
-        .group(&m.resource_group)
-        .and_then(|g| g.pool.index_of(&request.access_number))
-        .is_some();
-    if !holds_number {
-        return Err(format!(
-            "matched {:?} to group {:?}, which does not hold it",
-            request.access_number, m.resource_group
-        ));
-    }
-    Ok(())
+    validate::resource_group(&m.resource_group)
+        .map_err(|e| format!("answered a bad group name: {e}"))
 }
 
-/// A `release` answer for `group`.
-pub fn released(services: &Services, group: &str, number: &str) -> Result<(), String> {
-    pool_has(services, group, number)
+/// A `release` answer: the number as the reservation held it, which the group's
+/// current pool may no longer hold (see [`matched`]).
+pub fn released(number: &str) -> Result<(), String> {
+    validate::phone_number("number", number)
+        .map(drop)
+        .map_err(|e| format!("answered a bad number {number:?}: {e}"))
 }
 
 /// A `pool-status` answer for `group`.

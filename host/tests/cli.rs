@@ -218,3 +218,90 @@ fn export_standalone_writes_the_composed_component() {
     assert_eq!(out["bytes"], written.len());
     assert_eq!(&written[..4], b"\0asm");
 }
+
+/// Groups `G` and `H` with these number lists, services `a`..`d` always active.
+fn pools(g: &str, h: Option<&str>) -> String {
+    let mut text = format!(
+        "[registry]\nservices = [\"a\", \"b\", \"c\", \"d\"]\n\
+         [[resource_group]]\nname = \"G\"\nnumbers = [{g}]\n"
+    );
+    if let Some(h) = h {
+        text += &format!("[[resource_group]]\nname = \"H\"\nnumbers = [{h}]\n");
+    }
+    text
+}
+
+impl Cli {
+    fn configure(&self, text: &str) {
+        std::fs::write(self.dir.path().join("config.toml"), text).unwrap();
+    }
+}
+
+#[test]
+fn a_live_reservation_outlives_changes_to_its_pool() {
+    // A number removed from its group while held: the caller still gets through, once.
+    let cli = Cli::new(Some(&pools("\"+15550000001..+15550000003\"", None)));
+    let a = cli.json(&[
+        "create",
+        "--id",
+        "a",
+        "--resource-group",
+        "G",
+        "--provide-code",
+    ]);
+    assert_eq!(a["_access_number"], "+15550000001");
+    let code = a["_access_code"].as_str().unwrap();
+    cli.configure(&pools("\"+15550000002..+15550000005\"", None));
+    let dial = [
+        "match",
+        "--access-number",
+        "+15550000001",
+        "--access-code",
+        code,
+    ];
+    assert_eq!(cli.json(&dial), serde_json::json!({ "_id": "a" }));
+    cli.fails(&dial, 3);
+    // ... and the removed number is never lent again.
+    for id in ["b", "c", "d"] {
+        let lent = cli.json(&["create", "--id", id, "--resource-group", "G"]);
+        assert_ne!(lent["_access_number"], "+15550000001", "{id}");
+    }
+
+    // A number moved to another group while held: its old group releases it.
+    let cli = Cli::new(Some(&pools(
+        "\"+15550000001\", \"+15550000002\"",
+        Some("\"+15550000003\""),
+    )));
+    let a = cli.json(&["create", "--id", "a", "--resource-group", "G"]);
+    assert_eq!(a["_access_number"], "+15550000001");
+    cli.configure(&pools(
+        "\"+15550000002\"",
+        Some("\"+15550000001\", \"+15550000003\""),
+    ));
+    let released = cli.json(&["release", "--id", "a", "--resource-group", "G"]);
+    assert_eq!(released["_access_number"], "+15550000001");
+
+    // A retired group's reservations still match and release; then it is unknown.
+    let cli = Cli::new(Some(&pools(
+        "\"+15550000001\"",
+        Some("\"+15550000008..+15550000009\""),
+    )));
+    let a = cli.json(&["create", "--id", "a", "--resource-group", "H"]);
+    let b = cli.json(&[
+        "create",
+        "--id",
+        "b",
+        "--resource-group",
+        "H",
+        "--provide-code",
+    ]);
+    cli.configure(&pools("\"+15550000001\"", None));
+    let number = b["_access_number"].as_str().unwrap();
+    let code = b["_access_code"].as_str().unwrap();
+    let dial = ["match", "--access-number", number, "--access-code", code];
+    assert_eq!(cli.json(&dial), serde_json::json!({ "_id": "b" }));
+    let released = cli.json(&["release", "--id", "a", "--resource-group", "H"]);
+    assert_eq!(released["_access_number"], a["_access_number"]);
+    let gone = cli.fails(&["release", "--id", "a", "--resource-group", "H"], 2);
+    assert!(gone.contains("unknown resource group"), "{gone}");
+}

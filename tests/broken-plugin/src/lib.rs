@@ -12,8 +12,8 @@
 //! | `past-expiry` | answers an expiry in the past                          |
 //! | `unasked-code`| answers a code nobody asked for                        |
 //!
-//! `match-access` answers a group that does not hold the number; `release` answers a
-//! number outside the pool; `pool-status` answers counts that do not add up.
+//! `match-access` answers a service id with a line break; `release` answers something
+//! that is not a phone number; `pool-status` answers counts that do not add up.
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -62,14 +62,16 @@ mod component {
         }
 
         fn match_access(_request: wit::MatchRequest) -> Result<wit::Matched, wit::Error> {
+            // A malformed id: the host checks a match's answer for its form only (the
+            // reservation may predate the configuration, so its group may be gone).
             Ok(wit::Matched {
-                service_id: "intruder".into(),
+                service_id: "intruder\n".into(),
                 resource_group: "NO-SUCH-GROUP".into(),
             })
         }
 
         fn release(_service_id: String, _group: String) -> Result<String, wit::Error> {
-            Ok("+19999999999".into())
+            Ok("not a number".into())
         }
 
         fn pool_status(_group: String) -> Result<wit::PoolOccupancy, wit::Error> {
