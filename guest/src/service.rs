@@ -117,7 +117,14 @@ fn take_number<I: Imports, R: Rng>(
     now: u64,
     rng: &mut R,
 ) -> Result<Option<String>, Error> {
+    // Numbers held by another group's reservation go back behind the others: each free
+    // entry is looked at once at most.
+    let mut left = ring::free_count(txn, group)?;
     loop {
+        if left == 0 {
+            return Ok(None);
+        }
+        left -= 1;
         let Some(popped) = ring::pop(txn, group, rng)? else {
             return Ok(None);
         };
@@ -138,10 +145,13 @@ fn take_number<I: Imports, R: Rng>(
             }
             // Still held, taken from an earlier pool's ring. Drop it from this ring and
             // adopt the reservation into this pool, so its end returns the number here.
-            Some(mut held) => {
+            Some(mut held) if held.group == group.name => {
                 held.pool_id = group.pool_id;
                 txn.put(keys::reservation(&number_digits), encode(&held));
             }
+            // Held in the group it was moved from: its end returns it to no ring (that
+            // group no longer has it), so it stays on this one, lent once it is free.
+            Some(_) => ring::push(txn, group, group.pool_id, index)?,
         }
     }
 }

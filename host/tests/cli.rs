@@ -278,8 +278,14 @@ fn a_live_reservation_outlives_changes_to_its_pool() {
         "\"+15550000002\"",
         Some("\"+15550000001\", \"+15550000003\""),
     ));
+    // Its new group lends it only once the old reservation has ended.
+    let b = cli.json(&["create", "--id", "b", "--resource-group", "H"]);
+    assert_eq!(b["_access_number"], "+15550000003");
+    cli.fails(&["create", "--id", "c", "--resource-group", "H"], 4);
     let released = cli.json(&["release", "--id", "a", "--resource-group", "G"]);
     assert_eq!(released["_access_number"], "+15550000001");
+    let c = cli.json(&["create", "--id", "c", "--resource-group", "H"]);
+    assert_eq!(c["_access_number"], "+15550000001");
 
     // A retired group's reservations still match and release; then it is unknown.
     let cli = Cli::new(Some(&pools(
