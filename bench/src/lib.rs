@@ -147,6 +147,7 @@ pub fn service_router(
         PluginSource::default(),
         server.request_timeout,
         server.max_body_bytes,
+        None,
     );
     Ok((request_access_host::http::router(app), runtime))
 }

@@ -22,7 +22,7 @@ pub mod pool;
 use crate::pool::{Pool, Segment, parse_spec};
 
 /// Limits on the guest, with safe defaults.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Most linear memory one instance may grow to.
     pub memory_bytes: usize,

@@ -195,10 +195,13 @@ impl Generation {
 /// Serves the request-access operations through the component.
 pub struct Runtime {
     current: ArcSwap<Generation>,
-    services: Arc<Services>,
+    /// What the imports are served from; swapped whole by [`Runtime::reconfigure`],
+    /// and each call keeps the one it started with.
+    services: ArcSwap<Services>,
     limits: Limits,
-    /// One gate per configured group where the store is remote (see [`Runtime::gate`]).
-    gates: HashMap<String, tokio::sync::Mutex<()>>,
+    /// One gate per configured group where the store is remote (see [`Runtime::gate`]),
+    /// made on a group's first call.
+    gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Seeds each new instance's `wasi:random` when set (tests); the OS otherwise.
     seeded_random: Option<Mutex<ChaCha20Rng>>,
     instantiations: Counter,
@@ -210,21 +213,11 @@ pub struct Runtime {
 impl Runtime {
     /// Serve `services` through the plugin `image`, within `limits`.
     pub fn new(image: Arc<PluginImage>, services: Arc<Services>, limits: Limits) -> Self {
-        let gates = if services.store.is_remote() {
-            services
-                .config
-                .groups
-                .iter()
-                .map(|g| (g.name.clone(), tokio::sync::Mutex::new(())))
-                .collect()
-        } else {
-            HashMap::new()
-        };
         Runtime {
             current: ArcSwap::new(Generation::new(image)),
-            services,
+            services: ArcSwap::new(services),
             limits,
-            gates,
+            gates: Mutex::new(HashMap::new()),
             seeded_random: None,
             instantiations: Counter::default(),
             faults: Counter::default(),
@@ -253,9 +246,30 @@ impl Runtime {
         self
     }
 
-    /// What the plugin's imports are served from.
-    pub fn services(&self) -> &Arc<Services> {
-        &self.services
+    /// What the plugin's imports are served from now.
+    pub fn services(&self) -> Arc<Services> {
+        self.services.load_full()
+    }
+
+    /// Serve `config` from now on: its groups, options and services. Calls that started
+    /// under the old configuration finish under it. The store and the clock stay;
+    /// `[store]`, `[limits]` and `[server]` take a restart, and a change there is
+    /// answered with the names of the sections left as they were.
+    pub fn reconfigure(&self, config: request_access_config::Config) -> Vec<&'static str> {
+        let old = self.services.load_full();
+        let mut kept = Vec::new();
+        if config.store != old.config.store {
+            kept.push("store");
+        }
+        if config.limits != old.config.limits {
+            kept.push("limits");
+        }
+        if config.server != old.config.server {
+            kept.push("server");
+        }
+        let services = Services::new(config, old.store.clone(), old.clock.clone());
+        self.services.store(Arc::new(services));
+        kept
     }
 
     /// The counters so far.
@@ -302,7 +316,7 @@ impl Runtime {
                     .build(),
                 peak_bytes: 0,
             },
-            services: self.services.clone(),
+            services: self.services.load_full(),
             call: CallTime::start(self.limits.call_deadline),
         };
         let mut store = Store::new(&image.engine, state);
@@ -330,7 +344,10 @@ impl Runtime {
 
     /// A warm instance of the current plugin, its clock started for one call. If the
     /// call's future is dropped before [`Runtime::check_in`], the instance goes with it.
-    async fn check_out(&self) -> Result<(Arc<Generation>, Warm), CallError> {
+    async fn check_out(
+        &self,
+        services: &Arc<Services>,
+    ) -> Result<(Arc<Generation>, Warm), CallError> {
         let generation = self.current.load_full();
         let idle = generation
             .idle
@@ -342,6 +359,7 @@ impl Runtime {
             None => self.instantiate(&generation.image).await?,
         };
         warm.store.data_mut().call = CallTime::start(self.limits.call_deadline);
+        warm.store.data_mut().services = services.clone();
         warm.store
             .set_epoch_deadline(ticks(self.limits.call_deadline));
         Ok((generation, warm))
@@ -408,13 +426,23 @@ impl Runtime {
     /// calls gave up.
     async fn gate(
         &self,
+        services: &Services,
         group: Option<&str>,
-    ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, CallError> {
-        let Some((name, gate)) = group.and_then(|g| self.gates.get_key_value(g)) else {
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, CallError> {
+        let Some(name) =
+            group.filter(|g| services.store.is_remote() && services.config.group(g).is_some())
+        else {
             return Ok(None);
         };
-        let wait = self.services.config.store.command_timeout;
-        match tokio::time::timeout(wait, gate.lock()).await {
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let wait = services.config.store.command_timeout;
+        match tokio::time::timeout(wait, gate.lock_owned()).await {
             Ok(admitted) => Ok(Some(admitted)),
             Err(_) => Err(CallError::StoreUnavailable(format!(
                 "group {name:?} is busy: earlier calls held it for {} ms",
@@ -423,12 +451,12 @@ impl Runtime {
         }
     }
 
-    /// The configured group that holds `number`, if any.
-    fn group_of(&self, number: &str) -> Option<&str> {
-        if self.gates.is_empty() {
+    /// The configured group that holds `number`, if any (only where gates are used).
+    fn group_of<'s>(services: &'s Services, number: &str) -> Option<&'s str> {
+        if !services.store.is_remote() {
             return None;
         }
-        self.services
+        services
             .config
             .groups
             .iter()
@@ -438,18 +466,19 @@ impl Runtime {
 
     /// Reserve an access number (the seed's Create).
     pub async fn create(&self, request: &api::CreateRequest) -> Result<api::AccessInfo, CallError> {
-        let _admitted = self.gate(Some(&request.resource_group)).await?;
+        let services = self.services.load_full();
+        let _admitted = self.gate(&services, Some(&request.resource_group)).await?;
         let wit_request = request.clone().into();
-        let before = self.services.clock.now_ms();
-        let (generation, mut warm) = self.check_out().await?;
+        let before = services.clock.now_ms();
+        let (generation, mut warm) = self.check_out(&services).await?;
         let outcome = warm
             .plugin
             .contact_center_request_access_request_access()
             .call_create(&mut warm.store, &wit_request)
             .await;
         let info: api::AccessInfo = self.check_in(generation, warm, outcome)?.into();
-        let after = self.services.clock.now_ms();
-        validate_answer::access_info(&self.services, request, &info, before..=after)
+        let after = services.clock.now_ms();
+        validate_answer::access_info(&services, request, &info, before..=after)
             .map_err(|why| self.fault(why))?;
         Ok(info)
     }
@@ -459,9 +488,11 @@ impl Runtime {
         &self,
         request: &api::MatchRequest,
     ) -> Result<api::Matched, CallError> {
-        let _admitted = self.gate(self.group_of(&request.access_number)).await?;
+        let services = self.services.load_full();
+        let group = Self::group_of(&services, &request.access_number);
+        let _admitted = self.gate(&services, group).await?;
         let wit_request = request.clone().into();
-        let (generation, mut warm) = self.check_out().await?;
+        let (generation, mut warm) = self.check_out(&services).await?;
         let outcome = warm
             .plugin
             .contact_center_request_access_request_access()
@@ -478,8 +509,9 @@ impl Runtime {
         service_id: &str,
         resource_group: &str,
     ) -> Result<String, CallError> {
-        let _admitted = self.gate(Some(resource_group)).await?;
-        let (generation, mut warm) = self.check_out().await?;
+        let services = self.services.load_full();
+        let _admitted = self.gate(&services, Some(resource_group)).await?;
+        let (generation, mut warm) = self.check_out(&services).await?;
         let outcome = warm
             .plugin
             .contact_center_request_access_request_access()
@@ -492,14 +524,15 @@ impl Runtime {
 
     /// The occupancy of a group.
     pub async fn pool_status(&self, resource_group: &str) -> Result<api::PoolStatus, CallError> {
-        let (generation, mut warm) = self.check_out().await?;
+        let services = self.services.load_full();
+        let (generation, mut warm) = self.check_out(&services).await?;
         let outcome = warm
             .plugin
             .contact_center_request_access_request_access()
             .call_pool_status(&mut warm.store, resource_group)
             .await;
         let status: api::PoolStatus = self.check_in(generation, warm, outcome)?.into();
-        validate_answer::pool_status(&self.services, resource_group, &status)
+        validate_answer::pool_status(&services, resource_group, &status)
             .map_err(|why| self.fault(why))?;
         Ok(status)
     }

@@ -82,7 +82,7 @@ impl Blocking {
     pub fn limits(&self) -> &Limits {
         self.0.limits()
     }
-    pub fn services(&self) -> &Arc<Services> {
+    pub fn services(&self) -> Arc<Services> {
         self.0.services()
     }
 }

@@ -131,7 +131,7 @@ enum Command {
     /// Move the state between stores.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Serve the HTTP API until SIGTERM or SIGINT (SIGHUP reloads the plugin).
+    /// Serve the HTTP API until SIGTERM or SIGINT (SIGHUP reloads the configuration file and the plugin).
     Serve {
         /// Address to listen on (default: `[server] listen`, 127.0.0.1:8080).
         #[arg(long)]
@@ -286,6 +286,7 @@ fn serve(
                 source,
                 server.request_timeout,
                 server.max_body_bytes,
+                cli.config.clone(),
             );
             let listen = listen.unwrap_or(server.listen);
             let listener = tokio::net::TcpListener::bind(&listen)

@@ -72,6 +72,7 @@ pub fn router(app: Arc<AppState>) -> Router {
             "/admin/plugin/reload",
             post(routes::reload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
         )
+        .route("/admin/config/reload", post(routes::reload_config))
         .route_layer(layers::deadline(app.request_timeout))
         .route_layer(axum::middleware::from_fn_with_state(
             observer,
@@ -96,7 +97,7 @@ pub fn router(app: Arc<AppState>) -> Router {
 }
 
 /// Serve until SIGTERM or SIGINT, then let in-flight requests finish. SIGHUP reloads
-/// the plugin from its configured source.
+/// the configuration file (when the service runs from one) and the plugin.
 pub async fn serve(listener: tokio::net::TcpListener, app: Arc<AppState>) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -105,13 +106,36 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<AppState>) -> std
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
                 let app = app.clone();
-                let outcome = tokio::task::spawn_blocking(move || app.reload(None)).await;
+                let outcome = tokio::task::spawn_blocking(move || {
+                    let configured = app.config_file.is_some().then(|| app.reload_config());
+                    (configured, app.reload(None))
+                })
+                .await;
                 match outcome {
-                    Ok(Ok(())) => tracing::info!("plugin reloaded on SIGHUP"),
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %format!("{e:#}"), "plugin reload failed; the old one keeps serving")
+                    Ok((configured, plugin)) => {
+                        match configured {
+                            Some(Ok(kept)) if kept.is_empty() => {
+                                tracing::info!("configuration reloaded on SIGHUP")
+                            }
+                            Some(Ok(kept)) => tracing::warn!(
+                                unchanged = ?kept,
+                                "configuration reloaded on SIGHUP; these sections take a restart"
+                            ),
+                            Some(Err(e)) => tracing::error!(
+                                error = %format!("{e:#}"),
+                                "configuration reload failed; the running one keeps serving"
+                            ),
+                            None => {}
+                        }
+                        match plugin {
+                            Ok(()) => tracing::info!("plugin reloaded on SIGHUP"),
+                            Err(e) => tracing::error!(
+                                error = %format!("{e:#}"),
+                                "plugin reload failed; the old one keeps serving"
+                            ),
+                        }
                     }
-                    Err(e) => tracing::error!(error = %e, "plugin reload was lost"),
+                    Err(e) => tracing::error!(error = %e, "reload was lost"),
                 }
             }
         });

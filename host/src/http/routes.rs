@@ -19,7 +19,6 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::plugin::PluginSource;
-use crate::registry::Registry;
 use crate::runtime::{CallError, Runtime};
 
 /// Everything the routes share.
@@ -36,8 +35,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The largest request body.
     pub max_body_bytes: usize,
-    /// The OpenAPI document served, with the configured groups.
-    openapi: String,
+    /// The configuration file reloads read, if the service was started from one.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -48,11 +47,10 @@ impl AppState {
         plugin: PluginSource,
         request_timeout: Duration,
         max_body_bytes: usize,
+        config_file: Option<std::path::PathBuf>,
     ) -> Arc<AppState> {
         let mut metrics = Metrics::new();
         runtime.register_metrics(&mut metrics.registry);
-        let groups = &runtime.services().config.groups;
-        let openapi = super::openapi_for(groups.iter().map(|g| g.name.as_str()));
         Arc::new(AppState {
             runtime,
             metrics: Arc::new(metrics),
@@ -60,8 +58,21 @@ impl AppState {
             plugin,
             request_timeout,
             max_body_bytes,
-            openapi,
+            config_file,
         })
+    }
+
+    /// Read the configuration file again and serve it; answers the sections that take a
+    /// restart and were left as they were. A file that does not load is refused with
+    /// its file, line and key, and the running configuration keeps serving.
+    pub fn reload_config(&self) -> anyhow::Result<Vec<&'static str>> {
+        let Some(path) = &self.config_file else {
+            anyhow::bail!(
+                "the service runs the embedded configuration: there is no file to reload"
+            );
+        };
+        let config = request_access_config::Config::load(path)?;
+        Ok(self.runtime.reconfigure(config))
     }
 
     /// Swap in the plugin from `wasm`, or from the configured source.
@@ -146,10 +157,6 @@ pub(super) async fn release_access(
     Ok(Json(answer::released(&id, &group, &number)))
 }
 
-fn registry(app: &AppState) -> &Registry {
-    &app.runtime.services().registry
-}
-
 fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &app.admin_token else {
         return Err(ApiError::new(
@@ -176,7 +183,7 @@ fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 pub(super) async fn list_services(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
     authorize(&app, &headers)?;
-    let list = registry(&app).list().await?;
+    let list = app.runtime.services().registry.list().await?;
     Ok(Json(answer::services(list.iter().map(|e| {
         answer::service_entry(&e.service_id, e.static_entry, e.expires_at)
     }))))
@@ -268,6 +275,22 @@ pub(super) async fn reload_plugin(
     ))
 }
 
+pub(super) async fn reload_config(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
+    authorize(&app, &headers)?;
+    let app2 = app.clone();
+    let kept = tokio::task::spawn_blocking(move || app2.reload_config())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-configuration",
+                format!("{e:#}"),
+            )
+        })?;
+    Ok(Json(json!({ "reloaded": true, "restart_needed": kept })))
+}
+
 pub(super) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     // A store failure leaves the last pool values in place; the scrape still answers.
     if let Err(e) = pools(&app).await {
@@ -308,9 +331,11 @@ pub(super) async fn readyz(State(app): State<Arc<AppState>>) -> Response {
 }
 
 pub(super) async fn openapi(State(app): State<Arc<AppState>>) -> Response {
+    let services = app.runtime.services();
+    let groups = services.config.groups.iter().map(|g| g.name.as_str());
     (
         [(header::CONTENT_TYPE, "application/json")],
-        app.openapi.clone(),
+        super::openapi_for(groups),
     )
         .into_response()
 }
