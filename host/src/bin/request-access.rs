@@ -294,6 +294,7 @@ fn serve(
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let address = listener.local_addr()?;
             tracing::info!(%address, startup_ms = started.elapsed().as_millis() as u64, "serving");
+            request_access_host::http::reload_on_hangup(app.clone())?;
             // The one line on stdout: where to reach the service.
             println!("listening on {address}");
             request_access_host::http::serve(listener, app).await?;

@@ -96,12 +96,12 @@ pub fn router(app: Arc<AppState>) -> Router {
         ))
 }
 
-/// Serve until SIGTERM or SIGINT, then let in-flight requests finish. SIGHUP reloads
-/// the configuration file (when the service runs from one) and the plugin.
-pub async fn serve(listener: tokio::net::TcpListener, app: Arc<AppState>) -> std::io::Result<()> {
+/// Reload on SIGHUP from now on: the configuration file (when the service runs from
+/// one) and the plugin. Installed before the service says it listens: until then a
+/// SIGHUP would end the process, as is its default.
+pub fn reload_on_hangup(app: Arc<AppState>) -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        let app = app.clone();
         let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
@@ -140,6 +140,13 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<AppState>) -> std
             }
         });
     }
+    #[cfg(not(unix))]
+    let _ = app;
+    Ok(())
+}
+
+/// Serve until SIGTERM or SIGINT, then let in-flight requests finish.
+pub async fn serve(listener: tokio::net::TcpListener, app: Arc<AppState>) -> std::io::Result<()> {
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown_signal())
         .await
