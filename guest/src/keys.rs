@@ -6,7 +6,9 @@
 //! | key                                   | value                                 |
 //! |---------------------------------------|---------------------------------------|
 //! | `g␟{group}`                           | [`RingMeta`](crate::records::RingMeta)|
-//! | `r␟{group}␟{pool-id}␟{slot}`          | a pool index (u32, little endian)     |
+//! | `p␟{group}`                           | [`PoolRecord`](crate::records::PoolRecord) |
+//! | `e`                                   | [`Epoch`](crate::records::Epoch)      |
+//! | `r␟{group}␟{ring-id}␟{slot}`          | a pool index (u32, little endian)     |
 //! | `n␟{number digits}`                   | a [`Reservation`](crate::records::Reservation) |
 //! | `s␟{group}␟{service id}`              | the digits of the service's number    |
 //! | `x␟{group}␟{expires-at}␟{digits}`     | empty: the expiry index               |
@@ -49,14 +51,30 @@ pub fn ring_meta(group: &str) -> String {
     Key::new('g').part(group).0
 }
 
-/// One slot of `group`'s free-number ring for pool `pool_id`.
-pub fn ring_slot(group: &str, pool_id: u64, slot: u64) -> String {
-    Key::new('r').part(group).hex(pool_id).hex(slot).0
+/// How many rings were built.
+pub fn epoch() -> String {
+    Key::new('e').0
+}
+
+/// Which pool `group`'s ring was built for.
+pub fn pool_record(group: &str) -> String {
+    Key::new('p').part(group).0
+}
+
+/// One slot of the free-number ring `ring_id` of `group`.
+pub fn ring_slot(group: &str, ring_id: u64, slot: u64) -> String {
+    Key::new('r').part(group).hex(ring_id).hex(slot).0
 }
 
 /// The reservation holding the number with these digits.
 pub fn reservation(digits: &str) -> String {
     Key::new('n').part(digits).0
+}
+
+/// The key range of every reservation, of every group.
+pub fn all_reservations() -> (String, String) {
+    // U+0020 is the character after the separator: every `n␟…` key sorts before `n `.
+    (Key::new('n').part("").0, String::from("n\u{20}"))
 }
 
 /// Which number `service_id` holds in `group`.
@@ -94,6 +112,10 @@ mod tests {
             "r\u{1f}G\u{1f}0000000000000abc\u{1f}00000000000000ff"
         );
         assert_eq!(reservation("123"), "n\u{1f}123");
+        assert_eq!(pool_record("G"), "p\u{1f}G");
+        let (start, end) = all_reservations();
+        assert!(start <= reservation("") && reservation("999") < end);
+        assert!(!(start <= holder("G", "s") && holder("G", "s") < end));
         assert_eq!(holder("G", "svc"), "s\u{1f}G\u{1f}svc");
         assert_eq!(
             expiry("G", u64::MAX, "9"),

@@ -19,8 +19,8 @@ pub struct Reservation {
     pub caller_digits: Option<String>,
     pub expires_at: u64,
     pub failed_attempts: u32,
-    /// The pool fingerprint of the ring the number was taken from: the number goes back
-    /// to the ring only if the pool is still the same.
+    /// The identity of the ring the number was taken from ([`crate::ring`]): the number
+    /// goes back to the group's ring only if that ring is still the same.
     pub pool_id: u64,
 }
 
@@ -28,10 +28,34 @@ pub struct Reservation {
 /// Positions are absolute; position `p` lives in slot `p % size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingMeta {
+    /// The ring's identity (named for what it was before rings had records: the pool's
+    /// fingerprint, which generation 0 still uses).
     pub pool_id: u64,
     pub head: u64,
     pub tail: u64,
 }
+
+/// Which numbers a group's ring was built for, and whether any reservation made before
+/// it may still hold one of them. Kept apart from [`RingMeta`], which every take and
+/// return rewrites, so that an earlier plugin still reads the ring it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRecord {
+    /// The configured pool's fingerprint (`group.pool-id`).
+    pub fingerprint: u64,
+    /// The ring's identity: the key of its slots, and what reservations record.
+    pub ring_id: u64,
+    /// How many rings this group had before this one.
+    pub generation: u64,
+    /// When it was found that no reservation from an earlier ring or another group
+    /// holds a number of this pool: the [`Epoch`] then. Any ring built since (which may
+    /// lend numbers this pool had or has) makes the finding stale.
+    pub settled_at: Option<u64>,
+}
+
+/// How many rings were built, in every group: a count that changes whenever numbers may
+/// have started to be lent by another ring than before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Epoch(pub u64);
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![FORMAT_V1];

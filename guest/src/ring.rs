@@ -2,8 +2,19 @@
 //! taking and returning a number costs O(1) reads and writes at any pool size or
 //! occupancy, and an empty ring answers "exhausted" without scanning anything.
 //!
-//! A fresh ring (no meta yet, or a changed pool fingerprint) holds every index in order
-//! without writing a single slot: an unwritten slot at position `p < size` holds `p`.
+//! A ring is built for one pool: its [`PoolRecord`] holds the fingerprint of the numbers
+//! it was built for and the ring's identity. When the configured numbers change, the next
+//! call that takes a number builds a new ring with a new identity, holding every index in
+//! order without writing a single slot: an unwritten slot at position `p < size` holds
+//! `p`. Slots are keyed by the identity, so a pool that changes back to an earlier list
+//! (a rolling update where nodes disagree for a while) never reads an old ring's slots,
+//! and a reservation taken from an old ring never returns its number to a new one.
+//!
+//! Right after such a change the new ring also holds the numbers that reservations made
+//! before the change still hold; they are skipped when popped. Until none is left the
+//! ring is *unsettled*, and `pool_status` counts reservations instead of trusting the
+//! ring (see [`crate::service::pool_status`]).
+//!
 //! Round-robin takes the head, the number free the longest; random first swaps a
 //! uniformly drawn free position with the head.
 
@@ -12,44 +23,153 @@ use rand::distr::{Distribution, Uniform};
 
 use crate::api::{Error, Group, Imports};
 use crate::keys;
-use crate::records::{RingMeta, decode, encode};
+use crate::records::{Epoch, PoolRecord, RingMeta, decode, encode};
 use crate::txn::Txn;
 
-fn load<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<RingMeta, Error> {
-    let key = keys::ring_meta(&group.name);
-    let fresh = RingMeta {
-        pool_id: group.pool_id,
-        head: 0,
-        tail: u64::from(group.size),
-    };
-    match txn.get(&key)? {
-        None => Ok(fresh),
-        Some(bytes) => {
-            let meta: RingMeta = decode(&key, bytes)?;
-            Ok(if meta.pool_id == group.pool_id {
-                meta
-            } else {
-                fresh
-            })
-        }
+/// A group's ring as this call sees it.
+pub struct Ring {
+    meta: RingMeta,
+    record: PoolRecord,
+    /// The record is not stored as it is here yet (a new ring, or settled just now).
+    record_unsaved: bool,
+    /// The ring is new: storing it counts one more [`Epoch`].
+    built: bool,
+}
+
+impl Ring {
+    /// The identity of the ring: what a reservation taken from it records.
+    pub fn id(&self) -> u64 {
+        self.meta.pool_id
+    }
+
+    /// How many entries the ring holds.
+    pub fn len(&self) -> u64 {
+        self.meta.tail - self.meta.head
     }
 }
 
-fn save<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, meta: &RingMeta) {
-    txn.put(keys::ring_meta(&group.name), encode(meta));
+fn epoch<I: Imports>(txn: &mut Txn<'_, I>) -> Result<Epoch, Error> {
+    let key = keys::epoch();
+    Ok(txn
+        .get(&key)?
+        .map(|b| decode(&key, b))
+        .transpose()?
+        .unwrap_or_default())
 }
 
-fn slot_key(group: &Group, position: u64) -> String {
-    keys::ring_slot(&group.name, group.pool_id, position % u64::from(group.size))
+/// Whether every number `ring` holds is free, or expired and indexed by the group: no
+/// reservation made before the ring, or by another group, holds one of its numbers.
+pub fn settled<I: Imports>(txn: &mut Txn<'_, I>, ring: &Ring) -> Result<bool, Error> {
+    Ok(match ring.record.settled_at {
+        Some(at) => !ring.built && Epoch(at) == epoch(txn)?,
+        None => false,
+    })
+}
+
+/// The identity of the ring built for the `generation`-th pool seen under a group's name.
+/// Generation 0 is the fingerprint itself, which is what rings were keyed by before
+/// rings had records: a store written then keeps its ring and reservations.
+fn ring_id(fingerprint: u64, generation: u64) -> u64 {
+    if generation == 0 {
+        return fingerprint;
+    }
+    // SplitMix64's finaliser: distinct generations give unrelated identities.
+    let mut z = fingerprint ^ generation.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The ring of `group`, or a new one if the stored ring was built for other numbers.
+pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Error> {
+    let meta_key = keys::ring_meta(&group.name);
+    let record_key = keys::pool_record(&group.name);
+    txn.prefetch(&[meta_key.clone(), record_key.clone()])?;
+    let meta: Option<RingMeta> = txn
+        .get(&meta_key)?
+        .map(|b| decode(&meta_key, b))
+        .transpose()?;
+    let record: Option<PoolRecord> = txn
+        .get(&record_key)?
+        .map(|b| decode(&record_key, b))
+        .transpose()?;
+    let fingerprint = group.pool_id;
+    match (meta, record) {
+        (Some(meta), Some(record))
+            if record.fingerprint == fingerprint && meta.pool_id == record.ring_id =>
+        {
+            return Ok(Ring {
+                meta,
+                record,
+                record_unsaved: false,
+                built: false,
+            });
+        }
+        // A ring stored before rings had records: kept, with a record to go with it.
+        (Some(meta), None) if meta.pool_id == fingerprint => {
+            return Ok(Ring {
+                meta,
+                record: PoolRecord {
+                    fingerprint,
+                    ring_id: fingerprint,
+                    generation: 0,
+                    settled_at: None,
+                },
+                record_unsaved: true,
+                built: false,
+            });
+        }
+        _ => {}
+    }
+    let generation = match (&meta, &record) {
+        (None, None) => 0,
+        (_, Some(record)) => record.generation + 1,
+        (Some(_), None) => 1,
+    };
+    let id = ring_id(fingerprint, generation);
+    Ok(Ring {
+        meta: RingMeta {
+            pool_id: id,
+            head: 0,
+            tail: u64::from(group.size),
+        },
+        record: PoolRecord {
+            fingerprint,
+            ring_id: id,
+            generation,
+            settled_at: None,
+        },
+        record_unsaved: true,
+        built: true,
+    })
+}
+
+fn save<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, ring: &mut Ring) -> Result<(), Error> {
+    txn.put(keys::ring_meta(&group.name), encode(&ring.meta));
+    if ring.built {
+        let next = Epoch(epoch(txn)?.0.wrapping_add(1));
+        txn.put(keys::epoch(), encode(&next));
+        ring.built = false;
+    }
+    if ring.record_unsaved {
+        txn.put(keys::pool_record(&group.name), encode(&ring.record));
+        ring.record_unsaved = false;
+    }
+    Ok(())
+}
+
+fn slot_key(group: &Group, ring: &Ring, position: u64) -> String {
+    keys::ring_slot(&group.name, ring.id(), position % u64::from(group.size))
 }
 
 /// The index at `position`; `None` if the slot holds nothing usable.
 fn read_slot<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
+    ring: &Ring,
     position: u64,
 ) -> Result<Option<u32>, Error> {
-    let key = slot_key(group, position);
+    let key = slot_key(group, ring, position);
     Ok(match txn.get(&key)? {
         Some(bytes) => bytes.try_into().ok().map(u32::from_le_bytes),
         None if position < u64::from(group.size) => u32::try_from(position).ok(),
@@ -57,25 +177,30 @@ fn read_slot<I: Imports>(
     })
 }
 
-fn write_slot<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, position: u64, index: u32) {
-    txn.put(slot_key(group, position), index.to_le_bytes().to_vec());
-}
-
-/// How many numbers the ring holds.
-pub fn free_count<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<u64, Error> {
-    let meta = load(txn, group)?;
-    Ok(meta.tail - meta.head)
+fn write_slot<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    ring: &Ring,
+    position: u64,
+    index: u32,
+) {
+    txn.put(
+        slot_key(group, ring, position),
+        index.to_le_bytes().to_vec(),
+    );
 }
 
 /// Take a pool index off the ring, or `None` when the ring is empty. A slot holding
-/// nothing usable is skipped (and so dropped): `Some(None)`.
+/// nothing usable is skipped (and so dropped): `Some(None)`. Random draws among the
+/// first `window` entries only: the ones behind were put back by this call already.
 pub fn pop<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     rng: &mut R,
+    window: u64,
 ) -> Result<Option<Option<u32>>, Error> {
-    let mut meta = load(txn, group)?;
-    let free = meta.tail - meta.head;
+    let mut ring = open(txn, group)?;
+    let free = ring.len().min(window);
     if free == 0 {
         return Ok(None);
     }
@@ -84,49 +209,95 @@ pub fn pop<I: Imports, R: Rng>(
             .map_err(|e| Error::StateStoreFailure(format!("ring bounds: {e}")))?
             .sample(rng);
         if offset != 0 {
-            let picked = meta.head + offset;
+            let head = ring.meta.head;
+            let picked = head + offset;
             let (Some(at_head), Some(at_picked)) = (
-                read_slot(txn, group, meta.head)?,
-                read_slot(txn, group, picked)?,
+                read_slot(txn, group, &ring, head)?,
+                read_slot(txn, group, &ring, picked)?,
             ) else {
                 // A damaged slot: fall back to the head, which is skipped if unusable.
-                return take_head(txn, group, &mut meta);
+                return take_head(txn, group, &mut ring);
             };
-            write_slot(txn, group, meta.head, at_picked);
-            write_slot(txn, group, picked, at_head);
+            write_slot(txn, group, &ring, head, at_picked);
+            write_slot(txn, group, &ring, picked, at_head);
         }
     }
-    take_head(txn, group, &mut meta)
+    take_head(txn, group, &mut ring)
 }
 
 fn take_head<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
-    meta: &mut RingMeta,
+    ring: &mut Ring,
 ) -> Result<Option<Option<u32>>, Error> {
-    let index = read_slot(txn, group, meta.head)?;
-    meta.head += 1;
-    save(txn, group, meta);
+    let index = read_slot(txn, group, ring, ring.meta.head)?;
+    ring.meta.head += 1;
+    save(txn, group, ring)?;
     Ok(Some(index.filter(|&i| i < group.size)))
 }
 
-/// Put a pool index back at the tail. Does nothing if the ring belongs to another pool
-/// than `pool_id` (the number is then already in the fresh ring) or is full.
+/// Put a pool index back at the tail; `false` if it did nothing because `ring_id` is
+/// not the ring's identity (the number was taken from an earlier ring: a newer one holds
+/// it already, or its pool no longer does) or because the ring is full.
 pub fn push<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
-    pool_id: u64,
+    ring_id: u64,
     index: u32,
+) -> Result<bool, Error> {
+    let mut ring = open(txn, group)?;
+    if ring_id != ring.id() || index >= group.size || ring.len() >= u64::from(group.size) {
+        return Ok(false);
+    }
+    let tail = ring.meta.tail;
+    write_slot(txn, group, &ring, tail, index);
+    ring.meta.tail += 1;
+    save(txn, group, &mut ring)?;
+    Ok(true)
+}
+
+/// Forget ring `ring_id` of `group_name` if it is the one stored: a number it lent
+/// ended while the configuration could not put it back (the group retired, or its
+/// numbers changed, for now). The ring would otherwise miss that number if the same
+/// numbers came back; forgotten, the group's next call builds a new ring.
+pub fn forget<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group_name: &str,
+    ring_id: u64,
 ) -> Result<(), Error> {
-    if pool_id != group.pool_id || index >= group.size {
+    let meta_key = keys::ring_meta(group_name);
+    let Some(meta) = txn
+        .get(&meta_key)?
+        .map(|b| decode::<RingMeta>(&meta_key, b))
+        .transpose()?
+    else {
+        return Ok(());
+    };
+    if meta.pool_id != ring_id {
         return Ok(());
     }
-    let mut meta = load(txn, group)?;
-    if meta.tail - meta.head >= u64::from(group.size) {
-        return Ok(());
+    let record_key = keys::pool_record(group_name);
+    if txn.get(&record_key)?.is_none() {
+        // A ring from before records: its identity was its fingerprint (generation 0).
+        let record = PoolRecord {
+            fingerprint: ring_id,
+            ring_id,
+            generation: 0,
+            settled_at: None,
+        };
+        txn.put(record_key, encode(&record));
     }
-    write_slot(txn, group, meta.tail, index);
-    meta.tail += 1;
-    save(txn, group, &meta);
+    // With a record and no ring, `open` builds the next generation.
+    txn.delete(meta_key);
     Ok(())
+}
+
+/// Record that the ring is [`settled`] as of now.
+pub fn settle<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<(), Error> {
+    let mut ring = open(txn, group)?;
+    // Storing a new ring counts an epoch: settle after it.
+    save(txn, group, &mut ring)?;
+    ring.record.settled_at = Some(epoch(txn)?.0);
+    ring.record_unsaved = true;
+    save(txn, group, &mut ring)
 }

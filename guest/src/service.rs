@@ -21,8 +21,12 @@ pub const MAX_ATTEMPTS: u32 = 64;
 /// Expired reservations a `create` reclaims before taking a number. At least one, so
 /// an expired reservation is always reclaimed before the pool is called exhausted.
 const RECLAIM_BATCH: u32 = 4;
-/// Expiry-index entries `pool_status` reads per scan.
+/// Entries `pool_status` reads per scan.
 const STATUS_PAGE: u32 = 512;
+/// Ring entries one transaction of a `create` looks at before committing what it did:
+/// after a pool change the ring may begin with many numbers still held, and one commit
+/// must stay within the store's key limit.
+const TAKE_BATCH: u64 = 64;
 
 fn group_of<I: Imports>(imports: &mut I, name: &str) -> Result<Group, Error> {
     validate::resource_group(name)?;
@@ -51,8 +55,8 @@ enum Number<'g> {
     /// Back on its group's ring; the group, if the caller already has it (one host call
     /// less).
     Back(Option<&'g Group>),
-    /// Nowhere: the caller takes it.
-    Kept,
+    /// Nowhere: the caller takes it from ring `ring_id` of `group`.
+    Kept { group: &'g str, ring_id: u64 },
 }
 
 /// Remove a reservation and everything pointing at it, and give its number back or not.
@@ -66,25 +70,43 @@ fn end_reservation<I: Imports>(
     let holder = keys::holder(&res.group, &res.service_id);
     if let Number::Back(_) = number {
         // The ring's head and tail are needed next: one host call for both keys.
-        txn.prefetch(&[holder.clone(), keys::ring_meta(&res.group)])?;
+        txn.prefetch(&[
+            holder.clone(),
+            keys::ring_meta(&res.group),
+            keys::pool_record(&res.group),
+        ])?;
     }
     if txn.get(&holder)? == Some(number_digits.as_bytes()) {
         txn.delete(holder);
     }
     txn.delete(keys::expiry(&res.group, res.expires_at, &number_digits));
-    let Number::Back(known) = number else {
-        return Ok(());
+    let known = match number {
+        Number::Back(known) => known,
+        Number::Kept { group, ring_id } => {
+            // Taken by another ring than the one it came from: that ring will not get it
+            // back, so it must not be resumed as it is.
+            if !(group == res.group && ring_id == res.pool_id) {
+                ring::forget(txn, &res.group, res.pool_id)?;
+            }
+            return Ok(());
+        }
     };
     let group = match known.filter(|g| g.name == res.group) {
-        Some(group) => Cow::Borrowed(group),
-        None => match txn.imports().group(&res.group) {
-            Some(group) => Cow::Owned(group),
-            // The group is gone from the configuration: so is its ring.
-            None => return Ok(()),
-        },
+        Some(group) => Some(Cow::Borrowed(group)),
+        None => txn.imports().group(&res.group).map(Cow::Owned),
     };
-    if let Some(index) = txn.imports().index_of(&group.name, &res.number) {
-        ring::push(txn, &group, res.pool_id, index)?;
+    let index = group
+        .as_ref()
+        .and_then(|g| txn.imports().index_of(&g.name, &res.number));
+    let pushed = match (&group, index) {
+        (Some(group), Some(index)) => ring::push(txn, group, res.pool_id, index)?,
+        _ => false,
+    };
+    if !pushed {
+        // The ring it came from will not get it back: if that ring is still the one
+        // stored (the group retired, or its numbers changed and no call rebuilt it yet),
+        // it must not be resumed as it is should the same numbers come back.
+        ring::forget(txn, &res.group, res.pool_id)?;
     }
     Ok(())
 }
@@ -109,25 +131,33 @@ fn reclaim_expired<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) ->
     Ok(())
 }
 
-/// Take a free number off `group`'s ring, in its configured form; `None` when the
-/// ring is empty.
+/// What looking for a free number found.
+enum Take {
+    /// A free number, in its configured form.
+    Number(String),
+    /// The ring holds no free number.
+    Exhausted,
+    /// [`TAKE_BATCH`] entries looked at, none free: commit, and go on in a new transaction.
+    Unfinished,
+}
+
+/// Take a free number off `group`'s ring. `unseen` counts the ring entries not looked at
+/// yet by this `create` (set on the first call): numbers still held go back behind them,
+/// so each entry is looked at once at most, in either strategy.
 fn take_number<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     now: u64,
     rng: &mut R,
-) -> Result<Option<String>, Error> {
-    // Numbers held by another group's reservation go back behind the others: each free
-    // entry is looked at once at most.
-    let mut left = ring::free_count(txn, group)?;
-    loop {
-        if left == 0 {
-            return Ok(None);
-        }
-        left -= 1;
-        let Some(popped) = ring::pop(txn, group, rng)? else {
-            return Ok(None);
+    unseen: &mut Option<u64>,
+) -> Result<Take, Error> {
+    let ring = ring::open(txn, group)?;
+    let unseen = unseen.get_or_insert(ring.len());
+    for _ in 0..TAKE_BATCH {
+        let Some(popped) = ring::pop(txn, group, rng, *unseen)? else {
+            return Ok(Take::Exhausted);
         };
+        *unseen -= 1;
         let Some(index) = popped else { continue };
         let Some(number) = txn.imports().number_at(&group.name, index) else {
             continue;
@@ -137,23 +167,30 @@ fn take_number<I: Imports, R: Rng>(
             continue;
         }
         match read_reservation(txn, &number_digits)? {
-            None => return Ok(Some(number)),
+            None => return Ok(Take::Number(number)),
             // Left behind with its expiry entry: clean it up and use the number.
             Some(stale) if stale.expires_at <= now => {
-                end_reservation(txn, &stale, Number::Kept)?;
-                return Ok(Some(number));
+                let kept = Number::Kept {
+                    group: &group.name,
+                    ring_id: ring.id(),
+                };
+                end_reservation(txn, &stale, kept)?;
+                return Ok(Take::Number(number));
             }
-            // Still held, taken from an earlier pool's ring. Drop it from this ring and
-            // adopt the reservation into this pool, so its end returns the number here.
+            // Still held, taken from an earlier ring of this group. Drop it from this
+            // ring and adopt the reservation into it, so its end returns the number here.
             Some(mut held) if held.group == group.name => {
-                held.pool_id = group.pool_id;
+                held.pool_id = ring.id();
                 txn.put(keys::reservation(&number_digits), encode(&held));
             }
             // Held in the group it was moved from: its end returns it to no ring (that
             // group no longer has it), so it stays on this one, lent once it is free.
-            Some(_) => ring::push(txn, group, group.pool_id, index)?,
+            Some(_) => {
+                ring::push(txn, group, ring.id(), index)?;
+            }
         }
     }
+    Ok(Take::Unfinished)
 }
 
 /// A numeric access code of `length` digits, each drawn uniformly from `rng`.
@@ -191,12 +228,17 @@ pub fn create<I: Imports, R: Rng>(
         Err(why) => return Err(Error::RegistryFailure(why)),
     }
 
+    let mut unseen = None;
     for _ in 0..MAX_ATTEMPTS {
         let now = imports.now();
         let expires_at = now.saturating_add(u64::from(timeout) * 1000);
         let mut txn = Txn::new(imports);
         let holder = keys::holder(&group.name, &request.service_id);
-        txn.prefetch(&[keys::ring_meta(&group.name), holder.clone()])?;
+        txn.prefetch(&[
+            keys::ring_meta(&group.name),
+            keys::pool_record(&group.name),
+            holder.clone(),
+        ])?;
         reclaim_expired(&mut txn, &group, now)?;
 
         // Asking again replaces the service's reservation: its number goes back first.
@@ -212,14 +254,25 @@ pub fn create<I: Imports, R: Rng>(
             }
         }
 
-        let Some(number) = take_number(&mut txn, &group, now, rng)? else {
+        let number = match take_number(&mut txn, &group, now, rng, &mut unseen)? {
+            Take::Number(number) => number,
             // Keep what was done on the way (numbers skipped after a pool change), so
             // the next call does not redo it; a plain exhausted ring writes nothing.
-            if txn.commit()? {
-                return Err(Error::NoAccessNumberAvailable(group.name.clone()));
+            Take::Exhausted => {
+                if txn.commit()? {
+                    return Err(Error::NoAccessNumberAvailable(group.name.clone()));
+                }
+                unseen = None;
+                continue;
             }
-            continue;
+            Take::Unfinished => {
+                if !txn.commit()? {
+                    unseen = None;
+                }
+                continue;
+            }
         };
+        let ring_id = ring::open(&mut txn, &group)?.id();
         let access_code = request
             .provide_code
             .then(|| access_code(options.access_code_length, rng));
@@ -232,7 +285,7 @@ pub fn create<I: Imports, R: Rng>(
             caller_digits: caller_digits.clone(),
             expires_at,
             failed_attempts: 0,
-            pool_id: group.pool_id,
+            pool_id: ring_id,
         };
         txn.put(keys::reservation(&number_digits), encode(&reservation));
         txn.put(holder, number_digits.clone().into_bytes());
@@ -248,6 +301,8 @@ pub fn create<I: Imports, R: Rng>(
                 expires_at,
             });
         }
+        // Lost to another commit: what this one looked at is to be looked at again.
+        unseen = None;
     }
     Err(contended())
 }
@@ -361,29 +416,98 @@ pub fn release<I: Imports>(
     Err(contended())
 }
 
-/// Occupancy of a group: O(expired reservations not reclaimed yet).
+/// Occupancy of a group. O(expired reservations not reclaimed yet) once its ring is
+/// settled; until then (after its numbers changed, until every reservation made before
+/// has ended) O(reservations of every group), counted exactly.
 pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<PoolStatus, Error> {
     let group = group_of(imports, group_name)?;
     let now = imports.now();
     let mut txn = Txn::new(imports);
-    let in_ring = ring::free_count(&mut txn, &group)?;
-    let (mut start, end) = keys::expired_by(&group.name, now);
-    let mut expired: u64 = 0;
-    loop {
-        let page = txn.scan(&start, &end, STATUS_PAGE)?;
-        expired += page.len() as u64;
-        match page.last() {
-            // The smallest key after the last one seen.
-            Some((last, _)) if page.len() == STATUS_PAGE as usize => start = format!("{last}\0"),
-            _ => break,
+    let ring = ring::open(&mut txn, &group)?;
+    let free = if ring::settled(&mut txn, &ring)? {
+        // Every free number is on the ring or held by an expired reservation of the group
+        // that is not reclaimed yet, and only the ring's numbers are held by the group.
+        let (start, end) = keys::expired_by(&group.name, now);
+        let expired = count_range(&mut txn, start, &end, |_, _| true)?;
+        (ring.len() + expired).min(u64::from(group.size)) as u32
+    } else {
+        let (live, foreign) = count_holders(&mut txn, &group, ring.id(), now)?;
+        if foreign == 0 {
+            // Only this group's ring lends its numbers from now on (numbers belong to one
+            // group), so the count stays settled; the commit checks that the ring is
+            // still the one counted. Settling only makes the next status cheaper: this
+            // answer is exact either way, so a conflict or a store failure changes
+            // nothing for the caller.
+            ring::settle(&mut txn, &group)?;
+            let _ = txn.commit();
         }
-    }
-    let free = (in_ring + expired).min(u64::from(group.size)) as u32;
+        group.size - live.min(u64::from(group.size)) as u32
+    };
     Ok(PoolStatus {
         size: group.size,
         live: group.size - free,
         free,
     })
+}
+
+/// How many entries of `start..end` satisfy `keep`, reading [`STATUS_PAGE`] at a time.
+fn count_range<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    mut start: String,
+    end: &str,
+    mut keep: impl FnMut(&mut Txn<'_, I>, &[u8]) -> bool,
+) -> Result<u64, Error> {
+    // Not preconditions: new entries can appear in the range anyway, and the counts
+    // stay exact without them (see `pool_status`).
+    let mut count = 0;
+    loop {
+        let page = txn.scan_unrecorded(&start, end, STATUS_PAGE)?;
+        for entry in &page {
+            count += u64::from(keep(txn, &entry.value));
+        }
+        match page.last() {
+            // The smallest key after the last one seen.
+            Some(last) if page.len() == STATUS_PAGE as usize => start = format!("{}\0", last.key),
+            _ => return Ok(count),
+        }
+    }
+}
+
+/// Of every stored reservation: how many hold a number of `group`'s pool and are live,
+/// and how many the settled count would get wrong (not taken from ring `ring_id` of
+/// this group, or holding a number the group no longer has).
+fn count_holders<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    ring_id: u64,
+    now: u64,
+) -> Result<(u64, u64), Error> {
+    let (start, end) = keys::all_reservations();
+    let mut live = 0;
+    let mut foreign = 0;
+    let mut undecodable = None;
+    count_range(txn, start, &end, |txn, value| {
+        let res: Reservation = match decode("reservation", value) {
+            Ok(res) => res,
+            Err(e) => {
+                undecodable = Some(e);
+                return false;
+            }
+        };
+        let in_pool = txn.imports().index_of(&group.name, &res.number).is_some();
+        let ours = res.group == group.name;
+        if in_pool && res.expires_at > now {
+            live += 1;
+        }
+        if (in_pool || ours) && !(ours && in_pool && res.pool_id == ring_id) {
+            foreign += 1;
+        }
+        false
+    })?;
+    match undecodable {
+        Some(e) => Err(e),
+        None => Ok((live, foreign)),
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{CommitOutcome, Error, Imports, Mutation, Precondition};
+use crate::api::{CommitOutcome, Entry, Error, Imports, Mutation, Precondition};
 
 pub struct Txn<'a, I: Imports> {
     imports: &'a mut I,
@@ -74,18 +74,9 @@ impl<'a, I: Imports> Txn<'a, I> {
         end: &str,
         limit: u32,
     ) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        let entries = self
-            .imports
-            .scan(start, end, limit)
-            .map_err(store_failure)?;
+        let entries = self.scan_unrecorded(start, end, limit)?;
         let mut out = Vec::with_capacity(entries.len());
-        for entry in entries.into_iter().take(limit as usize) {
-            if !(start <= entry.key.as_str() && entry.key.as_str() < end) {
-                return Err(store_failure(format!(
-                    "scan answered {:?}, outside the range asked for",
-                    entry.key
-                )));
-            }
+        for entry in entries {
             self.read_revisions
                 .entry(entry.key.clone())
                 .or_insert(Some(entry.revision));
@@ -95,6 +86,31 @@ impl<'a, I: Imports> Txn<'a, I> {
             out.push((entry.key, entry.value));
         }
         Ok(out)
+    }
+
+    /// Committed entries in `start..end`, neither cached nor made preconditions: for a
+    /// count over more keys than one commit may check, whose use does not need them.
+    pub fn scan_unrecorded(
+        &mut self,
+        start: &str,
+        end: &str,
+        limit: u32,
+    ) -> Result<Vec<Entry>, Error> {
+        let mut entries = self
+            .imports
+            .scan(start, end, limit)
+            .map_err(store_failure)?;
+        entries.truncate(limit as usize);
+        if let Some(stray) = entries
+            .iter()
+            .find(|e| !(start <= e.key.as_str() && e.key.as_str() < end))
+        {
+            return Err(store_failure(format!(
+                "scan answered {:?}, outside the range asked for",
+                stray.key
+            )));
+        }
+        Ok(entries)
     }
 
     pub fn put(&mut self, key: String, value: Vec<u8>) {

@@ -235,6 +235,20 @@ impl Cli {
     fn configure(&self, text: &str) {
         std::fs::write(self.dir.path().join("config.toml"), text).unwrap();
     }
+
+    /// `(size, live, free)` of `group` as `groups` reports it.
+    fn status(&self, group: &str) -> (u64, u64, u64) {
+        let groups = self.json(&["groups"]);
+        let row = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == group)
+            .unwrap_or_else(|| panic!("{group} in {groups}"))
+            .clone();
+        let field = |f: &str| row[f].as_u64().unwrap();
+        (field("size"), field("live"), field("free"))
+    }
 }
 
 #[test]
@@ -251,7 +265,11 @@ fn a_live_reservation_outlives_changes_to_its_pool() {
     ]);
     assert_eq!(a["_access_number"], "+15550000001");
     let code = a["_access_code"].as_str().unwrap();
+    let b = cli.json(&["create", "--id", "b", "--resource-group", "G"]);
+    assert_eq!(b["_access_number"], "+15550000002");
     cli.configure(&pools("\"+15550000002..+15550000005\"", None));
+    // Right after the change: b's number is held, a's no longer counts, two were added.
+    assert_eq!(cli.status("G"), (4, 1, 3));
     let dial = [
         "match",
         "--access-number",
@@ -262,10 +280,11 @@ fn a_live_reservation_outlives_changes_to_its_pool() {
     assert_eq!(cli.json(&dial), serde_json::json!({ "_id": "a" }));
     cli.fails(&dial, 3);
     // ... and the removed number is never lent again.
-    for id in ["b", "c", "d"] {
+    for id in ["c", "d"] {
         let lent = cli.json(&["create", "--id", id, "--resource-group", "G"]);
         assert_ne!(lent["_access_number"], "+15550000001", "{id}");
     }
+    assert_eq!(cli.status("G"), (4, 3, 1));
 
     // A number moved to another group while held: its old group releases it.
     let cli = Cli::new(Some(&pools(
@@ -278,6 +297,8 @@ fn a_live_reservation_outlives_changes_to_its_pool() {
         "\"+15550000002\"",
         Some("\"+15550000001\", \"+15550000003\""),
     ));
+    assert_eq!(cli.status("G"), (1, 0, 1));
+    assert_eq!(cli.status("H"), (2, 1, 1), "the moved number is held");
     // Its new group lends it only once the old reservation has ended.
     let b = cli.json(&["create", "--id", "b", "--resource-group", "H"]);
     assert_eq!(b["_access_number"], "+15550000003");
@@ -286,6 +307,7 @@ fn a_live_reservation_outlives_changes_to_its_pool() {
     assert_eq!(released["_access_number"], "+15550000001");
     let c = cli.json(&["create", "--id", "c", "--resource-group", "H"]);
     assert_eq!(c["_access_number"], "+15550000001");
+    assert_eq!(cli.status("H"), (2, 2, 0));
 
     // A retired group's reservations still match and release; then it is unknown.
     let cli = Cli::new(Some(&pools(

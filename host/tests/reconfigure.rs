@@ -145,3 +145,90 @@ fn reloads_by_sighup_under_load_fail_no_request() {
     assert_eq!(dnis(&s)["size"], 50);
     assert_eq!(dnis(&s)["live"], 0);
 }
+
+/// `(size, live, free)` of every group `/admin/pools` reports, by name.
+fn pools(s: &Server) -> Vec<(String, u64, u64, u64)> {
+    let body = get(&s.url("/admin/pools"), Some(TOKEN)).body;
+    body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let field = |f: &str| g[f].as_u64().unwrap();
+            let name = g["name"].as_str().unwrap().to_string();
+            (name, field("size"), field("live"), field("free"))
+        })
+        .collect()
+}
+
+#[test]
+fn numbers_added_moved_and_groups_retired_by_a_reload_keep_every_reservation() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = "[[resource_group]]\nname = \"G\"\nnumbers = [\"5550000..5550001\"]\n\
+                  [[resource_group]]\nname = \"H\"\nnumbers = [\"5550009\"]\n\
+                  [registry]\nservices = [\"s0\", \"s1\", \"s2\", \"s3\"]\n";
+    let s = Server::start(dir.path(), before, Some(TOKEN));
+    let create = |id: &str, group: &str, extra: &[(&str, &str)]| {
+        let mut fields = vec![("_id", id), ("_resource_group", group)];
+        fields.extend_from_slice(extra);
+        post_form(&create_url(&s), &fields)
+    };
+    assert_eq!(create("s0", "G", &[]).body["_access_number"], "5550000");
+    let expiring = create("s3", "G", &[("_booking_expiration_timeout", "5")]);
+    assert_eq!(expiring.body["_access_number"], "5550001");
+    let coded = create("s1", "H", &[("_provide_code", "true")]);
+    assert_eq!(coded.body["_access_number"], "5550009");
+    let code = coded.body["_access_code"].as_str().unwrap().to_string();
+
+    // 5550002 joins G, 5550000 moves to a new group K while s0 holds it, H retires while
+    // s1 holds its only number.
+    let after = "[[resource_group]]\nname = \"G\"\nnumbers = [\"5550001..5550002\"]\n\
+                 [[resource_group]]\nname = \"K\"\nnumbers = [\"5550000\"]\n\
+                 [registry]\nservices = [\"s0\", \"s1\", \"s2\", \"s3\"]\n";
+    std::fs::write(dir.path().join("config.toml"), after).unwrap();
+    assert_eq!(reload(&s).status, 200);
+    // Exact at once: held numbers are never counted free.
+    assert_eq!(
+        pools(&s),
+        [("G".into(), 2, 1, 1), ("K".into(), 1, 1, 0)],
+        "s3 holds 5550001 in G, s0 holds 5550000 now in K"
+    );
+    // K lends the moved number only once s0's reservation has ended.
+    let refused = create("s2", "K", &[]);
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    let released = post_form(
+        &s.url("/genesys/1/service/release-access"),
+        &[("_id", "s0"), ("_resource_group", "G")],
+    );
+    assert_eq!(released.status, 200, "{:?}", released.body);
+    assert_eq!(released.body["_access_number"], "5550000");
+    assert_eq!(create("s2", "K", &[]).body["_access_number"], "5550000");
+    // The added number is lent at once.
+    assert_eq!(create("s0", "G", &[]).body["_access_number"], "5550002");
+
+    // The retired group's caller still gets through, once; then H is unknown.
+    let dial = [
+        ("_access_number", "5550009"),
+        ("_access_code", code.as_str()),
+    ];
+    let matched = post_form(&match_url(&s), &dial);
+    assert_eq!(matched.status, 200, "{:?}", matched.body);
+    assert_eq!(matched.body["_id"], "s1");
+    assert_eq!(post_form(&match_url(&s), &dial).status, 404);
+    let unknown = post_form(
+        &s.url("/genesys/1/service/release-access"),
+        &[("_id", "s1"), ("_resource_group", "H")],
+    );
+    assert_eq!(unknown.status, 400, "{:?}", unknown.body);
+    assert_eq!(unknown.body["code"], "unknown-resource-group");
+
+    // s3's reservation, made before the change, expires as it would have.
+    assert_eq!(pools(&s)[0], ("G".into(), 2, 2, 0));
+    std::thread::sleep(Duration::from_millis(5_200));
+    assert_eq!(pools(&s)[0], ("G".into(), 2, 1, 1));
+    assert_eq!(
+        post_form(&match_url(&s), &[("_access_number", "5550001")]).status,
+        404
+    );
+    assert_eq!(create("s3", "G", &[]).body["_access_number"], "5550001");
+}

@@ -118,10 +118,12 @@ fn the_work_of_a_create_does_not_grow_with_the_pool() {
         let (large, exhausted_large) =
             create_cost("+15550000000..+15550999999", 1_000_000, 5, strategy);
         assert_eq!((small.1, large.1), (1, 1), "one commit per create");
-        // Random reads one more ring slot when its draw is not the head already.
+        // Random reads one more ring slot when its draw is not the head already. The
+        // keys: the ring, its pool record, the holder, the expiry index's first page,
+        // one or two slots, the number's reservation.
         let bound = if strategy == "random" { 1 } else { 0 };
         assert!(
-            small.0.abs_diff(large.0) <= bound && large.0 <= 6,
+            small.0.abs_diff(large.0) <= bound && large.0 <= 7,
             "{strategy}: keys read at 10 numbers: {}, at 1,000,000: {}",
             small.0,
             large.0
@@ -129,7 +131,7 @@ fn the_work_of_a_create_does_not_grow_with_the_pool() {
         assert_eq!(exhausted_small, exhausted_large);
         assert_eq!(exhausted_small.1, 0, "an exhausted create commits nothing");
         assert!(
-            exhausted_small.0 <= 4,
+            exhausted_small.0 <= 5,
             "an exhausted create reads {exhausted_small:?}"
         );
     }

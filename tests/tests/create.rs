@@ -312,10 +312,11 @@ fn contention_the_plugin_gives_up_on_is_transient_not_a_fault() {
     h.store
         .contended
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(matches!(
-        h.runtime.create(&create("svc-1", "DNIS")),
-        Err(CallError::StoreUnavailable(why)) if why.contains("contended")
-    ));
+    let outcome = h.runtime.create(&create("svc-1", "DNIS"));
+    assert!(
+        matches!(&outcome, Err(CallError::StoreUnavailable(why)) if why.contains("contended")),
+        "{outcome:?}"
+    );
     assert_eq!(h.snapshot(), before, "a call that gave up changed nothing");
     h.store
         .contended
