@@ -51,6 +51,17 @@ pub fn ring_meta(group: &str) -> String {
     Key::new('g').part(group).0
 }
 
+/// The key range of every group's ring.
+pub fn all_ring_metas() -> (String, String) {
+    // U+0020 is the character after the separator: every `g␟…` key sorts before `g `.
+    (Key::new('g').part("").0, String::from("g\u{20}"))
+}
+
+/// The group whose ring `key` (from [`all_ring_metas`]) is.
+pub fn group_of_ring_meta(key: &str) -> Option<&str> {
+    key.strip_prefix('g')?.strip_prefix(SEP)
+}
+
 /// How many rings were built.
 pub fn epoch() -> String {
     Key::new('e').0
@@ -113,6 +124,9 @@ mod tests {
         );
         assert_eq!(reservation("123"), "n\u{1f}123");
         assert_eq!(pool_record("G"), "p\u{1f}G");
+        assert_eq!(group_of_ring_meta(&ring_meta("G")), Some("G"));
+        let (start, end) = all_ring_metas();
+        assert!(start <= ring_meta("") && ring_meta("\u{10ffff}") < end);
         let (start, end) = all_reservations();
         assert!(start <= reservation("") && reservation("999") < end);
         assert!(!(start <= holder("G", "s") && holder("G", "s") < end));

@@ -26,6 +26,9 @@ use crate::keys;
 use crate::records::{Epoch, PoolRecord, RingMeta, decode, encode};
 use crate::txn::Txn;
 
+/// Rings `settle` reads per scan.
+const RING_PAGE: u32 = 256;
+
 /// A group's ring as this call sees it.
 pub struct Ring {
     meta: RingMeta,
@@ -292,8 +295,32 @@ pub fn forget<I: Imports>(
     Ok(())
 }
 
-/// Record that the ring is [`settled`] as of now.
+/// Record that the ring is [`settled`] as of now. Any other ring stored for numbers this
+/// configuration does not give its group (a retired group, a group whose numbers
+/// changed and that no call rebuilt yet) is forgotten first: it might lend a number of
+/// this pool if its numbers came back, and being rebuilt then counts an epoch.
 pub fn settle<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<(), Error> {
+    let (mut start, end) = keys::all_ring_metas();
+    loop {
+        let page = txn.scan_unrecorded(&start, &end, RING_PAGE)?;
+        for entry in &page {
+            let Some(name) = keys::group_of_ring_meta(&entry.key) else {
+                continue;
+            };
+            let current = match txn.imports().group(name) {
+                Some(configured) if configured.name == name => !open(txn, &configured)?.built,
+                _ => false,
+            };
+            if !current {
+                let stored: RingMeta = decode(&entry.key, &entry.value)?;
+                forget(txn, name, stored.pool_id)?;
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == RING_PAGE as usize => start = format!("{}\0", last.key),
+            _ => break,
+        }
+    }
     let mut ring = open(txn, group)?;
     // Storing a new ring counts an epoch: settle after it.
     save(txn, group, &mut ring)?;

@@ -6,7 +6,10 @@
 //!
 //! The cluster variant runs the same clients over three nodes sharing one real Redis,
 //! kills one node with SIGKILL (its clients move to the others, as behind a load
-//! balancer) and then Redis itself, restarted from its append-only file.
+//! balancer) and then Redis itself, restarted from its append-only file. The
+//! rolling-update variant moves the three nodes one by one to a file whose pool differs
+//! (numbers removed, numbers added) while the clients run, so that two pool definitions
+//! serve at once for half of the run.
 //!
 //! Short by default (CI); `REQUEST_ACCESS_LONG=1` runs the full size: 64 clients,
 //! 20,000 requests, 20 kills.
@@ -350,4 +353,105 @@ fn a_three_node_cluster_loses_and_doubles_nothing_through_node_and_redis_kills()
         .map(|n| get(&n.url("/admin/pools"), Some(TOKEN)).body)
         .collect();
     assert!(pools.iter().all(|p| p == &pools[0]), "{pools:?}");
+}
+
+/// The pool the rolling update starts from and the one it ends with: five numbers
+/// removed, ten added.
+const BEFORE: &str = "5550000..5550049";
+const AFTER: &str = "5550005..5550059";
+
+fn rolling_config(numbers: &str, clients: usize, redis_url: &str) -> String {
+    let ids: Vec<String> = (0..clients).map(|i| format!("\"s{i}\"")).collect();
+    format!(
+        "[[resource_group]]\nname = \"DNIS\"\nnumbers = [\"{numbers}\"]\n\
+         [registry]\nservices = [{}]\n\
+         [server]\nrequest_timeout_ms = 30000\nadmin_token = \"{TOKEN}\"\n\
+         [store]\nurl = \"{redis_url}\"\n",
+        ids.join(",")
+    )
+}
+
+#[test]
+fn a_rolling_update_of_the_pool_on_three_nodes_faults_nothing_and_lends_nothing_twice() {
+    let Some(redis) = request_access_testkit::RedisServer::start() else {
+        return;
+    };
+    let (clients, budget) = if long() { (64, 20_000) } else { (64, 3_000) };
+    let before = rolling_config(BEFORE, clients, &redis.url());
+    let after = rolling_config(AFTER, clients, &redis.url());
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<Server> = dirs
+        .iter()
+        .map(|d| Server::start(d.path(), &before, None))
+        .collect();
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|id| {
+            let target = Arc::new(Mutex::new(nodes[id % 3].base.clone()));
+            let (tally, stop) = (tally.clone(), stop.clone());
+            std::thread::spawn(move || client(id, target, budget, tally, stop))
+        })
+        .collect();
+
+    // Node by node, as a rolling update does: nodes 0 and 1 serve the new file while
+    // node 2 still serves the old one.
+    let mut updated_at = Vec::new();
+    for (k, node) in nodes.iter().enumerate() {
+        until_requests(&tally, budget * (k as u64 + 1) / 4);
+        std::fs::write(node.dir.join("config.toml"), &after).unwrap();
+        let reloaded = reply(
+            agent()
+                .post(&node.url("/admin/config/reload"))
+                .header("authorization", &format!("Bearer {TOKEN}"))
+                .send_empty()
+                .unwrap(),
+        );
+        assert_eq!(reloaded.status, 200, "{:?}", reloaded.body);
+        updated_at.push(Instant::now());
+    }
+
+    let intervals = join(handles, &stop);
+    verdict(
+        "three nodes on Redis, a rolling update of the pool",
+        &tally,
+        &intervals,
+        budget,
+        started,
+    );
+    let store_unavailable = tally.store_unavailable.load(Ordering::Relaxed);
+    assert_eq!(store_unavailable, 0, "no request failed");
+    // Once every node serves the new file, only its numbers are lent.
+    let all_updated = *updated_at.last().unwrap();
+    let removed: Vec<String> = (5_550_000..5_550_005).map(|n| n.to_string()).collect();
+    let late: Vec<&Interval> = intervals.iter().filter(|i| i.from > all_updated).collect();
+    assert!(
+        late.len() > 100,
+        "{} reservations after the update",
+        late.len()
+    );
+    assert!(
+        late.iter().all(|i| !removed.contains(&i.number)),
+        "a removed number was lent after the update"
+    );
+    let added = late
+        .iter()
+        .filter(|i| i.number.as_str() > "5550049")
+        .count();
+    assert!(added > 0, "the added numbers were never lent");
+    // Every node reports the same, exact status: every reservation has ended.
+    for node in &nodes {
+        let pools = get(&node.url("/admin/pools"), Some(TOKEN)).body;
+        let dnis = &pools["groups"][0];
+        assert_eq!(
+            (&dnis["size"], &dnis["live"], &dnis["free"]),
+            (
+                &serde_json::json!(55),
+                &serde_json::json!(0),
+                &serde_json::json!(55)
+            ),
+            "{pools}"
+        );
+    }
 }
