@@ -5,11 +5,13 @@
 //!
 //! | key                                   | value                                 |
 //! |---------------------------------------|---------------------------------------|
-//! | `g␟{group}`                           | [`RingMeta`](crate::records::RingMeta)|
-//! | `p␟{group}`                           | [`PoolRecord`](crate::records::PoolRecord) |
+//! | `g␟{group}␟{fingerprint}`             | [`RingMeta`](crate::records::RingMeta)|
+//! | `g␟{group}`                           | a legacy [`RingMeta`](crate::records::RingMeta) |
+//! | `p␟{group}␟{fingerprint}`             | [`PoolRecord`](crate::records::PoolRecord) |
 //! | `e`                                   | [`Epoch`](crate::records::Epoch)      |
 //! | `r␟{group}␟{ring-id}␟{slot}`          | a pool index (u32, little endian)     |
 //! | `n␟{number digits}`                   | a [`Reservation`](crate::records::Reservation) |
+//! | `k␟{number digits}`                   | [`Parked`](crate::records::Parked)    |
 //! | `s␟{group}␟{service id}`              | the digits of the service's number    |
 //! | `x␟{group}␟{expires-at}␟{digits}`     | empty: the expiry index               |
 //!
@@ -46,30 +48,50 @@ impl Key {
     }
 }
 
-/// The free-number ring's head, tail and pool fingerprint for `group`.
-pub fn ring_meta(group: &str) -> String {
+/// The free-number ring of `group` for the pool with this fingerprint: its identity,
+/// head and tail. Keyed by the fingerprint, so that nodes serving two pool definitions
+/// at once (a rolling update) each use their own ring instead of rebuilding one in turn.
+pub fn ring_meta(group: &str, fingerprint: u64) -> String {
+    Key::new('g').part(group).hex(fingerprint).0
+}
+
+/// Where rings were kept before they were keyed by fingerprint: one per group.
+pub fn legacy_ring_meta(group: &str) -> String {
     Key::new('g').part(group).0
 }
 
-/// The key range of every group's ring.
+/// The key range of every ring of `group` (not the legacy one).
+pub fn group_ring_metas(group: &str) -> (String, String) {
+    // Hexadecimal digits all sort before U+007F.
+    let start = Key::new('g').part(group).part("").0;
+    let end = format!("{start}\u{7f}");
+    (start, end)
+}
+
+/// The key range of every ring of every group, legacy ones included.
 pub fn all_ring_metas() -> (String, String) {
     // U+0020 is the character after the separator: every `g␟…` key sorts before `g `.
     (Key::new('g').part("").0, String::from("g\u{20}"))
 }
 
-/// The group whose ring `key` (from [`all_ring_metas`]) is.
-pub fn group_of_ring_meta(key: &str) -> Option<&str> {
-    key.strip_prefix('g')?.strip_prefix(SEP)
+/// The group of a ring key from [`all_ring_metas`], and its fingerprint (`None` for a
+/// legacy ring).
+pub fn parse_ring_meta(key: &str) -> Option<(&str, Option<u64>)> {
+    let rest = key.strip_prefix('g')?.strip_prefix(SEP)?;
+    Some(match rest.split_once(SEP) {
+        Some((group, hex)) => (group, Some(u64::from_str_radix(hex, 16).ok()?)),
+        None => (rest, None),
+    })
+}
+
+/// Which ring `group` uses for the pool with this fingerprint.
+pub fn pool_record(group: &str, fingerprint: u64) -> String {
+    Key::new('p').part(group).hex(fingerprint).0
 }
 
 /// How many rings were built.
 pub fn epoch() -> String {
     Key::new('e').0
-}
-
-/// Which pool `group`'s ring was built for.
-pub fn pool_record(group: &str) -> String {
-    Key::new('p').part(group).0
 }
 
 /// One slot of the free-number ring `ring_id` of `group`.
@@ -80,6 +102,11 @@ pub fn ring_slot(group: &str, ring_id: u64, slot: u64) -> String {
 /// The reservation holding the number with these digits.
 pub fn reservation(digits: &str) -> String {
     Key::new('n').part(digits).0
+}
+
+/// The ring waiting for the number with these digits.
+pub fn parked(digits: &str) -> String {
+    Key::new('k').part(digits).0
 }
 
 /// The key range of every reservation, of every group.
@@ -117,16 +144,30 @@ mod tests {
 
     #[test]
     fn keys_have_the_documented_layout() {
-        assert_eq!(ring_meta("G"), "g\u{1f}G");
+        assert_eq!(ring_meta("G", 0xabc), "g\u{1f}G\u{1f}0000000000000abc");
+        assert_eq!(legacy_ring_meta("G"), "g\u{1f}G");
         assert_eq!(
             ring_slot("G", 0xabc, 255),
             "r\u{1f}G\u{1f}0000000000000abc\u{1f}00000000000000ff"
         );
         assert_eq!(reservation("123"), "n\u{1f}123");
-        assert_eq!(pool_record("G"), "p\u{1f}G");
-        assert_eq!(group_of_ring_meta(&ring_meta("G")), Some("G"));
+        assert_eq!(parked("123"), "k\u{1f}123");
+        assert_eq!(pool_record("G", 1), "p\u{1f}G\u{1f}0000000000000001");
+        assert_eq!(parse_ring_meta(&ring_meta("G", 7)), Some(("G", Some(7))));
+        assert_eq!(parse_ring_meta(&legacy_ring_meta("G")), Some(("G", None)));
         let (start, end) = all_ring_metas();
-        assert!(start <= ring_meta("") && ring_meta("\u{10ffff}") < end);
+        for key in [
+            ring_meta("", 0),
+            ring_meta("\u{10ffff}", u64::MAX),
+            legacy_ring_meta("G"),
+        ] {
+            assert!(start <= key && key < end, "{key:?}");
+        }
+        let (start, end) = group_ring_metas("G");
+        assert!(start <= ring_meta("G", 0) && ring_meta("G", u64::MAX) < end);
+        for other in [legacy_ring_meta("G"), ring_meta("G2", 0), ring_meta("", 0)] {
+            assert!(!(start <= other && other < end), "{other:?}");
+        }
         let (start, end) = all_reservations();
         assert!(start <= reservation("") && reservation("999") < end);
         assert!(!(start <= holder("G", "s") && holder("G", "s") < end));

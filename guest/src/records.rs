@@ -52,6 +52,21 @@ pub struct PoolRecord {
     pub settled_at: Option<u64>,
 }
 
+/// A number a ring popped while a reservation from another ring held it: the ring gets
+/// it back when that reservation ends, instead of meeting it again on every turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parked {
+    /// The group of the ring waiting for the number.
+    pub group: String,
+    /// The fingerprint of the pool that ring serves (which keys its head and tail).
+    pub fingerprint: u64,
+    /// The ring's identity: if it was rebuilt since, the number goes to no ring.
+    pub ring_id: u64,
+    /// The ring's size and the number's index in its pool.
+    pub size: u32,
+    pub index: u32,
+}
+
 /// How many rings were built, in every group: a count that changes whenever numbers may
 /// have started to be lent by another ring than before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ use rand::distr::{Distribution, Uniform};
 
 use crate::api::{Error, Group, Imports};
 use crate::keys;
-use crate::records::{Epoch, PoolRecord, RingMeta, decode, encode};
+use crate::records::{Epoch, Parked, PoolRecord, Reservation, RingMeta, decode, encode};
 use crate::txn::Txn;
 
 /// Rings `settle` reads per scan.
@@ -37,6 +37,8 @@ pub struct Ring {
     record_unsaved: bool,
     /// The ring is new: storing it counts one more [`Epoch`].
     built: bool,
+    /// The ring was found at its legacy key: storing it moves it.
+    legacy: bool,
 }
 
 impl Ring {
@@ -83,10 +85,12 @@ fn ring_id(fingerprint: u64, generation: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The ring of `group`, or a new one if the stored ring was built for other numbers.
+/// The ring of `group` for its configured numbers, or a new one if there is none or it
+/// was forgotten.
 pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Error> {
-    let meta_key = keys::ring_meta(&group.name);
-    let record_key = keys::pool_record(&group.name);
+    let fingerprint = group.pool_id;
+    let meta_key = keys::ring_meta(&group.name, fingerprint);
+    let record_key = keys::pool_record(&group.name, fingerprint);
     txn.prefetch(&[meta_key.clone(), record_key.clone()])?;
     let meta: Option<RingMeta> = txn
         .get(&meta_key)?
@@ -96,38 +100,43 @@ pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Err
         .get(&record_key)?
         .map(|b| decode(&record_key, b))
         .transpose()?;
-    let fingerprint = group.pool_id;
-    match (meta, record) {
-        (Some(meta), Some(record))
-            if record.fingerprint == fingerprint && meta.pool_id == record.ring_id =>
-        {
+    let generation = match (meta, record) {
+        (Some(meta), Some(record)) if meta.pool_id == record.ring_id => {
             return Ok(Ring {
                 meta,
                 record,
                 record_unsaved: false,
                 built: false,
+                legacy: false,
             });
         }
-        // A ring stored before rings had records: kept, with a record to go with it.
-        (Some(meta), None) if meta.pool_id == fingerprint => {
-            return Ok(Ring {
-                meta,
-                record: PoolRecord {
-                    fingerprint,
-                    ring_id: fingerprint,
-                    generation: 0,
-                    settled_at: None,
-                },
-                record_unsaved: true,
-                built: false,
-            });
-        }
-        _ => {}
-    }
-    let generation = match (&meta, &record) {
-        (None, None) => 0,
         (_, Some(record)) => record.generation + 1,
         (Some(_), None) => 1,
+        (None, None) => {
+            // A ring kept where rings were kept before they were keyed by fingerprint,
+            // for these numbers: it is this pool's ring, identified by the fingerprint.
+            let legacy_key = keys::legacy_ring_meta(&group.name);
+            let legacy: Option<RingMeta> = txn
+                .get(&legacy_key)?
+                .map(|b| decode(&legacy_key, b))
+                .transpose()?;
+            if let Some(meta) = legacy.filter(|m| m.pool_id == fingerprint) {
+                return Ok(Ring {
+                    meta,
+                    record: PoolRecord {
+                        fingerprint,
+                        ring_id: fingerprint,
+                        generation: 0,
+                        settled_at: None,
+                    },
+                    record_unsaved: true,
+                    built: false,
+                    legacy: true,
+                });
+            }
+            // Generation 0 is the legacy identity, whose slots may still be stored.
+            1
+        }
     };
     let id = ring_id(fingerprint, generation);
     Ok(Ring {
@@ -144,18 +153,30 @@ pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Err
         },
         record_unsaved: true,
         built: true,
+        legacy: false,
     })
 }
 
 fn save<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, ring: &mut Ring) -> Result<(), Error> {
-    txn.put(keys::ring_meta(&group.name), encode(&ring.meta));
+    let fingerprint = ring.record.fingerprint;
+    txn.put(
+        keys::ring_meta(&group.name, fingerprint),
+        encode(&ring.meta),
+    );
+    if ring.legacy {
+        txn.delete(keys::legacy_ring_meta(&group.name));
+        ring.legacy = false;
+    }
     if ring.built {
         let next = Epoch(epoch(txn)?.0.wrapping_add(1));
         txn.put(keys::epoch(), encode(&next));
         ring.built = false;
     }
     if ring.record_unsaved {
-        txn.put(keys::pool_record(&group.name), encode(&ring.record));
+        txn.put(
+            keys::pool_record(&group.name, fingerprint),
+            encode(&ring.record),
+        );
         ring.record_unsaved = false;
     }
     Ok(())
@@ -259,61 +280,152 @@ pub fn push<I: Imports>(
     Ok(true)
 }
 
-/// Forget ring `ring_id` of `group_name` if it is the one stored: a number it lent
-/// ended while the configuration could not put it back (the group retired, or its
-/// numbers changed, for now). The ring would otherwise miss that number if the same
-/// numbers came back; forgotten, the group's next call builds a new ring.
-pub fn forget<I: Imports>(
+/// Park pool index `index` of `ring`: its number is held by `holder`, a reservation
+/// from another ring, and comes back to this one when that reservation ends
+/// ([`unpark`]). An entry in the group's expiry index lets the group's own calls end the
+/// holder once it expires, even if the holder's group gets no calls. `false` if another
+/// ring parked it already: the caller keeps it on the ring instead.
+pub fn park<I: Imports>(
     txn: &mut Txn<'_, I>,
-    group_name: &str,
-    ring_id: u64,
-) -> Result<(), Error> {
-    let meta_key = keys::ring_meta(group_name);
-    let Some(meta) = txn
+    group: &Group,
+    ring: &Ring,
+    holder: &Reservation,
+    index: u32,
+) -> Result<bool, Error> {
+    let digits = crate::validate::digits(&holder.number);
+    let key = keys::parked(&digits);
+    if txn.get(&key)?.is_some() {
+        return Ok(false);
+    }
+    let parked = Parked {
+        group: group.name.clone(),
+        fingerprint: ring.record.fingerprint,
+        ring_id: ring.id(),
+        size: group.size,
+        index,
+    };
+    txn.put(key, encode(&parked));
+    txn.put(
+        keys::expiry(&group.name, holder.expires_at, &digits),
+        Vec::new(),
+    );
+    Ok(true)
+}
+
+/// `ended` has ended: give its number back to the ring that parked it, if any and if
+/// that ring is still stored, whatever this node's configuration.
+pub fn unpark<I: Imports>(txn: &mut Txn<'_, I>, ended: &Reservation) -> Result<(), Error> {
+    let digits = crate::validate::digits(&ended.number);
+    let key = keys::parked(&digits);
+    let Some(parked) = txn
+        .get(&key)?
+        .map(|b| decode::<Parked>(&key, b))
+        .transpose()?
+    else {
+        return Ok(());
+    };
+    txn.delete(key);
+    txn.delete(keys::expiry(&parked.group, ended.expires_at, &digits));
+    let meta_key = keys::ring_meta(&parked.group, parked.fingerprint);
+    let Some(mut meta) = txn
         .get(&meta_key)?
         .map(|b| decode::<RingMeta>(&meta_key, b))
         .transpose()?
     else {
         return Ok(());
     };
-    if meta.pool_id != ring_id {
+    let size = u64::from(parked.size);
+    if meta.pool_id != parked.ring_id
+        || parked.index >= parked.size
+        || meta.tail - meta.head >= size
+    {
         return Ok(());
     }
-    let record_key = keys::pool_record(group_name);
-    if txn.get(&record_key)?.is_none() {
-        // A ring from before records: its identity was its fingerprint (generation 0).
-        let record = PoolRecord {
-            fingerprint: ring_id,
-            ring_id,
-            generation: 0,
-            settled_at: None,
-        };
-        txn.put(record_key, encode(&record));
-    }
-    // With a record and no ring, `open` builds the next generation.
-    txn.delete(meta_key);
+    let slot = keys::ring_slot(&parked.group, meta.pool_id, meta.tail % size);
+    txn.put(slot, parked.index.to_le_bytes().to_vec());
+    meta.tail += 1;
+    txn.put(meta_key, encode(&meta));
     Ok(())
 }
 
-/// Record that the ring is [`settled`] as of now. Any other ring stored for numbers this
-/// configuration does not give its group (a retired group, a group whose numbers
-/// changed and that no call rebuilt yet) is forgotten first: it might lend a number of
-/// this pool if its numbers came back, and being rebuilt then counts an epoch.
+/// Forget ring `ring_id` of `group_name` if it is stored: a number it lent ended
+/// while the configuration could not put it back (the group retired, or its numbers
+/// changed). The ring would otherwise miss that number if the same numbers came back;
+/// forgotten, the next call for those numbers builds a new ring.
+pub fn forget<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group_name: &str,
+    ring_id: u64,
+) -> Result<(), Error> {
+    let (start, end) = keys::group_ring_metas(group_name);
+    // A group has a ring per pool definition it was served with: a handful.
+    let mut keys_of_ring: Vec<String> = txn
+        .scan_unrecorded(&start, &end, RING_PAGE)?
+        .into_iter()
+        .filter(|e| decode::<RingMeta>(&e.key, &e.value).is_ok_and(|m| m.pool_id == ring_id))
+        .map(|e| e.key)
+        .collect();
+    let legacy = keys::legacy_ring_meta(group_name);
+    if txn
+        .get(&legacy)?
+        .is_some_and(|b| decode::<RingMeta>(&legacy, b).is_ok_and(|m| m.pool_id == ring_id))
+    {
+        keys_of_ring.push(legacy);
+    }
+    for key in keys_of_ring {
+        drop_ring(txn, &key)?;
+    }
+    Ok(())
+}
+
+/// Delete the ring stored at `meta_key`, keeping its record: the next ring for its
+/// numbers is the next generation, with slots of its own.
+fn drop_ring<I: Imports>(txn: &mut Txn<'_, I>, meta_key: &str) -> Result<(), Error> {
+    // Read through the transaction: the commit then checks that it is still this ring.
+    let Some(bytes) = txn.get(meta_key)? else {
+        return Ok(());
+    };
+    let meta: RingMeta = decode(meta_key, bytes)?;
+    if let Some((group, None)) = keys::parse_ring_meta(meta_key) {
+        // A legacy ring: identified by its fingerprint, at generation 0.
+        let record_key = keys::pool_record(group, meta.pool_id);
+        if txn.get(&record_key)?.is_none() {
+            let record = PoolRecord {
+                fingerprint: meta.pool_id,
+                ring_id: meta.pool_id,
+                generation: 0,
+                settled_at: None,
+            };
+            txn.put(record_key, encode(&record));
+        }
+    }
+    txn.delete(meta_key.to_string());
+    Ok(())
+}
+
+/// Record that the ring is [`settled`] as of now. Any other ring stored for numbers the
+/// configuration does not give its group now (a retired group, a group whose numbers
+/// changed, a node still serving an earlier pool definition) is forgotten first: it
+/// might lend a number of this pool, and being rebuilt then counts an epoch.
 pub fn settle<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<(), Error> {
+    // Stored first: a legacy ring moves to its own key, and a new one counts its epoch.
+    let mut ring = open(txn, group)?;
+    save(txn, group, &mut ring)?;
     let (mut start, end) = keys::all_ring_metas();
     loop {
         let page = txn.scan_unrecorded(&start, &end, RING_PAGE)?;
         for entry in &page {
-            let Some(name) = keys::group_of_ring_meta(&entry.key) else {
+            let Some((name, fingerprint)) = keys::parse_ring_meta(&entry.key) else {
                 continue;
             };
-            let current = match txn.imports().group(name) {
-                Some(configured) if configured.name == name => !open(txn, &configured)?.built,
+            let current = match (txn.imports().group(name), fingerprint) {
+                (Some(configured), Some(fingerprint)) => {
+                    configured.name == name && configured.pool_id == fingerprint
+                }
                 _ => false,
             };
             if !current {
-                let stored: RingMeta = decode(&entry.key, &entry.value)?;
-                forget(txn, name, stored.pool_id)?;
+                drop_ring(txn, &entry.key)?;
             }
         }
         match page.last() {
@@ -321,9 +433,6 @@ pub fn settle<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<(), Err
             _ => break,
         }
     }
-    let mut ring = open(txn, group)?;
-    // Storing a new ring counts an epoch: settle after it.
-    save(txn, group, &mut ring)?;
     ring.record.settled_at = Some(epoch(txn)?.0);
     ring.record_unsaved = true;
     save(txn, group, &mut ring)

@@ -8,7 +8,7 @@ use rand::distr::{Distribution, Uniform};
 use subtle::ConstantTimeEq;
 
 use crate::api::{
-    AccessInfo, CreateRequest, Error, Group, Imports, MatchRequest, Matched, PoolStatus,
+    AccessInfo, CreateRequest, Entry, Error, Group, Imports, MatchRequest, Matched, PoolStatus,
 };
 use crate::keys;
 use crate::records::{Reservation, decode, encode};
@@ -68,50 +68,55 @@ fn end_reservation<I: Imports>(
     let number_digits = digits(&res.number);
     txn.delete(keys::reservation(&number_digits));
     let holder = keys::holder(&res.group, &res.service_id);
-    if let Number::Back(_) = number {
-        // The ring's head and tail are needed next: one host call for both keys.
-        txn.prefetch(&[
+    let back_to = match number {
+        Number::Back(known) => Some(match known.filter(|g| g.name == res.group) {
+            Some(group) => Some(Cow::Borrowed(group)),
+            None => txn.imports().group(&res.group).map(Cow::Owned),
+        }),
+        Number::Kept { .. } => None,
+    };
+    let parked = keys::parked(&number_digits);
+    match &back_to {
+        // The ring is needed next: one host call for its keys, the holder and the ring
+        // that may be waiting for the number.
+        Some(Some(group)) => txn.prefetch(&[
             holder.clone(),
-            keys::ring_meta(&res.group),
-            keys::pool_record(&res.group),
-        ])?;
+            keys::ring_meta(&group.name, group.pool_id),
+            keys::pool_record(&group.name, group.pool_id),
+            parked,
+        ])?,
+        Some(None) => txn.prefetch(&[holder.clone(), parked])?,
+        None => {}
     }
     if txn.get(&holder)? == Some(number_digits.as_bytes()) {
         txn.delete(holder);
     }
     txn.delete(keys::expiry(&res.group, res.expires_at, &number_digits));
-    let known = match number {
-        Number::Back(known) => known,
-        Number::Kept { group, ring_id } => {
-            // Taken by another ring than the one it came from: that ring will not get it
-            // back, so it must not be resumed as it is.
-            if !(group == res.group && ring_id == res.pool_id) {
-                ring::forget(txn, &res.group, res.pool_id)?;
-            }
-            return Ok(());
+    let pushed = match (&back_to, number) {
+        (Some(Some(group)), _) => match txn.imports().index_of(&group.name, &res.number) {
+            Some(index) => ring::push(txn, group, res.pool_id, index)?,
+            None => false,
+        },
+        // Taken by the ring it came from: nothing to forget.
+        (_, Number::Kept { group, ring_id }) if group == res.group && ring_id == res.pool_id => {
+            true
         }
-    };
-    let group = match known.filter(|g| g.name == res.group) {
-        Some(group) => Some(Cow::Borrowed(group)),
-        None => txn.imports().group(&res.group).map(Cow::Owned),
-    };
-    let index = group
-        .as_ref()
-        .and_then(|g| txn.imports().index_of(&g.name, &res.number));
-    let pushed = match (&group, index) {
-        (Some(group), Some(index)) => ring::push(txn, group, res.pool_id, index)?,
         _ => false,
     };
     if !pushed {
-        // The ring it came from will not get it back: if that ring is still the one
-        // stored (the group retired, or its numbers changed and no call rebuilt it yet),
-        // it must not be resumed as it is should the same numbers come back.
+        // The ring it came from will not get it back (the group retired, its numbers
+        // changed, or another ring took it): that ring must not be resumed as it is
+        // should the same numbers be served again.
         ring::forget(txn, &res.group, res.pool_id)?;
     }
+    // A ring that popped the number while this reservation held it gets it now (if a
+    // taker keeps it, that ring meets it held again and parks it again).
+    ring::unpark(txn, res)?;
     Ok(())
 }
 
-/// Reclaim up to [`RECLAIM_BATCH`] reservations of `group` that expired by `now`.
+/// Reclaim up to [`RECLAIM_BATCH`] reservations that expired by `now` from `group`'s
+/// expiry index: the group's own, and other rings' holding numbers the group parked.
 fn reclaim_expired<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) -> Result<(), Error> {
     let (start, end) = keys::expired_by(&group.name, now);
     for (key, _) in txn.scan(&start, &end, RECLAIM_BATCH)? {
@@ -119,9 +124,9 @@ fn reclaim_expired<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) ->
             .map(|d| read_reservation(txn, d))
             .transpose()?
             .flatten()
-            .filter(|r| r.expires_at <= now && r.group == group.name);
+            .filter(|r| r.expires_at <= now);
         match due {
-            Some(res) if keys::expiry(&res.group, res.expires_at, &digits(&res.number)) == key => {
+            Some(res) if keys::expiry(&group.name, res.expires_at, &digits(&res.number)) == key => {
                 end_reservation(txn, &res, Number::Back(Some(group)))?
             }
             // An index entry whose reservation is gone or was replaced.
@@ -177,16 +182,16 @@ fn take_number<I: Imports, R: Rng>(
                 end_reservation(txn, &stale, kept)?;
                 return Ok(Take::Number(number));
             }
-            // Still held, taken from an earlier ring of this group. Drop it from this
-            // ring and adopt the reservation into it, so its end returns the number here.
-            Some(mut held) if held.group == group.name => {
-                held.pool_id = ring.id();
-                txn.put(keys::reservation(&number_digits), encode(&held));
-            }
-            // Held in the group it was moved from: its end returns it to no ring (that
-            // group no longer has it), so it stays on this one, lent once it is free.
-            Some(_) => {
-                ring::push(txn, group, ring.id(), index)?;
+            // Still held: by a reservation from another ring of this group (an earlier
+            // pool definition) or of another group (the number was moved). Its end does
+            // not give the number to this ring, so the ring parks it to get it back
+            // then; if another ring parked it already, the ring keeps it behind the
+            // others.
+            Some(held) => {
+                let ours = held.group == group.name && held.pool_id == ring.id();
+                if ours || !ring::park(txn, group, &ring, &held, index)? {
+                    ring::push(txn, group, ring.id(), index)?;
+                }
             }
         }
     }
@@ -235,8 +240,8 @@ pub fn create<I: Imports, R: Rng>(
         let mut txn = Txn::new(imports);
         let holder = keys::holder(&group.name, &request.service_id);
         txn.prefetch(&[
-            keys::ring_meta(&group.name),
-            keys::pool_record(&group.name),
+            keys::ring_meta(&group.name, group.pool_id),
+            keys::pool_record(&group.name, group.pool_id),
             holder.clone(),
         ])?;
         reclaim_expired(&mut txn, &group, now)?;
@@ -427,8 +432,13 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
     let free = if ring::settled(&mut txn, &ring)? {
         // Every free number is on the ring or held by an expired reservation of the group
         // that is not reclaimed yet, and only the ring's numbers are held by the group.
+        // The index also holds entries of numbers parked by rings of other pools, which
+        // a settled ring's pool does not have.
         let (start, end) = keys::expired_by(&group.name, now);
-        let expired = count_range(&mut txn, start, &end, |_, _| true)?;
+        let expired = count_range(&mut txn, start, &end, |txn, entry| {
+            keys::digits_of_expiry(&entry.key)
+                .is_some_and(|d| txn.imports().index_of(&group.name, d).is_some())
+        })?;
         (ring.len() + expired).min(u64::from(group.size)) as u32
     } else {
         let (live, foreign) = count_holders(&mut txn, &group, ring.id(), now)?;
@@ -455,7 +465,7 @@ fn count_range<I: Imports>(
     txn: &mut Txn<'_, I>,
     mut start: String,
     end: &str,
-    mut keep: impl FnMut(&mut Txn<'_, I>, &[u8]) -> bool,
+    mut keep: impl FnMut(&mut Txn<'_, I>, &Entry) -> bool,
 ) -> Result<u64, Error> {
     // Not preconditions: new entries can appear in the range anyway, and the counts
     // stay exact without them (see `pool_status`).
@@ -463,7 +473,7 @@ fn count_range<I: Imports>(
     loop {
         let page = txn.scan_unrecorded(&start, end, STATUS_PAGE)?;
         for entry in &page {
-            count += u64::from(keep(txn, &entry.value));
+            count += u64::from(keep(txn, entry));
         }
         match page.last() {
             // The smallest key after the last one seen.
@@ -486,8 +496,8 @@ fn count_holders<I: Imports>(
     let mut live = 0;
     let mut foreign = 0;
     let mut undecodable = None;
-    count_range(txn, start, &end, |txn, value| {
-        let res: Reservation = match decode("reservation", value) {
+    count_range(txn, start, &end, |txn, entry| {
+        let res: Reservation = match decode(&entry.key, &entry.value) {
             Ok(res) => res,
             Err(e) => {
                 undecodable = Some(e);

@@ -366,3 +366,85 @@ fn status_is_exact_right_after_numbers_are_removed_added_and_moved() {
     assert_eq!(status("G"), (3, 0, 3));
     assert_eq!(status("H"), (2, 0, 2));
 }
+
+/// Unsigned LEB128, as postcard writes integers and lengths.
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn text(s: &str, out: &mut Vec<u8>) {
+    varint(s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[test]
+fn a_store_written_before_rings_were_keyed_by_pool_keeps_its_ring_and_reservations() {
+    use request_access_host::api::Mutation;
+    use request_access_host::store::StateStore;
+
+    let h = Harness::new(
+        "[[resource_group]]\nname = \"G\"\nnumbers = [\"5551000..5551004\"]\n\
+         [registry]\nservices = [\"s0\", \"s1\", \"s2\", \"s3\", \"s4\", \"s5\"]\n",
+    );
+    let fingerprint = h.runtime.services().config.group("G").unwrap().pool.id();
+    // What the earlier layout stored after s0 and s1 took the first two numbers: one
+    // ring per group at `g␟G` (format byte, pool fingerprint, head, tail), reservations
+    // that name the fingerprint as their ring, holders and expiry entries.
+    let sep = '\u{1f}';
+    let mut ring = vec![1];
+    for n in [fingerprint, 2, 5] {
+        varint(n, &mut ring);
+    }
+    let expires_at = T0 + 30_000;
+    let mut mutations = vec![Mutation::Put(format!("g{sep}G"), ring)];
+    for (service, number) in [("s0", "5551000"), ("s1", "5551001")] {
+        let mut res = vec![1];
+        text(service, &mut res);
+        text("G", &mut res);
+        text(number, &mut res);
+        res.extend([0, 0]); // no code, no caller
+        varint(expires_at, &mut res);
+        varint(0, &mut res);
+        varint(fingerprint, &mut res);
+        mutations.push(Mutation::Put(format!("n{sep}{number}"), res));
+        mutations.push(Mutation::Put(
+            format!("s{sep}G{sep}{service}"),
+            number.as_bytes().to_vec(),
+        ));
+        mutations.push(Mutation::Put(
+            format!("x{sep}G{sep}{expires_at:016x}{sep}{number}"),
+            Vec::new(),
+        ));
+    }
+    wait(h.store.commit(&[], &mutations)).unwrap();
+
+    let status = h.runtime.pool_status("G").unwrap();
+    assert_eq!((status.live, status.free), (2, 3));
+    let matched = h.runtime.match_access(&match_number("5551001")).unwrap();
+    assert_eq!(matched.service_id, "s1");
+    // The ring goes on where it was, and numbers come back to it.
+    let next = |id: &str| h.runtime.create(&create(id, "G")).unwrap().access_number;
+    assert_eq!(next("s2"), "5551002");
+    assert_eq!(h.runtime.release("s0", "G").unwrap(), "5551000");
+    assert_eq!(next("s3"), "5551003");
+    assert_eq!(next("s4"), "5551004");
+    assert_eq!(next("s5"), "5551001");
+    assert_eq!(next("s0"), "5551000");
+    assert_eq!(
+        h.runtime.create(&create("s1", "G")),
+        Err(CallError::Service(Error::NoAccessNumberAvailable(
+            "G".into()
+        )))
+    );
+    let keys: Vec<String> = h.snapshot().into_iter().map(|(k, _)| k).collect();
+    assert!(!keys.contains(&format!("g{sep}G")), "moved: {keys:?}");
+    assert!(keys.contains(&format!("g{sep}G{sep}{fingerprint:016x}")));
+}
