@@ -1,19 +1,25 @@
-//! The free-number ring of a group: a FIFO of pool indexes kept in the state store, so
+//! The free-number rings of a group: FIFOs of pool indexes kept in the state store, so
 //! taking and returning a number costs O(1) reads and writes at any pool size or
 //! occupancy, and an empty ring answers "exhausted" without scanning anything.
 //!
-//! A ring is built for one pool: its [`PoolRecord`] holds the fingerprint of the numbers
-//! it was built for and the ring's identity. When the configured numbers change, the next
-//! call that takes a number builds a new ring with a new identity, holding every index in
-//! order without writing a single slot: an unwritten slot at position `p < size` holds
-//! `p`. Slots are keyed by the identity, so a pool that changes back to an earlier list
-//! (a rolling update where nodes disagree for a while) never reads an old ring's slots,
-//! and a reservation taken from an old ring never returns its number to a new one.
+//! A ring serves one pool definition: it is keyed by the group and the fingerprint of
+//! its numbers, and its [`PoolRecord`] names its identity and generation. Nodes serving
+//! two definitions at once (a rolling update) each use their own ring. A new ring holds
+//! every index in order without writing a single slot: an unwritten slot at position
+//! `p < size` holds `p`. Slots are keyed by the ring's identity, so a definition that
+//! comes back gets a new generation and never reads an old ring's slots, and a
+//! reservation from one ring never returns its number to another.
 //!
-//! Right after such a change the new ring also holds the numbers that reservations made
-//! before the change still hold; they are skipped when popped. Until none is left the
-//! ring is *unsettled*, and `pool_status` counts reservations instead of trusting the
-//! ring (see [`crate::service::pool_status`]).
+//! Every number has one reservation key, whichever ring lent it, and every lend checks
+//! it: rings that share numbers never lend one twice. A ring that meets a number held by
+//! another ring's reservation *parks* it, and gets it back when that reservation ends
+//! ([`park`], [`unpark`]). A ring whose number ended where it could not come back (its
+//! group retired, its numbers changed) is *forgotten* and rebuilt when its numbers are
+//! served again ([`forget`]).
+//!
+//! Until no reservation from another ring holds a number of its pool, a ring is
+//! *unsettled* and `pool_status` counts reservations instead of trusting it (see
+//! [`crate::service::pool_status`] and [`settled`]).
 //!
 //! Round-robin takes the head, the number free the longest; random first swaps a
 //! uniformly drawn free position with the head.
@@ -284,7 +290,7 @@ pub fn push<I: Imports>(
 /// from another ring, and comes back to this one when that reservation ends
 /// ([`unpark`]). An entry in the group's expiry index lets the group's own calls end the
 /// holder once it expires, even if the holder's group gets no calls. `false` if another
-/// ring parked it already: the caller keeps it on the ring instead.
+/// stored ring parked it already: the caller keeps it on the ring instead.
 pub fn park<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
@@ -294,8 +300,22 @@ pub fn park<I: Imports>(
 ) -> Result<bool, Error> {
     let digits = crate::validate::digits(&holder.number);
     let key = keys::parked(&digits);
-    if txn.get(&key)?.is_some() {
-        return Ok(false);
+    if let Some(other) = txn
+        .get(&key)?
+        .map(|b| decode::<Parked>(&key, b))
+        .transpose()?
+    {
+        // Parked by a ring still stored: that one gets it. A ring since forgotten
+        // gives its claim up.
+        let meta_key = keys::ring_meta(&other.group, other.fingerprint);
+        let alive = txn
+            .get(&meta_key)?
+            .map(|b| decode::<RingMeta>(&meta_key, b))
+            .transpose()?
+            .is_some_and(|m| m.pool_id == other.ring_id);
+        if alive {
+            return Ok(false);
+        }
     }
     let parked = Parked {
         group: group.name.clone(),
