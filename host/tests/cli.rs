@@ -309,6 +309,24 @@ fn a_live_reservation_outlives_changes_to_its_pool() {
     assert_eq!(c["_access_number"], "+15550000001");
     assert_eq!(cli.status("H"), (2, 2, 0));
 
+    // Numbers added while a reservation made before runs out: it expires on time.
+    let cli = Cli::new(Some(&pools("\"+15550000001..+15550000002\"", None)));
+    let short = [
+        "create",
+        "--id",
+        "a",
+        "--resource-group",
+        "G",
+        "--booking-expiration-timeout",
+        "5",
+    ];
+    assert_eq!(cli.json(&short)["_access_number"], "+15550000001");
+    cli.configure(&pools("\"+15550000001..+15550000004\"", None));
+    assert_eq!(cli.status("G"), (4, 1, 3));
+    std::thread::sleep(std::time::Duration::from_millis(5_200));
+    assert_eq!(cli.status("G"), (4, 0, 4));
+    cli.fails(&["match", "--access-number", "+15550000001"], 3);
+
     // A retired group's reservations still match and release; then it is unknown.
     let cli = Cli::new(Some(&pools(
         "\"+15550000001\"",
