@@ -141,6 +141,16 @@ pub struct Options {
     pub max_code_attempts: u32,
 }
 
+/// How a group lends and takes back its numbers beyond its strategy
+/// (`resource-groups.policy`, 0.1.1). The default is the 0.1.0 behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// Seconds a number rests once its reservation ended before it is lent again.
+    pub reuse_cooldown: u32,
+    /// Seconds after expiry during which a call is still matched (at most the cool-off).
+    pub match_grace: u32,
+}
+
 /// One resource group (`resource-groups.group`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
@@ -205,6 +215,11 @@ pub trait Imports {
     fn options(&mut self) -> Options;
     /// `resource-groups.group`.
     fn group(&mut self, name: &str) -> Option<Group>;
+    /// `resource-groups.policy` (0.1.1): a host of the 0.1.0 contract has none, and every
+    /// group then lends as 0.1.0 did.
+    fn policy(&mut self, _group: &str) -> Policy {
+        Policy::default()
+    }
     /// `resource-groups.number-at`.
     fn number_at(&mut self, group: &str, index: u32) -> Option<String>;
     /// `resource-groups.index-of`.

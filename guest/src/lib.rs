@@ -21,6 +21,8 @@ mod keys;
 mod records;
 mod ring;
 mod service;
+#[cfg(test)]
+mod testing;
 mod txn;
 pub mod validate;
 

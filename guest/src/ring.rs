@@ -27,10 +27,21 @@
 use rand::Rng;
 use rand::distr::{Distribution, Uniform};
 
-use crate::api::{Error, Group, Imports};
+use crate::api::{Error, Group, Imports, Policy};
 use crate::keys;
-use crate::records::{Epoch, Parked, PoolRecord, Reservation, RingMeta, decode, encode};
+use crate::records::{
+    Epoch, Parked, PoolRecord, Reservation, RingMeta, decode, decode_ring, encode,
+};
 use crate::txn::Txn;
+
+/// When a number whose reservation ended at `ended_at` may be lent again under
+/// `policy` (0: at once).
+pub fn rested(policy: Policy, ended_at: u64) -> u64 {
+    match policy.reuse_cooldown {
+        0 => 0,
+        seconds => ended_at.saturating_add(u64::from(seconds) * 1000),
+    }
+}
 
 /// Rings `settle` reads per scan.
 const RING_PAGE: u32 = 256;
@@ -100,7 +111,7 @@ pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Err
     txn.prefetch(&[meta_key.clone(), record_key.clone()])?;
     let meta: Option<RingMeta> = txn
         .get(&meta_key)?
-        .map(|b| decode(&meta_key, b))
+        .map(|b| decode_ring(&meta_key, b))
         .transpose()?;
     let record: Option<PoolRecord> = txn
         .get(&record_key)?
@@ -124,7 +135,7 @@ pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Err
             let legacy_key = keys::legacy_ring_meta(&group.name);
             let legacy: Option<RingMeta> = txn
                 .get(&legacy_key)?
-                .map(|b| decode(&legacy_key, b))
+                .map(|b| decode_ring(&legacy_key, b))
                 .transpose()?;
             if let Some(meta) = legacy.filter(|m| m.pool_id == fingerprint) {
                 return Ok(Ring {
@@ -150,6 +161,7 @@ pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Err
             pool_id: id,
             head: 0,
             tail: u64::from(group.size),
+            ready: u64::from(group.size),
         },
         record: PoolRecord {
             fingerprint,
@@ -192,17 +204,40 @@ fn slot_key(group: &Group, ring: &Ring, position: u64) -> String {
     keys::ring_slot(&group.name, ring.id(), position % u64::from(group.size))
 }
 
-/// The index at `position`; `None` if the slot holds nothing usable.
+/// A slot's bytes: the pool index, then (only if the number rests) the instant from
+/// which it may be lent. Four bytes for a number usable at once, as before numbers
+/// rested, so that a plugin that knows only that layout reads every such slot.
+fn encode_slot(index: u32, usable_at: u64) -> Vec<u8> {
+    let mut bytes = index.to_le_bytes().to_vec();
+    if usable_at != 0 {
+        bytes.extend_from_slice(&usable_at.to_le_bytes());
+    }
+    bytes
+}
+
+fn decode_slot(bytes: &[u8]) -> Option<(u32, u64)> {
+    match bytes.len() {
+        4 => Some((u32::from_le_bytes(bytes.try_into().ok()?), 0)),
+        12 => Some((
+            u32::from_le_bytes(bytes[..4].try_into().ok()?),
+            u64::from_le_bytes(bytes[4..].try_into().ok()?),
+        )),
+        _ => None,
+    }
+}
+
+/// The index at `position` and when it may be lent; `None` if the slot holds nothing
+/// usable.
 fn read_slot<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     ring: &Ring,
     position: u64,
-) -> Result<Option<u32>, Error> {
+) -> Result<Option<(u32, u64)>, Error> {
     let key = slot_key(group, ring, position);
     Ok(match txn.get(&key)? {
-        Some(bytes) => bytes.try_into().ok().map(u32::from_le_bytes),
-        None if position < u64::from(group.size) => u32::try_from(position).ok(),
+        Some(bytes) => decode_slot(bytes),
+        None if position < u64::from(group.size) => u32::try_from(position).ok().map(|i| (i, 0)),
         None => None,
     })
 }
@@ -212,30 +247,85 @@ fn write_slot<I: Imports>(
     group: &Group,
     ring: &Ring,
     position: u64,
-    index: u32,
+    (index, usable_at): (u32, u64),
 ) {
     txn.put(
         slot_key(group, ring, position),
-        index.to_le_bytes().to_vec(),
+        encode_slot(index, usable_at),
     );
 }
 
-/// Take a pool index off the ring, or `None` when the ring is empty. A slot holding
-/// nothing usable is skipped (and so dropped): `Some(None)`. Random draws among the
-/// first `window` entries only: the ones behind were put back by this call already.
+/// Slots one call reads to find numbers that have finished resting.
+const ADVANCE_BATCH: u32 = 64;
+
+/// Move `ready` past the numbers that have rested by `now`: those are lent before any
+/// number behind them. Numbers go onto the ring in the order they become usable (one
+/// cool-off per group), so the first one still resting ends the search.
+fn advance<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    ring: &mut Ring,
+    now: u64,
+) -> Result<(), Error> {
+    for _ in 0..ADVANCE_BATCH {
+        if ring.meta.ready >= ring.meta.tail {
+            break;
+        }
+        match read_slot(txn, group, ring, ring.meta.ready)? {
+            Some((_, usable_at)) if usable_at > now => break,
+            // Usable, or unusable (dropped when popped).
+            _ => ring.meta.ready += 1,
+        }
+    }
+    Ok(())
+}
+
+/// When the first resting number of `ring` may be lent, if one rests.
+fn resting_until<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    ring: &Ring,
+) -> Result<Option<u64>, Error> {
+    if ring.meta.ready >= ring.meta.tail {
+        return Ok(None);
+    }
+    Ok(read_slot(txn, group, ring, ring.meta.ready)?.map(|(_, at)| at))
+}
+
+/// What [`pop`] found.
+pub enum Pop {
+    /// The entry taken off the ring: a pool index, or `None` if the slot held nothing
+    /// usable (it is dropped).
+    Taken(Option<u32>),
+    /// No entry to look at.
+    Empty,
+    /// Every entry left is resting.
+    Resting,
+}
+
+/// Take a usable pool index off the ring. Random draws among the first `window` usable
+/// entries only: the ones behind were put back by this call already.
 pub fn pop<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     rng: &mut R,
     window: u64,
-) -> Result<Option<Option<u32>>, Error> {
+    now: u64,
+) -> Result<Pop, Error> {
     let mut ring = open(txn, group)?;
-    let free = ring.len().min(window);
-    if free == 0 {
-        return Ok(None);
+    if window == 0 || ring.len() == 0 {
+        return Ok(Pop::Empty);
     }
-    if group.strategy == crate::api::Strategy::Random && free > 1 {
-        let offset = Uniform::new(0, free)
+    advance(txn, group, &mut ring, now)?;
+    let usable = (ring.meta.ready - ring.meta.head).min(window);
+    if usable == 0 {
+        return Ok(match resting_until(txn, group, &ring)? {
+            Some(at) if at > now => Pop::Resting,
+            _ => Pop::Empty,
+        });
+    }
+    if group.strategy == crate::api::Strategy::Random && usable > 1 {
+        let offset = Uniform::new(0, usable)
             .map_err(|e| Error::StateStoreFailure(format!("ring bounds: {e}")))?
             .sample(rng);
         if offset != 0 {
@@ -259,28 +349,55 @@ fn take_head<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     ring: &mut Ring,
-) -> Result<Option<Option<u32>>, Error> {
-    let index = read_slot(txn, group, ring, ring.meta.head)?;
+) -> Result<Pop, Error> {
+    let slot = read_slot(txn, group, ring, ring.meta.head)?;
     ring.meta.head += 1;
+    ring.meta.ready = ring.meta.ready.max(ring.meta.head);
     save(txn, group, ring)?;
-    Ok(Some(index.filter(|&i| i < group.size)))
+    Ok(Pop::Taken(slot.map(|(i, _)| i).filter(|&i| i < group.size)))
 }
 
-/// Put a pool index back at the tail; `false` if it did nothing because `ring_id` is
-/// not the ring's identity (the number was taken from an earlier ring: a newer one holds
-/// it already, or its pool no longer does) or because the ring is full.
+/// Numbers on the ring usable at `now`, and when the first resting one becomes usable.
+/// Reads only (a status).
+pub fn usable<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    ring: &Ring,
+    now: u64,
+) -> Result<(u64, Option<u64>), Error> {
+    let mut position = ring.meta.ready;
+    while position < ring.meta.tail {
+        match read_slot(txn, group, ring, position)? {
+            Some((_, at)) if at > now => {
+                return Ok((position - ring.meta.head, Some(at)));
+            }
+            _ => position += 1,
+        }
+    }
+    Ok((ring.len(), None))
+}
+
+/// Put a pool index back at the tail, to be lent from `usable_at` (0: at once); `false`
+/// if it did nothing because `ring_id` is not the ring's identity (the number was taken
+/// from an earlier ring: a newer one holds it already, or its pool no longer does) or
+/// because the ring is full.
 pub fn push<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     ring_id: u64,
     index: u32,
+    usable_at: u64,
+    now: u64,
 ) -> Result<bool, Error> {
     let mut ring = open(txn, group)?;
     if ring_id != ring.id() || index >= group.size || ring.len() >= u64::from(group.size) {
         return Ok(false);
     }
     let tail = ring.meta.tail;
-    write_slot(txn, group, &ring, tail, index);
+    write_slot(txn, group, &ring, tail, (index, usable_at));
+    if ring.meta.ready == tail && usable_at <= now {
+        ring.meta.ready += 1;
+    }
     ring.meta.tail += 1;
     save(txn, group, &mut ring)?;
     Ok(true)
@@ -310,7 +427,7 @@ pub fn park<I: Imports>(
         let meta_key = keys::ring_meta(&other.group, other.fingerprint);
         let alive = txn
             .get(&meta_key)?
-            .map(|b| decode::<RingMeta>(&meta_key, b))
+            .map(|b| decode_ring(&meta_key, b))
             .transpose()?
             .is_some_and(|m| m.pool_id == other.ring_id);
         if alive {
@@ -332,9 +449,15 @@ pub fn park<I: Imports>(
     Ok(true)
 }
 
-/// `ended` has ended: give its number back to the ring that parked it, if any and if
-/// that ring is still stored, whatever this node's configuration.
-pub fn unpark<I: Imports>(txn: &mut Txn<'_, I>, ended: &Reservation) -> Result<(), Error> {
+/// `ended` has ended at `ended_at`: give its number back to the ring that parked it, if
+/// any and if that ring is still stored, whatever this node's configuration, to rest
+/// for that group's cool-off.
+pub fn unpark<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    ended: &Reservation,
+    ended_at: u64,
+    now: u64,
+) -> Result<(), Error> {
     let digits = crate::validate::digits(&ended.number);
     let key = keys::parked(&digits);
     let Some(parked) = txn
@@ -349,7 +472,7 @@ pub fn unpark<I: Imports>(txn: &mut Txn<'_, I>, ended: &Reservation) -> Result<(
     let meta_key = keys::ring_meta(&parked.group, parked.fingerprint);
     let Some(mut meta) = txn
         .get(&meta_key)?
-        .map(|b| decode::<RingMeta>(&meta_key, b))
+        .map(|b| decode_ring(&meta_key, b))
         .transpose()?
     else {
         return Ok(());
@@ -361,8 +484,12 @@ pub fn unpark<I: Imports>(txn: &mut Txn<'_, I>, ended: &Reservation) -> Result<(
     {
         return Ok(());
     }
+    let usable_at = rested(txn.imports().policy(&parked.group), ended_at);
     let slot = keys::ring_slot(&parked.group, meta.pool_id, meta.tail % size);
-    txn.put(slot, parked.index.to_le_bytes().to_vec());
+    txn.put(slot, encode_slot(parked.index, usable_at));
+    if meta.ready == meta.tail && usable_at <= now {
+        meta.ready += 1;
+    }
     meta.tail += 1;
     txn.put(meta_key, encode(&meta));
     Ok(())
@@ -382,13 +509,13 @@ pub fn forget<I: Imports>(
     let mut keys_of_ring: Vec<String> = txn
         .scan_unrecorded(&start, &end, RING_PAGE)?
         .into_iter()
-        .filter(|e| decode::<RingMeta>(&e.key, &e.value).is_ok_and(|m| m.pool_id == ring_id))
+        .filter(|e| decode_ring(&e.key, &e.value).is_ok_and(|m| m.pool_id == ring_id))
         .map(|e| e.key)
         .collect();
     let legacy = keys::legacy_ring_meta(group_name);
     if txn
         .get(&legacy)?
-        .is_some_and(|b| decode::<RingMeta>(&legacy, b).is_ok_and(|m| m.pool_id == ring_id))
+        .is_some_and(|b| decode_ring(&legacy, b).is_ok_and(|m| m.pool_id == ring_id))
     {
         keys_of_ring.push(legacy);
     }
@@ -405,7 +532,7 @@ fn drop_ring<I: Imports>(txn: &mut Txn<'_, I>, meta_key: &str) -> Result<(), Err
     let Some(bytes) = txn.get(meta_key)? else {
         return Ok(());
     };
-    let meta: RingMeta = decode(meta_key, bytes)?;
+    let meta = decode_ring(meta_key, bytes)?;
     if let Some((group, None)) = keys::parse_ring_meta(meta_key) {
         // A legacy ring: identified by its fingerprint, at generation 0.
         let record_key = keys::pool_record(group, meta.pool_id);

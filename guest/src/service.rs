@@ -64,7 +64,10 @@ fn end_reservation<I: Imports>(
     txn: &mut Txn<'_, I>,
     res: &Reservation,
     number: Number<'_>,
+    now: u64,
 ) -> Result<(), Error> {
+    // It ended now, or when it expired if that was earlier: its number rests from then.
+    let ended_at = now.min(res.expires_at);
     let number_digits = digits(&res.number);
     txn.delete(keys::reservation(&number_digits));
     let holder = keys::holder(&res.group, &res.service_id);
@@ -94,7 +97,10 @@ fn end_reservation<I: Imports>(
     txn.delete(keys::expiry(&res.group, res.expires_at, &number_digits));
     let pushed = match (&back_to, number) {
         (Some(Some(group)), _) => match txn.imports().index_of(&group.name, &res.number) {
-            Some(index) => ring::push(txn, group, res.pool_id, index)?,
+            Some(index) => {
+                let usable_at = ring::rested(txn.imports().policy(&group.name), ended_at);
+                ring::push(txn, group, res.pool_id, index, usable_at, now)?
+            }
             None => false,
         },
         // Taken by the ring it came from: nothing to forget.
@@ -111,29 +117,44 @@ fn end_reservation<I: Imports>(
     }
     // A ring that popped the number while this reservation held it gets it now (if a
     // taker keeps it, that ring meets it held again and parks it again).
-    ring::unpark(txn, res)?;
+    ring::unpark(txn, res, ended_at, now)?;
     Ok(())
 }
 
 /// Reclaim up to [`RECLAIM_BATCH`] reservations that expired by `now` from `group`'s
 /// expiry index: the group's own, and other rings' holding numbers the group parked.
 fn reclaim_expired<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) -> Result<(), Error> {
-    let (start, end) = keys::expired_by(&group.name, now);
+    let grace = grace_ms(txn.imports(), &group.name);
+    let (start, end) = keys::expired_by(&group.name, now.saturating_sub(grace));
     for (key, _) in txn.scan(&start, &end, RECLAIM_BATCH)? {
-        let due = keys::digits_of_expiry(&key)
+        let Some(res) = keys::digits_of_expiry(&key)
             .map(|d| read_reservation(txn, d))
             .transpose()?
             .flatten()
-            .filter(|r| r.expires_at <= now);
-        match due {
-            Some(res) if keys::expiry(&group.name, res.expires_at, &digits(&res.number)) == key => {
-                end_reservation(txn, &res, Number::Back(Some(group)))?
-            }
-            // An index entry whose reservation is gone or was replaced.
-            _ => txn.delete(key),
+        else {
+            // An index entry whose reservation is gone.
+            txn.delete(key);
+            continue;
+        };
+        if keys::expiry(&group.name, res.expires_at, &digits(&res.number)) != key {
+            // An index entry whose reservation was replaced.
+            txn.delete(key);
+        } else if !in_grace(txn.imports(), &res, now) {
+            end_reservation(txn, &res, Number::Back(Some(group)), now)?
         }
     }
     Ok(())
+}
+
+/// `group`'s grace window for late calls, in milliseconds.
+fn grace_ms<I: Imports>(imports: &mut I, group: &str) -> u64 {
+    u64::from(imports.policy(group).match_grace) * 1000
+}
+
+/// Whether a call to `res`'s number still matches it: it has not expired, or its
+/// group's grace window for late calls is not over.
+fn in_grace<I: Imports>(imports: &mut I, res: &Reservation, now: u64) -> bool {
+    res.expires_at > now || res.expires_at.saturating_add(grace_ms(imports, &res.group)) > now
 }
 
 /// What looking for a free number found.
@@ -159,11 +180,12 @@ fn take_number<I: Imports, R: Rng>(
     let ring = ring::open(txn, group)?;
     let unseen = unseen.get_or_insert(ring.len());
     for _ in 0..TAKE_BATCH {
-        let Some(popped) = ring::pop(txn, group, rng, *unseen)? else {
-            return Ok(Take::Exhausted);
+        let index = match ring::pop(txn, group, rng, *unseen, now)? {
+            ring::Pop::Taken(index) => index,
+            ring::Pop::Empty | ring::Pop::Resting => return Ok(Take::Exhausted),
         };
         *unseen -= 1;
-        let Some(index) = popped else { continue };
+        let Some(index) = index else { continue };
         let Some(number) = txn.imports().number_at(&group.name, index) else {
             continue;
         };
@@ -173,24 +195,29 @@ fn take_number<I: Imports, R: Rng>(
         }
         match read_reservation(txn, &number_digits)? {
             None => return Ok(Take::Number(number)),
-            // Left behind with its expiry entry: clean it up and use the number.
-            Some(stale) if stale.expires_at <= now => {
+            // Left behind with its expiry entry, past its grace window: clean it up,
+            // and use the number once it has rested.
+            Some(stale) if !in_grace(txn.imports(), &stale, now) => {
                 let kept = Number::Kept {
                     group: &group.name,
                     ring_id: ring.id(),
                 };
-                end_reservation(txn, &stale, kept)?;
-                return Ok(Take::Number(number));
+                end_reservation(txn, &stale, kept, now)?;
+                let usable_at = ring::rested(txn.imports().policy(&group.name), stale.expires_at);
+                if usable_at <= now {
+                    return Ok(Take::Number(number));
+                }
+                ring::push(txn, group, ring.id(), index, usable_at, now)?;
             }
             // Still held: by a reservation from another ring of this group (an earlier
-            // pool definition) or of another group (the number was moved). Its end does
-            // not give the number to this ring, so the ring parks it to get it back
-            // then; if another ring parked it already, the ring keeps it behind the
-            // others.
+            // pool definition) or of another group (the number was moved), or in its
+            // grace window. Its end does not give the number to this ring, so the ring
+            // parks it to get it back then; if another ring parked it already, the ring
+            // keeps it behind the others.
             Some(held) => {
                 let ours = held.group == group.name && held.pool_id == ring.id();
                 if ours || !ring::park(txn, group, &ring, &held, index)? {
-                    ring::push(txn, group, ring.id(), index)?;
+                    ring::push(txn, group, ring.id(), index, 0, now)?;
                 }
             }
         }
@@ -253,7 +280,7 @@ pub fn create<I: Imports, R: Rng>(
         {
             match read_reservation(&mut txn, &held)? {
                 Some(res) if res.service_id == request.service_id && res.group == group.name => {
-                    end_reservation(&mut txn, &res, Number::Back(Some(&group)))?
+                    end_reservation(&mut txn, &res, Number::Back(Some(&group)), now)?
                 }
                 _ => txn.delete(holder.clone()),
             }
@@ -327,8 +354,9 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
         let Some(mut res) = read_reservation(&mut txn, &number_digits)? else {
             return Err(Error::NoMatch);
         };
-        let outcome = if res.expires_at <= now {
-            end_reservation(&mut txn, &res, Number::Back(None))?;
+        // A late call, within the group's grace window, still matches.
+        let outcome = if !in_grace(txn.imports(), &res, now) {
+            end_reservation(&mut txn, &res, Number::Back(None), now)?;
             Err(Error::NoMatch)
         } else if let (Some(want), Some(got)) = (&res.caller_digits, &caller_digits)
             && want != got
@@ -338,7 +366,7 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
         } else {
             match (&res.code, &request.access_code) {
                 (None, _) => {
-                    end_reservation(&mut txn, &res, Number::Back(None))?;
+                    end_reservation(&mut txn, &res, Number::Back(None), now)?;
                     Ok(Matched {
                         service_id: res.service_id.clone(),
                         resource_group: res.group.clone(),
@@ -347,7 +375,7 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
                 // The caller has not typed the code yet: no match, and no strike.
                 (Some(_), None) => return Err(Error::NoMatch),
                 (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => {
-                    end_reservation(&mut txn, &res, Number::Back(None))?;
+                    end_reservation(&mut txn, &res, Number::Back(None), now)?;
                     Ok(Matched {
                         service_id: res.service_id.clone(),
                         resource_group: res.group.clone(),
@@ -356,7 +384,7 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
                 (Some(_), Some(_)) => {
                     res.failed_attempts += 1;
                     if res.failed_attempts >= txn.imports().options().max_code_attempts {
-                        end_reservation(&mut txn, &res, Number::Back(None))?;
+                        end_reservation(&mut txn, &res, Number::Back(None), now)?;
                         Err(Error::TooManyAttempts)
                     } else {
                         txn.put(keys::reservation(&number_digits), encode(&res));
@@ -402,7 +430,7 @@ pub fn release<I: Imports>(
         };
         let outcome = match read_reservation(&mut txn, &held)? {
             Some(res) if res.service_id == service_id && res.group == group_name => {
-                end_reservation(&mut txn, &res, Number::Back(group.as_ref()))?;
+                end_reservation(&mut txn, &res, Number::Back(group.as_ref()), now)?;
                 if res.expires_at <= now {
                     Err(Error::NoMatch)
                 } else {
@@ -421,27 +449,36 @@ pub fn release<I: Imports>(
     Err(contended())
 }
 
-/// Occupancy of a group. O(expired reservations not reclaimed yet) once its ring is
-/// settled; until then (after its numbers changed, until every reservation made before
-/// has ended) O(reservations of every group), counted exactly.
+/// Occupancy of a group: `free` counts the numbers a `create` could be lent now, `live`
+/// the others (held, in a grace window, or resting after a reservation). O(expired
+/// reservations not reclaimed yet, and numbers that finished resting since the ring was
+/// last used) once its ring is settled; until then (after its numbers changed, until
+/// every reservation made before has ended) O(reservations of every group), counted
+/// exactly.
 pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<PoolStatus, Error> {
     let group = group_of(imports, group_name)?;
+    let policy = imports.policy(&group.name);
+    // A number is free once its reservation expired and both its grace window and its
+    // rest are over (the configuration keeps the grace window within the rest).
+    let rest_ms = u64::from(policy.reuse_cooldown.max(policy.match_grace)) * 1000;
     let now = imports.now();
     let mut txn = Txn::new(imports);
     let ring = ring::open(&mut txn, &group)?;
+    let (usable, _) = ring::usable(&mut txn, &group, &ring, now)?;
+    let size = u64::from(group.size);
     let free = if ring::settled(&mut txn, &ring)? {
-        // Every free number is on the ring or held by an expired reservation of the group
-        // that is not reclaimed yet, and only the ring's numbers are held by the group.
-        // The index also holds entries of numbers parked by rings of other pools, which
-        // a settled ring's pool does not have.
-        let (start, end) = keys::expired_by(&group.name, now);
+        // Every free number is usable on the ring or held by an expired reservation of
+        // the group that is not reclaimed yet, and only the ring's numbers are held by
+        // the group. The index also holds entries of numbers parked by rings of other
+        // pools, which a settled ring's pool does not have.
+        let (start, end) = keys::expired_by(&group.name, now.saturating_sub(rest_ms));
         let expired = count_range(&mut txn, start, &end, |txn, entry| {
             keys::digits_of_expiry(&entry.key)
                 .is_some_and(|d| txn.imports().index_of(&group.name, d).is_some())
         })?;
-        (ring.len() + expired).min(u64::from(group.size)) as u32
+        (usable + expired).min(size)
     } else {
-        let (live, foreign) = count_holders(&mut txn, &group, ring.id(), now)?;
+        let (held, foreign) = count_holders(&mut txn, &group, ring.id(), now, rest_ms)?;
         if foreign == 0 {
             // Only this group's ring lends its numbers from now on (numbers belong to one
             // group), so the count stays settled; the commit checks that the ring is
@@ -451,8 +488,9 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
             ring::settle(&mut txn, &group)?;
             let _ = txn.commit();
         }
-        group.size - live.min(u64::from(group.size)) as u32
-    };
+        let resting = ring.len() - usable;
+        size.saturating_sub(held + resting)
+    } as u32;
     Ok(PoolStatus {
         size: group.size,
         live: group.size - free,
@@ -484,13 +522,14 @@ fn count_range<I: Imports>(
 }
 
 /// Of every stored reservation: how many hold a number of `group`'s pool and are live,
-/// and how many the settled count would get wrong (not taken from ring `ring_id` of
+/// in a grace window or resting (`rest_ms` after expiry), and how many the settled count would get wrong (not taken from ring `ring_id` of
 /// this group, or holding a number the group no longer has).
 fn count_holders<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     ring_id: u64,
     now: u64,
+    rest_ms: u64,
 ) -> Result<(u64, u64), Error> {
     let (start, end) = keys::all_reservations();
     let mut live = 0;
@@ -506,7 +545,7 @@ fn count_holders<I: Imports>(
         };
         let in_pool = txn.imports().index_of(&group.name, &res.number).is_some();
         let ours = res.group == group.name;
-        if in_pool && res.expires_at > now {
+        if in_pool && res.expires_at.saturating_add(rest_ms) > now {
             live += 1;
         }
         if (in_pool || ours) && !(ours && in_pool && res.pool_id == ring_id) {
