@@ -14,6 +14,9 @@ request_access_guest::convert_reservation_state!(
 request_access_guest::convert_resource_groups!(
     bindings::exports::contact_center::request_access::resource_groups
 );
+request_access_guest::convert_group_policy!(
+    bindings::exports::contact_center::request_access::resource_groups
+);
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -89,6 +92,10 @@ impl groups::Guest for Adapter {
 
     fn index_of(group: String, number: String) -> Option<u32> {
         with_config(|c| c.group(&group)?.pool.index_of(&number))
+    }
+
+    fn policy(name: String) -> Option<groups::GroupPolicy> {
+        with_config(|c| c.group(&name).map(|g| g.policy.clone().into()))
     }
 }
 

@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use request_access_guest::api::{Group, Options, Strategy};
+use request_access_guest::api::{Group, Options, Policy, Strategy};
 use request_access_guest::validate;
 use serde::Deserialize;
 use toml::Spanned;
@@ -187,6 +187,8 @@ pub struct GroupConfig {
     pub booking_expiration_timeout: Option<u32>,
     /// Its numbers.
     pub pool: Pool,
+    /// Its cool-off and grace window (its own, or `[options]`'s).
+    pub policy: Policy,
 }
 
 impl GroupConfig {
@@ -265,11 +267,43 @@ impl Config {
             }
             let pool = Pool::new(segments)
                 .map_err(|why| fail(group.name.span(), "resource_group.numbers", why))?;
+            let cooldown = group
+                .reuse_cooldown
+                .as_ref()
+                .or(file.options.reuse_cooldown.as_ref())
+                .map_or(0, |c| c.get_ref().0);
+            let grace = group
+                .match_grace
+                .as_ref()
+                .or(file.options.match_grace.as_ref());
+            if let Some(grace) = grace.filter(|g| g.get_ref().0 > cooldown) {
+                // A late call matched after its number was lent again would reach the
+                // wrong service: the grace window must end before the number is reused.
+                let (span, key) = match (&group.match_grace, &group.reuse_cooldown) {
+                    (Some(g), _) => (g.span(), "resource_group.match_grace"),
+                    (None, Some(c)) => (c.span(), "resource_group.reuse_cooldown"),
+                    (None, None) => (grace.span(), "options.match_grace"),
+                };
+                return Err(fail(
+                    span,
+                    key,
+                    format!(
+                        "match_grace {} s exceeds group {name:?}'s reuse_cooldown of {cooldown} \
+                         s: a late call could be matched after its number was lent again",
+                        grace.get_ref().0
+                    ),
+                ));
+            }
+            let grace = grace.map_or(0, |g| g.get_ref().0);
             groups.push(GroupConfig {
                 name,
                 strategy: group.strategy.into(),
                 booking_expiration_timeout: group.booking_expiration_timeout.map(|t| t.0),
                 pool,
+                policy: Policy {
+                    reuse_cooldown: cooldown,
+                    match_grace: grace,
+                },
             });
         }
 
@@ -502,6 +536,8 @@ struct OptionsSection {
     booking_expiration_timeout: Timeout,
     #[serde(default)]
     max_code_attempts: CodeAttempts,
+    reuse_cooldown: Option<Spanned<Cooldown>>,
+    match_grace: Option<Spanned<Grace>>,
 }
 
 #[derive(Deserialize)]
@@ -511,6 +547,8 @@ struct GroupSection {
     #[serde(default)]
     strategy: StrategyName,
     booking_expiration_timeout: Option<Timeout>,
+    reuse_cooldown: Option<Spanned<Cooldown>>,
+    match_grace: Option<Spanned<Grace>>,
     numbers: Vec<Spanned<String>>,
 }
 
@@ -586,6 +624,8 @@ bounded_option!(
     30
 );
 bounded_option!(CodeAttempts, u32, "max_code_attempts", 1..=100, 5);
+bounded_option!(Cooldown, u32, "reuse_cooldown", 0..=86_400, 0);
+bounded_option!(Grace, u32, "match_grace", 0..=3_600, 0);
 bounded_option!(BodyBytes, u64, "max_body_bytes", 1024..=16 << 20, 64 << 10);
 bounded_option!(
     RequestTimeoutMs,
@@ -788,5 +828,63 @@ services = ["static-service-1"]
         assert_eq!(redact_url("redis://pw@h"), "redis://***@h");
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
         assert_eq!(redact_url("redis://u:p@ss@h/0"), "redis://u:***@h/0");
+    }
+
+    #[test]
+    fn cool_off_and_grace_come_from_the_group_or_the_options() {
+        let c = Config::parse(
+            "[options]\nreuse_cooldown = 60\nmatch_grace = 10\n\
+             [[resource_group]]\nname = \"A\"\nnumbers = [\"5551000\"]\n\
+             [[resource_group]]\nname = \"B\"\nreuse_cooldown = 0\nmatch_grace = 0\n\
+             numbers = [\"5551001\"]\n",
+            "c.toml",
+        )
+        .unwrap();
+        let policy = |g: &str| c.group(g).unwrap().policy.clone();
+        assert_eq!(
+            policy("A"),
+            Policy {
+                reuse_cooldown: 60,
+                match_grace: 10
+            }
+        );
+        assert_eq!(policy("B"), Policy::default());
+        let c = Config::parse(
+            "[[resource_group]]\nname = \"A\"\nnumbers = [\"5551000\"]\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(c.group("A").unwrap().policy, Policy::default());
+    }
+
+    #[test]
+    fn a_grace_window_longer_than_the_cool_off_is_refused_where_it_is_set() {
+        let e = error(
+            "[[resource_group]]\nname = \"A\"\nreuse_cooldown = 5\nmatch_grace = 6\n\
+             numbers = [\"5551000\"]\n",
+        );
+        assert!(
+            e.starts_with("c.toml:4: resource_group.match_grace: match_grace 6 s exceeds"),
+            "{e}"
+        );
+        let e = error(
+            "[options]\nmatch_grace = 30\nreuse_cooldown = 60\n\
+             [[resource_group]]\nname = \"A\"\nreuse_cooldown = 20\n\
+             numbers = [\"5551000\"]\n",
+        );
+        assert!(
+            e.starts_with("c.toml:6: resource_group.reuse_cooldown:"),
+            "{e}"
+        );
+        let e = error(
+            "[options]\nmatch_grace = 30\n[[resource_group]]\nname = \"A\"\n\
+             numbers = [\"5551000\"]\n",
+        );
+        assert!(e.starts_with("c.toml:2: options.match_grace:"), "{e}");
+        let e = error("[options]\nreuse_cooldown = 86401\n");
+        assert!(
+            e.contains("reuse_cooldown must be 0..=86400, got 86401"),
+            "{e}"
+        );
     }
 }

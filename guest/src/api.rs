@@ -59,9 +59,9 @@ pub struct Matched {
 pub struct PoolStatus {
     /// Numbers in the group.
     pub size: u32,
-    /// Numbers held by live reservations.
+    /// Numbers not free: held, in a grace window, or resting.
     pub live: u32,
-    /// Numbers free to lend.
+    /// Numbers a reservation could get now.
     pub free: u32,
 }
 

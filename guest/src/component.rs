@@ -3,8 +3,16 @@
 //! made in the plain-Rust modules.
 
 mod bindings {
+    #[cfg(not(feature = "released-wit"))]
     wit_bindgen::generate!({
         path: "../wit",
+        world: "plugin",
+    });
+    // The contract as released in 0.1.0: the plugin a host of that release ran, built
+    // to check that a newer host still loads and serves it.
+    #[cfg(feature = "released-wit")]
+    wit_bindgen::generate!({
+        path: "../host/tests/released-wit",
         world: "plugin",
     });
 }
@@ -21,6 +29,8 @@ use crate::conversions::{each, each_present};
 
 crate::convert_reservation_state!(bindings::contact_center::request_access::reservation_state);
 crate::convert_resource_groups!(bindings::contact_center::request_access::resource_groups);
+#[cfg(not(feature = "released-wit"))]
+crate::convert_group_policy!(bindings::contact_center::request_access::resource_groups);
 crate::convert_request_access!(bindings::exports::contact_center::request_access::request_access);
 
 struct Component;
@@ -65,6 +75,11 @@ impl Imports for WitImports {
 
     fn index_of(&mut self, group: &str, number: &str) -> Option<u32> {
         groups::index_of(group, number)
+    }
+
+    #[cfg(not(feature = "released-wit"))]
+    fn policy(&mut self, group: &str) -> api::Policy {
+        groups::policy(group).map(Into::into).unwrap_or_default()
     }
 
     fn get(&mut self, keys: &[String]) -> Result<Vec<Option<api::Entry>>, String> {

@@ -114,6 +114,17 @@ macro_rules! convert_resource_groups {
     };
 }
 
+/// `From` both ways for `resource-groups.group-policy` (since 0.1.1) in the generated
+/// module `$wit`.
+#[macro_export]
+macro_rules! convert_group_policy {
+    ($($wit:ident)::+) => {
+        $crate::__convert_record!($crate::api::Policy, $($wit)::+::GroupPolicy {
+            reuse_cooldown, match_grace,
+        });
+    };
+}
+
 /// `From` both ways for the types of `request-access` (the requests, the answers and
 /// `error`) in the generated module `$wit`.
 #[macro_export]

@@ -87,6 +87,13 @@ impl groups::Host for Host {
             .ok()
             .filter(|i| *i < 10)
     }
+    fn policy(&mut self, name: String) -> Option<groups::GroupPolicy> {
+        // A number rests a minute after its reservation ends; late calls match for 10 s.
+        (name == "DNIS").then_some(groups::GroupPolicy {
+            reuse_cooldown: 60,
+            match_grace: 10,
+        })
+    }
 }
 
 impl state::Host for Host {

@@ -22,6 +22,7 @@ wasmtime::component::bindgen!({
 
 request_access_guest::convert_reservation_state!(contact_center::request_access::reservation_state);
 request_access_guest::convert_resource_groups!(contact_center::request_access::resource_groups);
+request_access_guest::convert_group_policy!(contact_center::request_access::resource_groups);
 request_access_guest::convert_request_access!(
     exports::contact_center::request_access::request_access
 );

@@ -586,6 +586,10 @@ impl groups::Host for InstanceState {
     fn index_of(&mut self, group: String, number: String) -> Option<u32> {
         self.services.index_of(&group, &number)
     }
+
+    fn policy(&mut self, name: String) -> Option<groups::GroupPolicy> {
+        self.services.policy(&name).map(Into::into)
+    }
 }
 
 /// Before the plugin reads again after its `conflicts`-th refused commit: a random

@@ -59,6 +59,11 @@ impl Services {
         self.config.group(group)?.pool.index_of(number)
     }
 
+    /// The policy of `group`, if it is configured.
+    pub fn policy(&self, group: &str) -> Option<api::Policy> {
+        Some(self.config.group(group)?.policy.clone())
+    }
+
     /// `reservation-state.get` for the plugin: the host's own keys are refused.
     pub async fn guest_get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
         guest_keys(keys.iter().map(String::as_str))?;
@@ -135,6 +140,9 @@ impl Imports for NativeImports<'_> {
     }
     fn index_of(&mut self, group: &str, number: &str) -> Option<u32> {
         self.0.index_of(group, number)
+    }
+    fn policy(&mut self, group: &str) -> api::Policy {
+        self.0.policy(group).unwrap_or_default()
     }
     fn get(&mut self, keys: &[String]) -> Result<Vec<Option<Entry>>, String> {
         block_on(self.0.guest_get(keys)).map_err(|e| e.to_string())

@@ -351,3 +351,21 @@ fn a_live_reservation_outlives_changes_to_its_pool() {
     let gone = cli.fails(&["release", "--id", "a", "--resource-group", "H"], 2);
     assert!(gone.contains("unknown resource group"), "{gone}");
 }
+
+#[test]
+fn a_released_number_rests_for_the_cool_off_across_invocations() {
+    let cli = Cli::new(Some(
+        "[[resource_group]]\nname = \"G\"\nreuse_cooldown = 3\nnumbers = [\"+15550000001\"]\n\
+         [registry]\nservices = [\"a\", \"b\"]\n",
+    ));
+    cli.json(&["create", "--id", "a", "--resource-group", "G"]);
+    let released = cli.json(&["release", "--id", "a", "--resource-group", "G"]);
+    assert_eq!(released["_access_number"], "+15550000001");
+    assert_eq!(cli.status("G"), (1, 1, 0), "resting counts as not free");
+    let refused = cli.fails(&["create", "--id", "b", "--resource-group", "G"], 4);
+    assert!(refused.contains("no access number available"), "{refused}");
+    std::thread::sleep(std::time::Duration::from_millis(3_100));
+    assert_eq!(cli.status("G"), (1, 0, 1));
+    let lent = cli.json(&["create", "--id", "b", "--resource-group", "G"]);
+    assert_eq!(lent["_access_number"], "+15550000001");
+}

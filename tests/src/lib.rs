@@ -249,6 +249,12 @@ impl StateStore for ProbeStore {
     }
 }
 
+/// This plugin's source built against the released 0.1.0 contract
+/// (`host/tests/released-wit`), as a plugin of that contract is: it cannot ask for a
+/// group's policy.
+pub const RELEASED_WIT_PLUGIN_WASM: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/released_wit_plugin.wasm"));
+
 /// A plugin that targets the same world and misbehaves on request (see
 /// `broken-plugin/src/lib.rs` for what each service id triggers).
 pub const BROKEN_PLUGIN_WASM: &[u8] =
