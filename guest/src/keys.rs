@@ -12,6 +12,7 @@
 //! | `r␟{group}␟{ring-id}␟{slot}`          | a pool index (u32, little endian)     |
 //! | `n␟{number digits}`                   | a [`Reservation`](crate::records::Reservation) |
 //! | `k␟{number digits}`                   | [`Parked`](crate::records::Parked)    |
+//! | `w␟{group}␟{ring-id}␟{usable-at}␟{index}` | empty: a number resting (cool-off) |
 //! | `s␟{group}␟{service id}`              | the digits of the service's number    |
 //! | `x␟{group}␟{expires-at}␟{digits}`     | empty: the expiry index               |
 //!
@@ -99,6 +100,35 @@ pub fn ring_slot(group: &str, ring_id: u64, slot: u64) -> String {
     Key::new('r').part(group).hex(ring_id).hex(slot).0
 }
 
+/// Pool index `index` of ring `ring_id` of `group`, resting until `usable_at`.
+pub fn resting(group: &str, ring_id: u64, usable_at: u64, index: u32) -> String {
+    Key::new('w')
+        .part(group)
+        .hex(ring_id)
+        .hex(usable_at)
+        .hex(u64::from(index))
+        .0
+}
+
+/// The key range of ring `ring_id`'s resting numbers usable by `until` (all of them:
+/// `u64::MAX`), in the order they become usable.
+pub fn resting_by(group: &str, ring_id: u64, until: u64) -> (String, String) {
+    let start = Key::new('w').part(group).hex(ring_id).part("").0;
+    let end = match until.checked_add(1) {
+        Some(after) => Key::new('w').part(group).hex(ring_id).hex(after).0,
+        None => format!("{start}\u{7f}"),
+    };
+    (start, end)
+}
+
+/// The instant and pool index of a [`resting`] key.
+pub fn parse_resting(key: &str) -> Option<(u64, u32)> {
+    let mut parts = key.rsplitn(3, SEP);
+    let index = u32::try_from(u64::from_str_radix(parts.next()?, 16).ok()?).ok()?;
+    let usable_at = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((usable_at, index))
+}
+
 /// The reservation holding the number with these digits.
 pub fn reservation(digits: &str) -> String {
     Key::new('n').part(digits).0
@@ -152,6 +182,17 @@ mod tests {
         );
         assert_eq!(reservation("123"), "n\u{1f}123");
         assert_eq!(parked("123"), "k\u{1f}123");
+        let key = resting("G", 7, 0x1234, 9);
+        assert_eq!(parse_resting(&key), Some((0x1234, 9)));
+        let (start, end) = resting_by("G", 7, 0x1234);
+        assert!(start <= key && key < end);
+        assert!(resting("G", 7, 0x1235, 0) >= end);
+        assert!(resting("G", 8, 0, 0) >= resting_by("G", 7, u64::MAX).1);
+        let (start, end) = resting_by("G", 7, u64::MAX);
+        assert!(
+            start <= resting("G", 7, u64::MAX, u32::MAX)
+                && resting("G", 7, u64::MAX, u32::MAX) < end
+        );
         assert_eq!(pool_record("G", 1), "p\u{1f}G\u{1f}0000000000000001");
         assert_eq!(parse_ring_meta(&ring_meta("G", 7)), Some(("G", Some(7))));
         assert_eq!(parse_ring_meta(&legacy_ring_meta("G")), Some(("G", None)));

@@ -33,31 +33,6 @@ pub struct RingMeta {
     pub pool_id: u64,
     pub head: u64,
     pub tail: u64,
-    /// Positions `head..ready` hold numbers usable now; `ready..tail` may still be
-    /// resting (cool-off). Last, so that a plugin that knows only the first three
-    /// fields still reads the rest of the ring.
-    pub ready: u64,
-}
-
-/// A ring as stored before numbers rested: every number on it was usable.
-#[derive(Deserialize)]
-struct RingMetaV1 {
-    pool_id: u64,
-    head: u64,
-    tail: u64,
-}
-
-/// Read a ring, in either layout.
-pub fn decode_ring(key: &str, bytes: &[u8]) -> Result<RingMeta, Error> {
-    decode::<RingMeta>(key, bytes).or_else(|_| {
-        let v1: RingMetaV1 = decode(key, bytes)?;
-        Ok(RingMeta {
-            pool_id: v1.pool_id,
-            head: v1.head,
-            tail: v1.tail,
-            ready: v1.tail,
-        })
-    })
 }
 
 /// Which numbers a group's ring was built for, and whether any reservation made before
@@ -124,15 +99,8 @@ mod tests {
             pool_id: 7,
             head: 3,
             tail: 12,
-            ready: 5,
         };
-        assert_eq!(decode_ring("k", &encode(&meta)).unwrap(), meta);
-        // A ring stored before numbers rested reads as all usable.
-        let v1 = [1, 7, 3, 12];
-        assert_eq!(
-            decode_ring("k", &v1).unwrap(),
-            RingMeta { ready: 12, ..meta }
-        );
+        assert_eq!(decode::<RingMeta>("k", &encode(&meta)).unwrap(), meta);
         assert!(matches!(
             decode::<RingMeta>("k", &[9, 1, 2]),
             Err(Error::StateStoreFailure(_))

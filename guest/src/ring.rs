@@ -29,9 +29,7 @@ use rand::distr::{Distribution, Uniform};
 
 use crate::api::{Error, Group, Imports, Policy};
 use crate::keys;
-use crate::records::{
-    Epoch, Parked, PoolRecord, Reservation, RingMeta, decode, decode_ring, encode,
-};
+use crate::records::{Epoch, Parked, PoolRecord, Reservation, RingMeta, decode, encode};
 use crate::txn::Txn;
 
 /// When a number whose reservation ended at `ended_at` may be lent again under
@@ -40,6 +38,53 @@ pub fn rested(policy: Policy, ended_at: u64) -> u64 {
     match policy.reuse_cooldown {
         0 => 0,
         seconds => ended_at.saturating_add(u64::from(seconds) * 1000),
+    }
+}
+
+/// Resting numbers moved onto the ring per call, the earliest first. Any one is enough
+/// for the call that moves them: once some rested, the ring is not empty.
+const WAKE_BATCH: u32 = 8;
+
+/// Move the numbers of `group`'s ring that have rested by `now` onto its tail, in the
+/// order they became usable.
+pub fn wake<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) -> Result<(), Error> {
+    let ring = open(txn, group)?;
+    let (start, end) = keys::resting_by(&group.name, ring.id(), now);
+    for (key, _) in txn.scan(&start, &end, WAKE_BATCH)? {
+        txn.delete(key.clone());
+        if let Some((_, index)) = keys::parse_resting(&key) {
+            push(txn, group, ring.id(), index, 0, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Of `ring`'s resting numbers: how many have rested by `now` (usable, not yet on the
+/// ring), how many still rest, and when the first of those becomes usable. Reads only.
+pub fn resting<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    ring: &Ring,
+    now: u64,
+) -> Result<(u64, u64, Option<u64>), Error> {
+    let (mut start, end) = keys::resting_by(&group.name, ring.id(), u64::MAX);
+    let (mut rested, mut resting, mut first) = (0, 0, None);
+    loop {
+        let page = txn.scan_unrecorded(&start, &end, RING_PAGE)?;
+        for entry in &page {
+            match keys::parse_resting(&entry.key) {
+                Some((at, _)) if at <= now => rested += 1,
+                Some((at, _)) => {
+                    resting += 1;
+                    first = first.or(Some(at));
+                }
+                None => {}
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == RING_PAGE as usize => start = format!("{}\0", last.key),
+            _ => return Ok((rested, resting, first)),
+        }
     }
 }
 
@@ -111,7 +156,7 @@ pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Err
     txn.prefetch(&[meta_key.clone(), record_key.clone()])?;
     let meta: Option<RingMeta> = txn
         .get(&meta_key)?
-        .map(|b| decode_ring(&meta_key, b))
+        .map(|b| decode(&meta_key, b))
         .transpose()?;
     let record: Option<PoolRecord> = txn
         .get(&record_key)?
@@ -135,7 +180,7 @@ pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Err
             let legacy_key = keys::legacy_ring_meta(&group.name);
             let legacy: Option<RingMeta> = txn
                 .get(&legacy_key)?
-                .map(|b| decode_ring(&legacy_key, b))
+                .map(|b| decode(&legacy_key, b))
                 .transpose()?;
             if let Some(meta) = legacy.filter(|m| m.pool_id == fingerprint) {
                 return Ok(Ring {
@@ -161,7 +206,6 @@ pub fn open<I: Imports>(txn: &mut Txn<'_, I>, group: &Group) -> Result<Ring, Err
             pool_id: id,
             head: 0,
             tail: u64::from(group.size),
-            ready: u64::from(group.size),
         },
         record: PoolRecord {
             fingerprint,
@@ -204,40 +248,17 @@ fn slot_key(group: &Group, ring: &Ring, position: u64) -> String {
     keys::ring_slot(&group.name, ring.id(), position % u64::from(group.size))
 }
 
-/// A slot's bytes: the pool index, then (only if the number rests) the instant from
-/// which it may be lent. Four bytes for a number usable at once, as before numbers
-/// rested, so that a plugin that knows only that layout reads every such slot.
-fn encode_slot(index: u32, usable_at: u64) -> Vec<u8> {
-    let mut bytes = index.to_le_bytes().to_vec();
-    if usable_at != 0 {
-        bytes.extend_from_slice(&usable_at.to_le_bytes());
-    }
-    bytes
-}
-
-fn decode_slot(bytes: &[u8]) -> Option<(u32, u64)> {
-    match bytes.len() {
-        4 => Some((u32::from_le_bytes(bytes.try_into().ok()?), 0)),
-        12 => Some((
-            u32::from_le_bytes(bytes[..4].try_into().ok()?),
-            u64::from_le_bytes(bytes[4..].try_into().ok()?),
-        )),
-        _ => None,
-    }
-}
-
-/// The index at `position` and when it may be lent; `None` if the slot holds nothing
-/// usable.
+/// The index at `position`; `None` if the slot holds nothing usable.
 fn read_slot<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     ring: &Ring,
     position: u64,
-) -> Result<Option<(u32, u64)>, Error> {
+) -> Result<Option<u32>, Error> {
     let key = slot_key(group, ring, position);
     Ok(match txn.get(&key)? {
-        Some(bytes) => decode_slot(bytes),
-        None if position < u64::from(group.size) => u32::try_from(position).ok().map(|i| (i, 0)),
+        Some(bytes) => bytes.try_into().ok().map(u32::from_le_bytes),
+        None if position < u64::from(group.size) => u32::try_from(position).ok(),
         None => None,
     })
 }
@@ -247,85 +268,30 @@ fn write_slot<I: Imports>(
     group: &Group,
     ring: &Ring,
     position: u64,
-    (index, usable_at): (u32, u64),
+    index: u32,
 ) {
     txn.put(
         slot_key(group, ring, position),
-        encode_slot(index, usable_at),
+        index.to_le_bytes().to_vec(),
     );
 }
 
-/// Slots one call reads to find numbers that have finished resting.
-const ADVANCE_BATCH: u32 = 64;
-
-/// Move `ready` past the numbers that have rested by `now`: those are lent before any
-/// number behind them. Numbers go onto the ring in the order they become usable (one
-/// cool-off per group), so the first one still resting ends the search.
-fn advance<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    group: &Group,
-    ring: &mut Ring,
-    now: u64,
-) -> Result<(), Error> {
-    for _ in 0..ADVANCE_BATCH {
-        if ring.meta.ready >= ring.meta.tail {
-            break;
-        }
-        match read_slot(txn, group, ring, ring.meta.ready)? {
-            Some((_, usable_at)) if usable_at > now => break,
-            // Usable, or unusable (dropped when popped).
-            _ => ring.meta.ready += 1,
-        }
-    }
-    Ok(())
-}
-
-/// When the first resting number of `ring` may be lent, if one rests.
-fn resting_until<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    group: &Group,
-    ring: &Ring,
-) -> Result<Option<u64>, Error> {
-    if ring.meta.ready >= ring.meta.tail {
-        return Ok(None);
-    }
-    Ok(read_slot(txn, group, ring, ring.meta.ready)?.map(|(_, at)| at))
-}
-
-/// What [`pop`] found.
-pub enum Pop {
-    /// The entry taken off the ring: a pool index, or `None` if the slot held nothing
-    /// usable (it is dropped).
-    Taken(Option<u32>),
-    /// No entry to look at.
-    Empty,
-    /// Every entry left is resting.
-    Resting,
-}
-
-/// Take a usable pool index off the ring. Random draws among the first `window` usable
-/// entries only: the ones behind were put back by this call already.
+/// Take a pool index off the ring, or `None` when the ring is empty. A slot holding
+/// nothing usable is skipped (and so dropped): `Some(None)`. Random draws among the
+/// first `window` entries only: the ones behind were put back by this call already.
 pub fn pop<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     rng: &mut R,
     window: u64,
-    now: u64,
-) -> Result<Pop, Error> {
+) -> Result<Option<Option<u32>>, Error> {
     let mut ring = open(txn, group)?;
-    if window == 0 || ring.len() == 0 {
-        return Ok(Pop::Empty);
+    let free = ring.len().min(window);
+    if free == 0 {
+        return Ok(None);
     }
-    advance(txn, group, &mut ring, now)?;
-    let usable = (ring.meta.ready - ring.meta.head).min(window);
-    if usable == 0 {
-        return Ok(match resting_until(txn, group, &ring)? {
-            Some(at) if at > now => Pop::Resting,
-            _ => Pop::Empty,
-        });
-    }
-    if group.strategy == crate::api::Strategy::Random && usable > 1 {
-        let offset = Uniform::new(0, usable)
+    if group.strategy == crate::api::Strategy::Random && free > 1 {
+        let offset = Uniform::new(0, free)
             .map_err(|e| Error::StateStoreFailure(format!("ring bounds: {e}")))?
             .sample(rng);
         if offset != 0 {
@@ -349,38 +315,17 @@ fn take_head<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     ring: &mut Ring,
-) -> Result<Pop, Error> {
-    let slot = read_slot(txn, group, ring, ring.meta.head)?;
+) -> Result<Option<Option<u32>>, Error> {
+    let index = read_slot(txn, group, ring, ring.meta.head)?;
     ring.meta.head += 1;
-    ring.meta.ready = ring.meta.ready.max(ring.meta.head);
     save(txn, group, ring)?;
-    Ok(Pop::Taken(slot.map(|(i, _)| i).filter(|&i| i < group.size)))
+    Ok(Some(index.filter(|&i| i < group.size)))
 }
 
-/// Numbers on the ring usable at `now`, and when the first resting one becomes usable.
-/// Reads only (a status).
-pub fn usable<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    group: &Group,
-    ring: &Ring,
-    now: u64,
-) -> Result<(u64, Option<u64>), Error> {
-    let mut position = ring.meta.ready;
-    while position < ring.meta.tail {
-        match read_slot(txn, group, ring, position)? {
-            Some((_, at)) if at > now => {
-                return Ok((position - ring.meta.head, Some(at)));
-            }
-            _ => position += 1,
-        }
-    }
-    Ok((ring.len(), None))
-}
-
-/// Put a pool index back at the tail, to be lent from `usable_at` (0: at once); `false`
-/// if it did nothing because `ring_id` is not the ring's identity (the number was taken
-/// from an earlier ring: a newer one holds it already, or its pool no longer does) or
-/// because the ring is full.
+/// Give a pool index back to the ring: at the tail, or to rest until `usable_at` if that
+/// is after `now` (its cool-off). `false` if it did nothing because `ring_id` is not the
+/// ring's identity (the number was taken from an earlier ring: a newer one holds it
+/// already, or its pool no longer does) or because the ring is full.
 pub fn push<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
@@ -393,11 +338,17 @@ pub fn push<I: Imports>(
     if ring_id != ring.id() || index >= group.size || ring.len() >= u64::from(group.size) {
         return Ok(false);
     }
-    let tail = ring.meta.tail;
-    write_slot(txn, group, &ring, tail, (index, usable_at));
-    if ring.meta.ready == tail && usable_at <= now {
-        ring.meta.ready += 1;
+    if usable_at > now {
+        // Resting numbers wait in an index ordered by when they become usable, whatever
+        // order they ended in (an expired one rests from its expiry).
+        txn.put(
+            keys::resting(&group.name, ring.id(), usable_at, index),
+            Vec::new(),
+        );
+        return Ok(true);
     }
+    let tail = ring.meta.tail;
+    write_slot(txn, group, &ring, tail, index);
     ring.meta.tail += 1;
     save(txn, group, &mut ring)?;
     Ok(true)
@@ -427,7 +378,7 @@ pub fn park<I: Imports>(
         let meta_key = keys::ring_meta(&other.group, other.fingerprint);
         let alive = txn
             .get(&meta_key)?
-            .map(|b| decode_ring(&meta_key, b))
+            .map(|b| decode::<RingMeta>(&meta_key, b))
             .transpose()?
             .is_some_and(|m| m.pool_id == other.ring_id);
         if alive {
@@ -450,8 +401,8 @@ pub fn park<I: Imports>(
 }
 
 /// `ended` has ended at `ended_at`: give its number back to the ring that parked it, if
-/// any and if that ring is still stored, whatever this node's configuration, to rest
-/// for that group's cool-off.
+/// any and if that ring is still stored, whatever this node's configuration, to rest for
+/// that group's cool-off first.
 pub fn unpark<I: Imports>(
     txn: &mut Txn<'_, I>,
     ended: &Reservation,
@@ -472,7 +423,7 @@ pub fn unpark<I: Imports>(
     let meta_key = keys::ring_meta(&parked.group, parked.fingerprint);
     let Some(mut meta) = txn
         .get(&meta_key)?
-        .map(|b| decode_ring(&meta_key, b))
+        .map(|b| decode::<RingMeta>(&meta_key, b))
         .transpose()?
     else {
         return Ok(());
@@ -485,11 +436,13 @@ pub fn unpark<I: Imports>(
         return Ok(());
     }
     let usable_at = rested(txn.imports().policy(&parked.group), ended_at);
-    let slot = keys::ring_slot(&parked.group, meta.pool_id, meta.tail % size);
-    txn.put(slot, encode_slot(parked.index, usable_at));
-    if meta.ready == meta.tail && usable_at <= now {
-        meta.ready += 1;
+    if usable_at > now {
+        let key = keys::resting(&parked.group, meta.pool_id, usable_at, parked.index);
+        txn.put(key, Vec::new());
+        return Ok(());
     }
+    let slot = keys::ring_slot(&parked.group, meta.pool_id, meta.tail % size);
+    txn.put(slot, parked.index.to_le_bytes().to_vec());
     meta.tail += 1;
     txn.put(meta_key, encode(&meta));
     Ok(())
@@ -509,13 +462,13 @@ pub fn forget<I: Imports>(
     let mut keys_of_ring: Vec<String> = txn
         .scan_unrecorded(&start, &end, RING_PAGE)?
         .into_iter()
-        .filter(|e| decode_ring(&e.key, &e.value).is_ok_and(|m| m.pool_id == ring_id))
+        .filter(|e| decode::<RingMeta>(&e.key, &e.value).is_ok_and(|m| m.pool_id == ring_id))
         .map(|e| e.key)
         .collect();
     let legacy = keys::legacy_ring_meta(group_name);
     if txn
         .get(&legacy)?
-        .is_some_and(|b| decode_ring(&legacy, b).is_ok_and(|m| m.pool_id == ring_id))
+        .is_some_and(|b| decode::<RingMeta>(&legacy, b).is_ok_and(|m| m.pool_id == ring_id))
     {
         keys_of_ring.push(legacy);
     }
@@ -532,7 +485,7 @@ fn drop_ring<I: Imports>(txn: &mut Txn<'_, I>, meta_key: &str) -> Result<(), Err
     let Some(bytes) = txn.get(meta_key)? else {
         return Ok(());
     };
-    let meta = decode_ring(meta_key, bytes)?;
+    let meta: RingMeta = decode(meta_key, bytes)?;
     if let Some((group, None)) = keys::parse_ring_meta(meta_key) {
         // A legacy ring: identified by its fingerprint, at generation 0.
         let record_key = keys::pool_record(group, meta.pool_id);
@@ -544,6 +497,13 @@ fn drop_ring<I: Imports>(txn: &mut Txn<'_, I>, meta_key: &str) -> Result<(), Err
                 settled_at: None,
             };
             txn.put(record_key, encode(&record));
+        }
+    }
+    // Its resting numbers go with it (a new ring holds every number anyway).
+    if let Some((group, _)) = keys::parse_ring_meta(meta_key) {
+        let (start, end) = keys::resting_by(group, meta.pool_id, u64::MAX);
+        for entry in txn.scan_unrecorded(&start, &end, RING_PAGE)? {
+            txn.delete(entry.key);
         }
     }
     txn.delete(meta_key.to_string());

@@ -177,12 +177,14 @@ fn take_number<I: Imports, R: Rng>(
     rng: &mut R,
     unseen: &mut Option<u64>,
 ) -> Result<Take, Error> {
+    if txn.imports().policy(&group.name).reuse_cooldown > 0 {
+        ring::wake(txn, group, now)?;
+    }
     let ring = ring::open(txn, group)?;
     let unseen = unseen.get_or_insert(ring.len());
     for _ in 0..TAKE_BATCH {
-        let index = match ring::pop(txn, group, rng, *unseen, now)? {
-            ring::Pop::Taken(index) => index,
-            ring::Pop::Empty | ring::Pop::Resting => return Ok(Take::Exhausted),
+        let Some(index) = ring::pop(txn, group, rng, *unseen)? else {
+            return Ok(Take::Exhausted);
         };
         *unseen -= 1;
         let Some(index) = index else { continue };
@@ -464,7 +466,7 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
     let now = imports.now();
     let mut txn = Txn::new(imports);
     let ring = ring::open(&mut txn, &group)?;
-    let (usable, _) = ring::usable(&mut txn, &group, &ring, now)?;
+    let (rested, resting, _) = ring::resting(&mut txn, &group, &ring, now)?;
     let size = u64::from(group.size);
     let free = if ring::settled(&mut txn, &ring)? {
         // Every free number is usable on the ring or held by an expired reservation of
@@ -476,7 +478,7 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
             keys::digits_of_expiry(&entry.key)
                 .is_some_and(|d| txn.imports().index_of(&group.name, d).is_some())
         })?;
-        (usable + expired).min(size)
+        (ring.len() + rested + expired).min(size)
     } else {
         let (held, foreign) = count_holders(&mut txn, &group, ring.id(), now, rest_ms)?;
         if foreign == 0 {
@@ -488,7 +490,6 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
             ring::settle(&mut txn, &group)?;
             let _ = txn.commit();
         }
-        let resting = ring.len() - usable;
         size.saturating_sub(held + resting)
     } as u32;
     Ok(PoolStatus {
