@@ -34,7 +34,7 @@ use crate::txn::Txn;
 
 /// When a number whose reservation ended at `ended_at` may be lent again under
 /// `policy` (0: at once).
-pub fn rested(policy: Policy, ended_at: u64) -> u64 {
+pub fn rested(policy: &Policy, ended_at: u64) -> u64 {
     match policy.reuse_cooldown {
         0 => 0,
         seconds => ended_at.saturating_add(u64::from(seconds) * 1000),
@@ -435,7 +435,7 @@ pub fn unpark<I: Imports>(
     {
         return Ok(());
     }
-    let usable_at = rested(txn.imports().policy(&parked.group), ended_at);
+    let usable_at = rested(&txn.imports().policy(&parked.group), ended_at);
     if usable_at > now {
         let key = keys::resting(&parked.group, meta.pool_id, usable_at, parked.index);
         txn.put(key, Vec::new());

@@ -8,7 +8,8 @@ use rand::distr::{Distribution, Uniform};
 use subtle::ConstantTimeEq;
 
 use crate::api::{
-    AccessInfo, CreateRequest, Entry, Error, Group, Imports, MatchRequest, Matched, PoolStatus,
+    AccessInfo, CreateRequest, Entry, Error, Group, Imports, MatchRequest, Matched, Policy,
+    PoolStatus,
 };
 use crate::keys;
 use crate::records::{Reservation, decode, encode};
@@ -98,7 +99,7 @@ fn end_reservation<I: Imports>(
     let pushed = match (&back_to, number) {
         (Some(Some(group)), _) => match txn.imports().index_of(&group.name, &res.number) {
             Some(index) => {
-                let usable_at = ring::rested(txn.imports().policy(&group.name), ended_at);
+                let usable_at = ring::rested(&txn.imports().policy(&group.name), ended_at);
                 ring::push(txn, group, res.pool_id, index, usable_at, now)?
             }
             None => false,
@@ -122,9 +123,15 @@ fn end_reservation<I: Imports>(
 }
 
 /// Reclaim up to [`RECLAIM_BATCH`] reservations that expired by `now` from `group`'s
-/// expiry index: the group's own, and other rings' holding numbers the group parked.
-fn reclaim_expired<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) -> Result<(), Error> {
-    let grace = grace_ms(txn.imports(), &group.name);
+/// expiry index (`policy` is the group's): the group's own, and other rings' holding
+/// numbers the group parked.
+fn reclaim_expired<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    policy: &Policy,
+    now: u64,
+) -> Result<(), Error> {
+    let grace = u64::from(policy.match_grace) * 1000;
     let (start, end) = keys::expired_by(&group.name, now.saturating_sub(grace));
     for (key, _) in txn.scan(&start, &end, RECLAIM_BATCH)? {
         let Some(res) = keys::digits_of_expiry(&key)
@@ -139,8 +146,16 @@ fn reclaim_expired<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) ->
         if keys::expiry(&group.name, res.expires_at, &digits(&res.number)) != key {
             // An index entry whose reservation was replaced.
             txn.delete(key);
-        } else if !in_grace(txn.imports(), &res, now) {
-            end_reservation(txn, &res, Number::Back(Some(group)), now)?
+        } else {
+            // A parked number's holder is another group's, under that group's window.
+            let over = if res.group == group.name {
+                res.expires_at.saturating_add(grace) <= now
+            } else {
+                !in_grace(txn.imports(), &res, now)
+            };
+            if over {
+                end_reservation(txn, &res, Number::Back(Some(group)), now)?
+            }
         }
     }
     Ok(())
@@ -173,11 +188,12 @@ enum Take {
 fn take_number<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     group: &Group,
+    policy: &Policy,
     now: u64,
     rng: &mut R,
     unseen: &mut Option<u64>,
 ) -> Result<Take, Error> {
-    if txn.imports().policy(&group.name).reuse_cooldown > 0 {
+    if policy.reuse_cooldown > 0 {
         ring::wake(txn, group, now)?;
     }
     let ring = ring::open(txn, group)?;
@@ -205,7 +221,7 @@ fn take_number<I: Imports, R: Rng>(
                     ring_id: ring.id(),
                 };
                 end_reservation(txn, &stale, kept, now)?;
-                let usable_at = ring::rested(txn.imports().policy(&group.name), stale.expires_at);
+                let usable_at = ring::rested(policy, stale.expires_at);
                 if usable_at <= now {
                     return Ok(Take::Number(number));
                 }
@@ -250,6 +266,8 @@ pub fn create<I: Imports, R: Rng>(
         .transpose()?;
     validate::booking_timeout(request.booking_expiration_timeout)?;
     let group = group_of(imports, &request.resource_group)?;
+    // Asked once per call, not per attempt: the configuration a call sees is fixed.
+    let policy = imports.policy(&group.name);
     let options = imports.options();
     let timeout = request
         .booking_expiration_timeout
@@ -273,7 +291,7 @@ pub fn create<I: Imports, R: Rng>(
             keys::pool_record(&group.name, group.pool_id),
             holder.clone(),
         ])?;
-        reclaim_expired(&mut txn, &group, now)?;
+        reclaim_expired(&mut txn, &group, &policy, now)?;
 
         // Asking again replaces the service's reservation: its number goes back first.
         if let Some(held) = txn
@@ -288,7 +306,7 @@ pub fn create<I: Imports, R: Rng>(
             }
         }
 
-        let number = match take_number(&mut txn, &group, now, rng, &mut unseen)? {
+        let number = match take_number(&mut txn, &group, &policy, now, rng, &mut unseen)? {
             Take::Number(number) => number,
             // Keep what was done on the way (numbers skipped after a pool change), so
             // the next call does not redo it; a plain exhausted ring writes nothing.

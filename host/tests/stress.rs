@@ -188,6 +188,32 @@ fn client(
     intervals
 }
 
+/// Running clients, their shared tally and the flag that stops them.
+struct Clients {
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    handles: Vec<std::thread::JoinHandle<Vec<Interval>>>,
+}
+
+/// Start `clients` clients, client `id` talking to `target(id)`, until `budget` requests.
+fn spawn_clients(clients: usize, budget: u64, target: impl Fn(usize) -> Target) -> Clients {
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = (0..clients)
+        .map(|id| {
+            let (target, tally, stop) = (target(id), tally.clone(), stop.clone());
+            std::thread::spawn(move || client(id, target, budget, tally, stop))
+        })
+        .collect();
+    Clients {
+        tally,
+        stop,
+        started: Instant::now(),
+        handles,
+    }
+}
+
 /// Every pair of intervals on one number must be disjoint.
 fn double_bookings(intervals: &[Interval]) -> Vec<(Interval, Interval)> {
     let mut by_number: HashMap<&str, Vec<&Interval>> = HashMap::new();
@@ -213,15 +239,12 @@ fn stress(kills: usize) {
     let mut server = Server::start(dir.path(), &text, None);
     let listen = server.base.trim_start_matches("http://").to_string();
     let target: Target = Arc::new(Mutex::new(server.base.clone()));
-    let tally = Arc::new(Tally::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|id| {
-            let (target, tally, stop) = (target.clone(), tally.clone(), stop.clone());
-            std::thread::spawn(move || client(id, target, budget, tally, stop))
-        })
-        .collect();
+    let Clients {
+        tally,
+        stop,
+        started,
+        handles,
+    } = spawn_clients(clients, budget, |_| target.clone());
 
     let mut restarts = Vec::new();
     for k in 0..kills {
@@ -327,15 +350,12 @@ fn a_three_node_cluster_loses_and_doubles_nothing_through_node_and_redis_kills()
         .iter()
         .map(|n| Arc::new(Mutex::new(n.base.clone())))
         .collect();
-    let tally = Arc::new(Tally::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|id| {
-            let (target, tally, stop) = (targets[id % 3].clone(), tally.clone(), stop.clone());
-            std::thread::spawn(move || client(id, target, budget, tally, stop))
-        })
-        .collect();
+    let Clients {
+        tally,
+        stop,
+        started,
+        handles,
+    } = spawn_clients(clients, budget, |id| targets[id % 3].clone());
 
     // A node dies mid-stream; its clients move to another node, the others go on.
     until_requests(&tally, budget / 4);
@@ -402,16 +422,14 @@ fn a_rolling_update_of_the_pool_on_three_nodes_faults_nothing_and_lends_nothing_
         .iter()
         .map(|d| Server::start(d.path(), &before, None))
         .collect();
-    let tally = Arc::new(Tally::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|id| {
-            let target = Arc::new(Mutex::new(nodes[id % 3].base.clone()));
-            let (tally, stop) = (tally.clone(), stop.clone());
-            std::thread::spawn(move || client(id, target, budget, tally, stop))
-        })
-        .collect();
+    let Clients {
+        tally,
+        stop,
+        started,
+        handles,
+    } = spawn_clients(clients, budget, |id| {
+        Arc::new(Mutex::new(nodes[id % 3].base.clone()))
+    });
 
     // Node by node, as a rolling update does: nodes 0 and 1 serve the new file while
     // node 2 still serves the old one.
