@@ -247,6 +247,7 @@ impl Config {
         let mut groups = Vec::new();
         let mut by_name = HashMap::new();
         let mut all_segments: Vec<(Segment, String, Range<usize>)> = Vec::new();
+        let mut fallbacks = Vec::new();
         for group in file.resource_group {
             let name = group.name.get_ref().clone();
             validate::resource_group(&name)
@@ -295,6 +296,9 @@ impl Config {
                 ));
             }
             let grace = grace.map_or(0, |g| g.get_ref().0);
+            if let Some(fallback) = &group.fallback_group {
+                fallbacks.push((name.clone(), fallback.clone()));
+            }
             groups.push(GroupConfig {
                 name,
                 strategy: group.strategy.into(),
@@ -303,8 +307,31 @@ impl Config {
                 policy: Policy {
                     reuse_cooldown: cooldown,
                     match_grace: grace,
+                    fallback_group: group.fallback_group.map(Spanned::into_inner),
                 },
             });
+        }
+        // One hop: a fallback group lends from its own pool only, so no request is sent
+        // round a cycle or down a chain the reader of one group's entry cannot see.
+        for (name, fallback) in &fallbacks {
+            let target = fallback.get_ref();
+            let why = if target == name {
+                Some(format!("group {name:?} cannot fall back to itself"))
+            } else if let Some(&i) = by_name.get(target) {
+                groups[i].policy.fallback_group.as_ref().map(|further| {
+                    format!(
+                        "group {name:?} falls back to {target:?}, which falls back to \
+                         {further:?}: a fallback group cannot have one (one hop)"
+                    )
+                })
+            } else {
+                Some(format!(
+                    "group {name:?} falls back to {target:?}, which is not configured"
+                ))
+            };
+            if let Some(why) = why {
+                return Err(fail(fallback.span(), "resource_group.fallback_group", why));
+            }
         }
 
         // With locking, a number is lent to one service at a time: it may belong to one
@@ -549,6 +576,7 @@ struct GroupSection {
     booking_expiration_timeout: Option<Timeout>,
     reuse_cooldown: Option<Spanned<Cooldown>>,
     match_grace: Option<Spanned<Grace>>,
+    fallback_group: Option<Spanned<String>>,
     numbers: Vec<Spanned<String>>,
 }
 
@@ -845,7 +873,8 @@ services = ["static-service-1"]
             policy("A"),
             Policy {
                 reuse_cooldown: 60,
-                match_grace: 10
+                match_grace: 10,
+                fallback_group: None,
             }
         );
         assert_eq!(policy("B"), Policy::default());
@@ -855,6 +884,56 @@ services = ["static-service-1"]
         )
         .unwrap();
         assert_eq!(c.group("A").unwrap().policy, Policy::default());
+    }
+
+    #[test]
+    fn a_fallback_group_must_exist_and_go_one_hop() {
+        let groups = |a: &str, b: &str, c: &str| {
+            format!(
+                "[[resource_group]]\nname = \"A\"\n{a}numbers = [\"5551000\"]\n\
+                 [[resource_group]]\nname = \"B\"\n{b}numbers = [\"5551001\"]\n\
+                 [[resource_group]]\nname = \"C\"\n{c}numbers = [\"5551002\"]\n"
+            )
+        };
+        let c = Config::parse(
+            &groups("fallback_group = \"B\"\n", "", "fallback_group = \"B\"\n"),
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.group("A").unwrap().policy.fallback_group.as_deref(),
+            Some("B")
+        );
+        assert_eq!(c.group("B").unwrap().policy.fallback_group, None);
+        let e = error(&groups("fallback_group = \"Z\"\n", "", ""));
+        assert_eq!(
+            e,
+            "c.toml:3: resource_group.fallback_group: group \"A\" falls back to \"Z\", which \
+             is not configured"
+        );
+        let e = error(&groups("", "fallback_group = \"B\"\n", ""));
+        assert!(
+            e.starts_with(
+                "c.toml:6: resource_group.fallback_group: group \"B\" cannot fall back to itself"
+            ),
+            "{e}"
+        );
+        // A chain, and a cycle, are both a fallback group with a fallback of its own.
+        let e = error(&groups(
+            "fallback_group = \"B\"\n",
+            "fallback_group = \"C\"\n",
+            "",
+        ));
+        assert!(e.starts_with("c.toml:3: resource_group.fallback_group: group \"A\" falls back to \"B\", which falls back to \"C\""), "{e}");
+        let e = error(&groups(
+            "fallback_group = \"B\"\n",
+            "fallback_group = \"A\"\n",
+            "",
+        ));
+        assert!(
+            e.contains("a fallback group cannot have one (one hop)"),
+            "{e}"
+        );
     }
 
     #[test]

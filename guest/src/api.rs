@@ -34,6 +34,33 @@ pub struct AccessInfo {
     pub expires_at: Instant,
 }
 
+/// Access information and the group that lent its number (`placement.placed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// What `create` answers.
+    pub access: AccessInfo,
+    /// The group the number belongs to: the requested one or its fallback group.
+    pub resource_group: String,
+}
+
+/// Why a create failed, and when asking again may succeed (`placement.refused`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// What `create` answers.
+    pub error: Error,
+    /// For an exhausted pool: when a number is first known to become lendable.
+    pub retry_at: Option<Instant>,
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Self {
+        Refused {
+            error,
+            retry_at: None,
+        }
+    }
+}
+
 /// The `match-interaction` request (`request-access.match-request`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchRequest {
@@ -149,6 +176,8 @@ pub struct Policy {
     pub reuse_cooldown: u32,
     /// Seconds after expiry during which a call is still matched (at most the cool-off).
     pub match_grace: u32,
+    /// The group that lends when this one is exhausted (one hop).
+    pub fallback_group: Option<String>,
 }
 
 /// One resource group (`resource-groups.group`).

@@ -32,6 +32,8 @@ crate::convert_resource_groups!(bindings::contact_center::request_access::resour
 #[cfg(not(feature = "released-wit"))]
 crate::convert_group_policy!(bindings::contact_center::request_access::resource_groups);
 crate::convert_request_access!(bindings::exports::contact_center::request_access::request_access);
+#[cfg(not(feature = "released-wit"))]
+crate::convert_placement!(bindings::exports::contact_center::request_access::placement);
 
 struct Component;
 bindings::export!(Component with_types_in bindings);
@@ -132,6 +134,20 @@ impl wit::Guest for Component {
 
     fn pool_status(resource_group: String) -> Result<wit::PoolOccupancy, wit::Error> {
         crate::pool_status(&mut WitImports, &resource_group)
+            .map(Into::into)
+            .map_err(Into::into)
+    }
+}
+
+#[cfg(not(feature = "released-wit"))]
+impl bindings::exports::contact_center::request_access::placement::Guest for Component {
+    fn place(
+        request: wit::CreateRequest,
+    ) -> Result<
+        bindings::exports::contact_center::request_access::placement::Placed,
+        bindings::exports::contact_center::request_access::placement::Refused,
+    > {
+        crate::create_placed(&mut WitImports, &mut call_rng(), &request.into())
             .map(Into::into)
             .map_err(Into::into)
     }

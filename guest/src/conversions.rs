@@ -120,7 +120,21 @@ macro_rules! convert_resource_groups {
 macro_rules! convert_group_policy {
     ($($wit:ident)::+) => {
         $crate::__convert_record!($crate::api::Policy, $($wit)::+::GroupPolicy {
-            reuse_cooldown, match_grace,
+            reuse_cooldown, match_grace, fallback_group,
+        });
+    };
+}
+
+/// `From` both ways for the types of `placement` (since 0.1.1) in the generated module
+/// `$wit`; its `request-access` types convert by [`convert_request_access!`].
+#[macro_export]
+macro_rules! convert_placement {
+    ($($wit:ident)::+) => {
+        $crate::__convert_record!($crate::api::Placed, $($wit)::+::Placed {
+            access, resource_group,
+        });
+        $crate::__convert_record!($crate::api::Refused, $($wit)::+::Refused {
+            error, retry_at,
         });
     };
 }

@@ -163,6 +163,13 @@ pub fn expired_by(group: &str, now: u64) -> (String, String) {
     )
 }
 
+/// The instant an expiry-index key is filed under.
+pub fn expiry_instant(key: &str) -> Option<u64> {
+    let mut parts = key.rsplitn(3, SEP);
+    parts.next()?;
+    u64::from_str_radix(parts.next()?, 16).ok()
+}
+
 /// The number digits at the end of an expiry-index key.
 pub fn digits_of_expiry(key: &str) -> Option<&str> {
     key.rsplit_once(SEP).map(|(_, digits)| digits)
@@ -184,6 +191,9 @@ mod tests {
         assert_eq!(parked("123"), "k\u{1f}123");
         let key = resting("G", 7, 0x1234, 9);
         assert_eq!(parse_resting(&key), Some((0x1234, 9)));
+        let entry = expiry("G", 0x5678, "155");
+        assert_eq!(expiry_instant(&entry), Some(0x5678));
+        assert_eq!(digits_of_expiry(&entry), Some("155"));
         let (start, end) = resting_by("G", 7, 0x1234);
         assert!(start <= key && key < end);
         assert!(resting("G", 7, 0x1235, 0) >= end);

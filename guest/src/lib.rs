@@ -26,7 +26,7 @@ mod testing;
 mod txn;
 pub mod validate;
 
-pub use service::{MAX_ATTEMPTS, create, match_access, pool_status, release};
+pub use service::{MAX_ATTEMPTS, create, create_placed, match_access, pool_status, release};
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;

@@ -22,6 +22,42 @@ pub struct Reservation {
     /// The identity of the ring the number was taken from ([`crate::ring`]): the number
     /// goes back to the group's ring only if that ring is still the same.
     pub pool_id: u64,
+    /// The group the service asked for, when the number came from its fallback group:
+    /// the reservation is the service's reservation in that group too. Stored after the
+    /// fields above, and only when present, so that a plugin that does not know it reads
+    /// the rest (postcard ignores trailing bytes).
+    #[serde(skip)]
+    pub asked_group: Option<String>,
+}
+
+impl Reservation {
+    /// Whether this is `service_id`'s reservation in `group` (made there, or made in its
+    /// fallback group for a request to it).
+    pub fn held_in(&self, service_id: &str, group: &str) -> bool {
+        self.service_id == service_id
+            && (self.group == group || self.asked_group.as_deref() == Some(group))
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = encode(self);
+        if self.asked_group.is_some() {
+            out.extend(postcard::to_stdvec(&self.asked_group).unwrap_or_default());
+        }
+        out
+    }
+
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Reservation, Error> {
+        let undecodable = |e: postcard::Error| {
+            Error::StateStoreFailure(format!("undecodable value at {key:?}: {e}"))
+        };
+        let body = body(key, bytes)?;
+        let (mut res, rest) =
+            postcard::take_from_bytes::<Reservation>(body).map_err(undecodable)?;
+        if !rest.is_empty() {
+            res.asked_group = postcard::from_bytes(rest).map_err(undecodable)?;
+        }
+        Ok(res)
+    }
 }
 
 /// The free-number ring of one group: positions `head..tail` hold the free numbers.
@@ -80,9 +116,14 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub fn decode<'a, T: Deserialize<'a>>(key: &str, bytes: &'a [u8]) -> Result<T, Error> {
+    postcard::from_bytes(body(key, bytes)?)
+        .map_err(|e| Error::StateStoreFailure(format!("undecodable value at {key:?}: {e}")))
+}
+
+/// What follows the format byte.
+fn body<'a>(key: &str, bytes: &'a [u8]) -> Result<&'a [u8], Error> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
-            .map_err(|e| Error::StateStoreFailure(format!("undecodable value at {key:?}: {e}"))),
+        Some((&FORMAT_V1, body)) => Ok(body),
         _ => Err(Error::StateStoreFailure(format!(
             "value at {key:?} has an unknown format"
         ))),
@@ -106,8 +147,42 @@ mod tests {
             Err(Error::StateStoreFailure(_))
         ));
         assert!(matches!(
-            decode::<Reservation>("k", &[FORMAT_V1, 200]),
+            Reservation::decode("k", &[FORMAT_V1, 200]),
             Err(Error::StateStoreFailure(_))
         ));
+    }
+
+    fn reservation(asked_group: Option<&str>) -> Reservation {
+        Reservation {
+            service_id: "s".into(),
+            group: "SHARED".into(),
+            number: "+15550000001".into(),
+            code: None,
+            caller_digits: None,
+            expires_at: 9,
+            failed_attempts: 0,
+            pool_id: 3,
+            asked_group: asked_group.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_asked_group_round_trips_and_readers_without_it_read_the_rest() {
+        let plain = reservation(None);
+        let fallback = reservation(Some("DNIS"));
+        assert_eq!(Reservation::decode("k", &plain.encode()).unwrap(), plain);
+        assert_eq!(
+            Reservation::decode("k", &fallback.encode()).unwrap(),
+            fallback
+        );
+        // A reservation written before the field existed reads as asked for its group.
+        assert_eq!(Reservation::decode("k", &encode(&plain)).unwrap(), plain);
+        // A reader that does not know the field (an earlier plugin) reads the rest.
+        assert_eq!(
+            decode::<Reservation>("k", &fallback.encode()).unwrap(),
+            plain
+        );
+        assert!(fallback.held_in("s", "DNIS") && fallback.held_in("s", "SHARED"));
+        assert!(!plain.held_in("s", "DNIS") && !fallback.held_in("t", "DNIS"));
     }
 }

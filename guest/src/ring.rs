@@ -88,6 +88,20 @@ pub fn resting<I: Imports>(
     }
 }
 
+/// When `ring`'s first resting number becomes usable, if one rests (this transaction's
+/// own writes included). Reads only.
+pub fn first_usable_at<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    ring: &Ring,
+) -> Result<Option<u64>, Error> {
+    let (start, end) = keys::resting_by(&group.name, ring.id(), u64::MAX);
+    Ok(txn
+        .first_key(&start, &end)?
+        .and_then(|key| keys::parse_resting(&key))
+        .map(|(at, _)| at))
+}
+
 /// Rings `settle` reads per scan.
 const RING_PAGE: u32 = 256;
 

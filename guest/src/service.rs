@@ -8,11 +8,11 @@ use rand::distr::{Distribution, Uniform};
 use subtle::ConstantTimeEq;
 
 use crate::api::{
-    AccessInfo, CreateRequest, Entry, Error, Group, Imports, MatchRequest, Matched, Policy,
-    PoolStatus,
+    AccessInfo, CreateRequest, Entry, Error, Group, Imports, MatchRequest, Matched, Placed, Policy,
+    PoolStatus, Refused,
 };
 use crate::keys;
-use crate::records::{Reservation, decode, encode};
+use crate::records::Reservation;
 use crate::ring;
 use crate::txn::Txn;
 use crate::validate::{self, digits};
@@ -48,7 +48,9 @@ fn read_reservation<I: Imports>(
     digits: &str,
 ) -> Result<Option<Reservation>, Error> {
     let key = keys::reservation(digits);
-    txn.get(&key)?.map(|b| decode(&key, b)).transpose()
+    txn.get(&key)?
+        .map(|b| Reservation::decode(&key, b))
+        .transpose()
 }
 
 /// What becomes of an ended reservation's number.
@@ -71,7 +73,11 @@ fn end_reservation<I: Imports>(
     let ended_at = now.min(res.expires_at);
     let number_digits = digits(&res.number);
     txn.delete(keys::reservation(&number_digits));
-    let holder = keys::holder(&res.group, &res.service_id);
+    // Made for a request to another group (its fallback), it is the service's there.
+    let holder = keys::holder(
+        res.asked_group.as_deref().unwrap_or(&res.group),
+        &res.service_id,
+    );
     let back_to = match number {
         Number::Back(known) => Some(match known.filter(|g| g.name == res.group) {
             Some(group) => Some(Cow::Borrowed(group)),
@@ -258,6 +264,30 @@ pub fn create<I: Imports, R: Rng>(
     rng: &mut R,
     request: &CreateRequest,
 ) -> Result<AccessInfo, Error> {
+    create_placed(imports, rng, request)
+        .map(|placed| placed.access)
+        .map_err(|refused| refused.error)
+}
+
+/// What a create asks for, checked, and fixed for every attempt.
+struct Ask<'r> {
+    request: &'r CreateRequest,
+    caller_digits: Option<String>,
+    /// Seconds the reservation lasts (request, then the requested group, then global).
+    timeout: u32,
+    access_code_length: u8,
+    /// The group the request named.
+    group: &'r str,
+}
+
+/// [`create`], answering the group that lent the number (the requested one or, when it
+/// is exhausted, its fallback group: one hop), or, when the pool is exhausted, when a
+/// number is first known to become lendable again.
+pub fn create_placed<I: Imports, R: Rng>(
+    imports: &mut I,
+    rng: &mut R,
+    request: &CreateRequest,
+) -> Result<Placed, Refused> {
     validate::service_id(&request.service_id)?;
     let caller_digits = request
         .phone_number
@@ -276,22 +306,78 @@ pub fn create<I: Imports, R: Rng>(
     validate::booking_timeout(Some(timeout))?;
     match imports.is_active(&request.service_id) {
         Ok(true) => {}
-        Ok(false) => return Err(Error::ServiceNotActive(request.service_id.clone())),
-        Err(why) => return Err(Error::RegistryFailure(why)),
+        Ok(false) => return Err(Error::ServiceNotActive(request.service_id.clone()).into()),
+        Err(why) => return Err(Error::RegistryFailure(why).into()),
     }
+    let ask = Ask {
+        request,
+        caller_digits,
+        timeout,
+        access_code_length: options.access_code_length,
+        group: &group.name,
+    };
+    let exhausted = match lend(imports, rng, &ask, &group, &policy)? {
+        Lent::Placed(placed) => return Ok(placed),
+        Lent::Exhausted { retry_at } => retry_at,
+    };
+    // One hop: the fallback group's own fallback is not followed. A fallback the host
+    // does not know leaves the answer as it was.
+    let refused = |retry_at| Refused {
+        error: Error::NoAccessNumberAvailable(group.name.clone()),
+        retry_at,
+    };
+    let Some(fallback) = policy
+        .fallback_group
+        .as_deref()
+        .filter(|f| *f != group.name)
+        .and_then(|f| group_of(imports, f).ok())
+    else {
+        return Err(refused(exhausted));
+    };
+    let fallback_policy = imports.policy(&fallback.name);
+    match lend(imports, rng, &ask, &fallback, &fallback_policy)? {
+        Lent::Placed(placed) => Ok(placed),
+        Lent::Exhausted { retry_at } => Err(refused(earliest(exhausted, retry_at))),
+    }
+}
 
+/// The earlier of two instants that may be unknown.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What lending from one group came to.
+enum Lent {
+    Placed(Placed),
+    Exhausted { retry_at: Option<u64> },
+}
+
+/// Lend a number of `group` (the requested group, or its fallback) for `ask`.
+fn lend<I: Imports, R: Rng>(
+    imports: &mut I,
+    rng: &mut R,
+    ask: &Ask<'_>,
+    group: &Group,
+    policy: &Policy,
+) -> Result<Lent, Error> {
+    let request = ask.request;
+    let asked_group = (group.name != ask.group).then(|| ask.group.to_string());
     let mut unseen = None;
     for _ in 0..MAX_ATTEMPTS {
         let now = imports.now();
-        let expires_at = now.saturating_add(u64::from(timeout) * 1000);
+        let expires_at = now.saturating_add(u64::from(ask.timeout) * 1000);
         let mut txn = Txn::new(imports);
-        let holder = keys::holder(&group.name, &request.service_id);
+        // The service's reservation in the requested group, wherever its number came from.
+        let holder = keys::holder(ask.group, &request.service_id);
         txn.prefetch(&[
             keys::ring_meta(&group.name, group.pool_id),
             keys::pool_record(&group.name, group.pool_id),
             holder.clone(),
         ])?;
-        reclaim_expired(&mut txn, &group, &policy, now)?;
+        reclaim_expired(&mut txn, group, policy, now)?;
 
         // Asking again replaces the service's reservation: its number goes back first.
         if let Some(held) = txn
@@ -299,20 +385,21 @@ pub fn create<I: Imports, R: Rng>(
             .map(|d| String::from_utf8_lossy(d).into_owned())
         {
             match read_reservation(&mut txn, &held)? {
-                Some(res) if res.service_id == request.service_id && res.group == group.name => {
-                    end_reservation(&mut txn, &res, Number::Back(Some(&group)), now)?
+                Some(res) if res.held_in(&request.service_id, ask.group) => {
+                    end_reservation(&mut txn, &res, Number::Back(Some(group)), now)?
                 }
                 _ => txn.delete(holder.clone()),
             }
         }
 
-        let number = match take_number(&mut txn, &group, &policy, now, rng, &mut unseen)? {
+        let number = match take_number(&mut txn, group, policy, now, rng, &mut unseen)? {
             Take::Number(number) => number,
             // Keep what was done on the way (numbers skipped after a pool change), so
             // the next call does not redo it; a plain exhausted ring writes nothing.
             Take::Exhausted => {
+                let retry_at = first_lendable(&mut txn, group, policy, now)?;
                 if txn.commit()? {
-                    return Err(Error::NoAccessNumberAvailable(group.name.clone()));
+                    return Ok(Lent::Exhausted { retry_at });
                 }
                 unseen = None;
                 continue;
@@ -324,39 +411,66 @@ pub fn create<I: Imports, R: Rng>(
                 continue;
             }
         };
-        let ring_id = ring::open(&mut txn, &group)?.id();
+        let ring_id = ring::open(&mut txn, group)?.id();
         let access_code = request
             .provide_code
-            .then(|| access_code(options.access_code_length, rng));
+            .then(|| access_code(ask.access_code_length, rng));
         let number_digits = digits(&number);
         let reservation = Reservation {
             service_id: request.service_id.clone(),
             group: group.name.clone(),
             number: number.clone(),
             code: access_code.clone(),
-            caller_digits: caller_digits.clone(),
+            caller_digits: ask.caller_digits.clone(),
             expires_at,
             failed_attempts: 0,
             pool_id: ring_id,
+            asked_group: asked_group.clone(),
         };
-        txn.put(keys::reservation(&number_digits), encode(&reservation));
+        txn.put(keys::reservation(&number_digits), reservation.encode());
         txn.put(holder, number_digits.clone().into_bytes());
         txn.put(
             keys::expiry(&group.name, expires_at, &number_digits),
             Vec::new(),
         );
         if txn.commit()? {
-            return Ok(AccessInfo {
-                access_number: number,
-                access_code,
-                expiration_time: timeout,
-                expires_at,
-            });
+            return Ok(Lent::Placed(Placed {
+                access: AccessInfo {
+                    access_number: number,
+                    access_code,
+                    expiration_time: ask.timeout,
+                    expires_at,
+                },
+                resource_group: group.name.clone(),
+            }));
         }
         // Lost to another commit: what this one looked at is to be looked at again.
         unseen = None;
     }
     Err(contended())
+}
+
+/// When an exhausted `group` is first known to lend again: its first resting number
+/// becomes usable, or its first reservation expires and (under `policy`) rests. A
+/// release or a match may free a number sooner. Two reads of one key each (plus one per
+/// key this transaction deleted in the range).
+fn first_lendable<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    policy: &Policy,
+    now: u64,
+) -> Result<Option<u64>, Error> {
+    let ring = ring::open(txn, group)?;
+    let resting = ring::first_usable_at(txn, group, &ring)?;
+    let (start, end) = keys::expired_by(&group.name, u64::MAX);
+    let expiring = txn
+        .first_key(&start, &end)?
+        .and_then(|key| keys::expiry_instant(&key))
+        .map(|expires_at| {
+            let grace_over = expires_at.saturating_add(u64::from(policy.match_grace) * 1000);
+            ring::rested(policy, expires_at).max(grace_over)
+        });
+    Ok(earliest(resting, expiring).map(|at| at.max(now)))
 }
 
 /// The companion `match-interaction`: find the reservation an incoming call was made
@@ -407,7 +521,7 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
                         end_reservation(&mut txn, &res, Number::Back(None), now)?;
                         Err(Error::TooManyAttempts)
                     } else {
-                        txn.put(keys::reservation(&number_digits), encode(&res));
+                        txn.put(keys::reservation(&number_digits), res.encode());
                         Err(Error::NoMatch)
                     }
                 }
@@ -449,7 +563,7 @@ pub fn release<I: Imports>(
             return Err(nothing_held());
         };
         let outcome = match read_reservation(&mut txn, &held)? {
-            Some(res) if res.service_id == service_id && res.group == group_name => {
+            Some(res) if res.held_in(service_id, group_name) => {
                 end_reservation(&mut txn, &res, Number::Back(group.as_ref()), now)?;
                 if res.expires_at <= now {
                     Err(Error::NoMatch)
@@ -555,7 +669,7 @@ fn count_holders<I: Imports>(
     let mut foreign = 0;
     let mut undecodable = None;
     count_range(txn, start, &end, |txn, entry| {
-        let res: Reservation = match decode(&entry.key, &entry.value) {
+        let res = match Reservation::decode(&entry.key, &entry.value) {
             Ok(res) => res,
             Err(e) => {
                 undecodable = Some(e);

@@ -149,8 +149,8 @@ impl Imports for Fake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CreateRequest, Error, MatchRequest};
-    use crate::{create, match_access, pool_status, release};
+    use crate::api::{CreateRequest, Error, MatchRequest, Refused};
+    use crate::{create, create_placed, match_access, pool_status, release};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
@@ -193,6 +193,7 @@ mod tests {
     const COOL_OFF: Policy = Policy {
         reuse_cooldown: 60,
         match_grace: 0,
+        fallback_group: None,
     };
 
     #[test]
@@ -242,6 +243,7 @@ mod tests {
         let policy = Policy {
             reuse_cooldown: 20,
             match_grace: 10,
+            fallback_group: None,
         };
         let mut fake = world(Strategy::RoundRobin, &["5551001"], policy.clone());
         take(&mut fake, "a", 30).unwrap();
@@ -265,6 +267,7 @@ mod tests {
         let policy = Policy {
             reuse_cooldown: 20,
             match_grace: 10,
+            fallback_group: None,
         };
         let mut fake = world(Strategy::RoundRobin, &["5551001", "5551002"], policy);
         take(&mut fake, "a", 30).unwrap();
@@ -272,5 +275,143 @@ mod tests {
         // A create reclaims expired reservations first: not this one yet.
         assert_eq!(take(&mut fake, "b", 30).unwrap(), "5551002");
         assert_eq!(dial(&mut fake, "5551001").unwrap(), "a");
+    }
+
+    /// Group G (one number) falling back to SHARED (two numbers).
+    fn with_fallback(cooldown: u32) -> Fake {
+        let mut fake = Fake::new(vec![
+            group("G", Strategy::RoundRobin, &["5551001"]),
+            group("SHARED", Strategy::RoundRobin, &["5552001", "5552002"]),
+        ]);
+        let policy = |fallback: Option<&str>| Policy {
+            reuse_cooldown: cooldown,
+            match_grace: 0,
+            fallback_group: fallback.map(String::from),
+        };
+        fake.policies.insert("G".into(), policy(Some("SHARED")));
+        fake.policies.insert("SHARED".into(), policy(None));
+        fake
+    }
+
+    fn place(fake: &mut Fake, id: &str, group: &str) -> Result<(String, String), Refused> {
+        let request = CreateRequest {
+            service_id: id.into(),
+            resource_group: group.into(),
+            provide_code: false,
+            phone_number: None,
+            booking_expiration_timeout: Some(30),
+        };
+        create_placed(fake, &mut StdRng::seed_from_u64(7), &request)
+            .map(|p| (p.access.access_number, p.resource_group))
+    }
+
+    fn pair(number: &str, group: &str) -> (String, String) {
+        (number.to_string(), group.to_string())
+    }
+
+    #[test]
+    fn an_exhausted_group_lends_from_its_fallback_and_says_so() {
+        let mut fake = with_fallback(0);
+        assert_eq!(place(&mut fake, "a", "G").unwrap(), pair("5551001", "G"));
+        assert_eq!(
+            place(&mut fake, "b", "G").unwrap(),
+            pair("5552001", "SHARED")
+        );
+        assert_eq!(pool_status(&mut fake, "SHARED").unwrap().free, 1);
+        // The call to the fallback number matches, and gives it back to SHARED.
+        let matched = match_access(
+            &mut fake,
+            &MatchRequest {
+                access_number: "5552001".into(),
+                access_code: None,
+                phone_number: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (matched.service_id.as_str(), matched.resource_group.as_str()),
+            ("b", "SHARED")
+        );
+        assert_eq!(pool_status(&mut fake, "SHARED").unwrap().free, 2);
+    }
+
+    #[test]
+    fn a_fallback_reservation_is_the_services_reservation_in_the_group_it_asked() {
+        let mut fake = with_fallback(0);
+        place(&mut fake, "a", "G").unwrap();
+        assert_eq!(
+            place(&mut fake, "b", "G").unwrap(),
+            pair("5552001", "SHARED")
+        );
+        // Asking G again replaces it (its number goes back to SHARED)...
+        assert_eq!(
+            place(&mut fake, "b", "G").unwrap(),
+            pair("5552002", "SHARED")
+        );
+        assert_eq!(pool_status(&mut fake, "SHARED").unwrap().free, 1);
+        // ...and releasing in G gives it back.
+        assert_eq!(release(&mut fake, "b", "G").unwrap(), "5552002");
+        assert_eq!(pool_status(&mut fake, "SHARED").unwrap().free, 2);
+        // A reservation the service made in SHARED itself is another one: asking G
+        // again leaves it alone.
+        assert_eq!(
+            place(&mut fake, "b", "SHARED").unwrap(),
+            pair("5552001", "SHARED")
+        );
+        assert_eq!(
+            place(&mut fake, "b", "G").unwrap(),
+            pair("5552002", "SHARED")
+        );
+        assert_eq!(release(&mut fake, "b", "SHARED").unwrap(), "5552001");
+        assert_eq!(release(&mut fake, "b", "G").unwrap(), "5552002");
+    }
+
+    #[test]
+    fn the_fallback_is_one_hop_and_exhaustion_names_the_requested_group() {
+        let mut fake = with_fallback(0);
+        // SHARED falling back to G is never followed from G (one hop), nor from SHARED
+        // back into G's exhausted pool twice.
+        fake.policies.get_mut("SHARED").unwrap().fallback_group = Some("G".into());
+        for id in ["a", "b", "c"] {
+            place(&mut fake, id, "G").unwrap();
+        }
+        let refused = place(&mut fake, "d", "G").unwrap_err();
+        assert_eq!(refused.error, Error::NoAccessNumberAvailable("G".into()));
+        // Every reservation expires 30 s from now: that is when to retry.
+        assert_eq!(refused.retry_at, Some(fake.now + 30_000));
+    }
+
+    #[test]
+    fn an_exhausted_pool_says_when_its_first_number_becomes_lendable() {
+        let mut fake = world(Strategy::RoundRobin, &["5551001", "5551002"], COOL_OFF);
+        let first = take(&mut fake, "a", 300).unwrap();
+        fake.advance(10);
+        take(&mut fake, "b", 300).unwrap();
+        fake.advance(5);
+        // The first number rests 60 s from its release; the other is held 295 s more.
+        assert_eq!(release(&mut fake, "a", "G").unwrap(), first);
+        let released_at = fake.now;
+        let refused = place(&mut fake, "c", "G").unwrap_err();
+        assert_eq!(refused.error, Error::NoAccessNumberAvailable("G".into()));
+        assert_eq!(refused.retry_at, Some(released_at + 60_000));
+        // Without rests, the first expiry (plus its rest) is the answer.
+        let mut fake = world(Strategy::RoundRobin, &["5551001"], COOL_OFF);
+        take(&mut fake, "a", 30).unwrap();
+        let refused = place(&mut fake, "c", "G").unwrap_err();
+        assert_eq!(refused.retry_at, Some(fake.now + 30_000 + 60_000));
+        fake.advance(90);
+        assert_eq!(take(&mut fake, "c", 30).unwrap(), "5551001");
+    }
+
+    #[test]
+    fn asking_again_in_an_exhausted_pool_counts_the_rest_it_just_began() {
+        // The service's own number goes to rest in the same transaction that finds the
+        // pool exhausted: the answer must see that write, not the stale expiry entry.
+        let mut fake = world(Strategy::RoundRobin, &["5551001"], COOL_OFF);
+        take(&mut fake, "a", 300).unwrap();
+        fake.advance(10);
+        let refused = place(&mut fake, "a", "G").unwrap_err();
+        assert_eq!(refused.error, Error::NoAccessNumberAvailable("G".into()));
+        assert_eq!(refused.retry_at, Some(fake.now + 60_000));
     }
 }

@@ -2,6 +2,7 @@
 //! preconditions, writes are buffered, and `commit` sends them all in one atomic call.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use crate::api::{CommitOutcome, Entry, Error, Imports, Mutation, Precondition};
 
@@ -111,6 +112,33 @@ impl<'a, I: Imports> Txn<'a, I> {
             )));
         }
         Ok(entries)
+    }
+
+    /// The first key of `start..end` as this transaction sees it: committed keys it has
+    /// not deleted, and keys it wrote. Not made a precondition.
+    pub fn first_key(&mut self, start: &str, end: &str) -> Result<Option<String>, Error> {
+        let range = (Bound::Included(start), Bound::Excluded(end));
+        let deleted = self
+            .writes
+            .range::<str, _>(range)
+            .filter(|(_, v)| v.is_none())
+            .count();
+        // Enough committed keys that one survives the deletions, if any does.
+        let limit = u32::try_from(deleted + 1).unwrap_or(u32::MAX);
+        let committed = self
+            .scan_unrecorded(start, end, limit)?
+            .into_iter()
+            .map(|e| e.key)
+            .find(|k| !matches!(self.writes.get(k), Some(None)));
+        let written = self
+            .writes
+            .range::<str, _>(range)
+            .find(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone());
+        Ok(match (committed, written) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     pub fn put(&mut self, key: String, value: Vec<u8>) {

@@ -21,6 +21,13 @@
 //! At each occupancy, the 1,000,000-number pool is also measured against the 100-number
 //! one in alternation (see `paired/mod.rs`); those ratios, the bytes per reservation and
 //! the guest's peak memory land in `target/bench-results/pool_size.json`.
+//!
+//! The group policies get a paired ratio of their own (`pool_1m_vs_100_create_policies`):
+//! a one-number group `G`, always exhausted, falls back to a pool `SHARED` of 100 or
+//! 1,000,000 numbers, half of them held, with a 1 s cool-off, and the clock moves 100 ms
+//! before every create. So each measured create ends its service's reservation (the
+//! number rests), finds `G` exhausted, lends from `SHARED` after moving the numbers that
+//! finished resting onto its ring: the cool-off and the fallback on every call.
 
 mod paired;
 
@@ -100,6 +107,63 @@ fn create(service_id: String) -> CreateRequest {
         provide_code: true,
         phone_number: None,
         booking_expiration_timeout: None,
+    }
+}
+
+/// `G`, one number, falling back to `SHARED` of `size` numbers with a 1 s cool-off.
+fn policy_config(size: u32) -> Config {
+    let last = 15_550_000_000u64 + u64::from(size) - 1;
+    let mut config = Config::parse(
+        &format!(
+            "[options]\nbooking_expiration_timeout = 1800\n\
+             [[resource_group]]\nname = \"G\"\nfallback_group = \"SHARED\"\n\
+             numbers = [\"+15540000000\"]\n\
+             [[resource_group]]\nname = \"SHARED\"\nreuse_cooldown = 1\n\
+             numbers = [\"+15550000000..+{last}\"]\n"
+        ),
+        "bench",
+    )
+    .unwrap();
+    config.static_services.extend((0..=size).map(service));
+    config
+}
+
+/// A `SHARED` pool of `size` half held through `G`, and a runtime whose clock moves.
+struct PolicyPool {
+    runtime: Runtime,
+    clock: Arc<ManualClock>,
+    caller: Caller,
+}
+
+impl PolicyPool {
+    fn new(size: u32, rng: &mut StdRng) -> PolicyPool {
+        let memory = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let services = Services::new(policy_config(size), memory.clone(), clock.clone());
+        // One more holder than half the pool: the first takes G's own number.
+        let holders = size / 2 + 1;
+        for i in 0..holders {
+            request_access_guest::create(&mut NativeImports(&services), rng, &create(service(i)))
+                .unwrap();
+        }
+        PolicyPool {
+            runtime: Runtime::new(
+                PluginImage::embedded().unwrap(),
+                Arc::new(services),
+                Limits::default(),
+            ),
+            clock,
+            caller: Caller {
+                occupancy: 50,
+                holders,
+                next: 0,
+            },
+        }
+    }
+
+    fn call(&mut self) {
+        self.clock.advance(Duration::from_millis(100));
+        self.caller.call(&self.runtime);
     }
 }
 
@@ -285,6 +349,19 @@ fn bench(c: &mut Criterion) {
             || timed(|| large_caller.call(&largest.round_robin)),
         );
         paired_ratios.insert(occupancy.to_string(), paired::round2(ratio).into());
+    }
+
+    // The policies: cool-off and fallback on every create, 1,000,000 against 100.
+    let mut small = PolicyPool::new(SIZES[0], &mut rng);
+    let mut large = PolicyPool::new(*SIZES.last().unwrap(), &mut rng);
+    let ratio = paired::ratio(200, || timed(|| small.call()), || timed(|| large.call()));
+    results.insert(
+        "pool_1m_vs_100_create_policies".into(),
+        paired::round2(ratio).into(),
+    );
+    for policy in [&small, &large] {
+        let shared = block_on(policy.runtime.pool_status("SHARED")).unwrap();
+        assert!(shared.free > 0, "the cool-off drained the pool: {shared:?}");
     }
 
     for pool in &pools {

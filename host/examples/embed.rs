@@ -92,6 +92,7 @@ impl groups::Host for Host {
         (name == "DNIS").then_some(groups::GroupPolicy {
             reuse_cooldown: 60,
             match_grace: 10,
+            fallback_group: None,
         })
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings;
@@ -45,7 +45,8 @@ pub const POOLED_MEMORY_BYTES: usize = 64 << 20;
 pub struct PluginImage {
     pub(crate) engine: Engine,
     component: Component,
-    pub(crate) pre: bindings::PluginPre<InstanceState>,
+    pub(crate) pre: InstancePre<InstanceState>,
+    pub(crate) exports: bindings::ExportIndices,
     ticker: Option<JoinHandle<()>>,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -122,7 +123,8 @@ impl PluginImage {
         let mut linker = Linker::<InstanceState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
-        let pre = bindings::PluginPre::new(linker.instantiate_pre(&component)?)?;
+        let pre = linker.instantiate_pre(&component)?;
+        let exports = bindings::ExportIndices::new(&pre)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let ticker = {
@@ -141,6 +143,7 @@ impl PluginImage {
             engine,
             component,
             pre,
+            exports,
             ticker: Some(ticker),
             stop_ticker,
         }))

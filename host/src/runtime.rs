@@ -58,6 +58,26 @@ pub enum CallError {
     StoreUnavailable(String),
 }
 
+/// A create that failed, and, for an exhausted pool, when a number is first known to
+/// become lendable (checked to be plausible; `None` when the plugin does not say).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Refusal {
+    /// Why it failed.
+    pub error: CallError,
+    /// When to retry, in milliseconds since the Unix epoch.
+    pub retry_at: Option<api::Instant>,
+}
+
+impl From<CallError> for Refusal {
+    fn from(error: CallError) -> Self {
+        Refusal {
+            error,
+            retry_at: None,
+        }
+    }
+}
+
 /// Per-instance host state: WASI, the memory limiter and the shared services.
 pub(crate) struct InstanceState {
     wasi: WasiCtx,
@@ -160,7 +180,7 @@ impl WasiView for InstanceState {
 
 struct Warm {
     store: Store<InstanceState>,
-    plugin: bindings::Plugin,
+    plugin: bindings::PluginExports,
 }
 
 /// Counters for operators.
@@ -328,9 +348,7 @@ impl Runtime {
                 None => UpdateDeadline::Interrupt,
             })
         });
-        let plugin = image
-            .pre
-            .instantiate_async(&mut store)
+        let plugin = bindings::instantiate(&mut store, &image.pre, &image.exports)
             .await
             .map_err(|e| self.fault(format!("instantiation failed: {e:#}")))?;
         self.instantiations.inc();
@@ -466,21 +484,68 @@ impl Runtime {
 
     /// Reserve an access number (the seed's Create).
     pub async fn create(&self, request: &api::CreateRequest) -> Result<api::AccessInfo, CallError> {
+        self.create_placed(request)
+            .await
+            .map(|placed| placed.access)
+            .map_err(|refusal| refusal.error)
+    }
+
+    /// [`Runtime::create`], answering the group that lent the number (the requested one,
+    /// or its fallback group) and, for an exhausted pool, when to retry. A plugin that
+    /// does not export `placement` (built against 0.1.0) lends from the requested group
+    /// and says nothing of when to retry.
+    pub async fn create_placed(
+        &self,
+        request: &api::CreateRequest,
+    ) -> Result<api::Placed, Refusal> {
         let services = self.services.load_full();
         let _admitted = self.gate(&services, Some(&request.resource_group)).await?;
         let wit_request = request.clone().into();
         let before = services.clock.now_ms();
         let (generation, mut warm) = self.check_out(&services).await?;
-        let outcome = warm
-            .plugin
-            .contact_center_request_access_request_access()
-            .call_create(&mut warm.store, &wit_request)
-            .await;
-        let info: api::AccessInfo = self.check_in(generation, warm, outcome)?.into();
+        let outcome = match &warm.plugin.placement {
+            Some(placement) => placement
+                .call_place(&mut warm.store, &wit_request)
+                .await
+                .map(|answer| answer.map(api::Placed::from).map_err(api::Refused::from)),
+            None => warm
+                .plugin
+                .request_access
+                .call_create(&mut warm.store, &wit_request)
+                .await
+                .map(|answer| {
+                    answer
+                        .map(|info| api::Placed {
+                            access: info.into(),
+                            resource_group: request.resource_group.clone(),
+                        })
+                        .map_err(|e| api::Error::from(e).into())
+                }),
+        };
+        let retry_at = match &outcome {
+            Ok(Err(refused)) => refused.retry_at,
+            _ => None,
+        };
+        let outcome = outcome.map(|answer| answer.map_err(|refused| refused.error));
+        let placed = self
+            .check_in(generation, warm, outcome)
+            .map_err(|error| Refusal {
+                retry_at: retry_at
+                    .filter(|_| {
+                        matches!(
+                            error,
+                            CallError::Service(api::Error::NoAccessNumberAvailable(_))
+                        )
+                    })
+                    .and_then(|at| {
+                        validate_answer::retry_at(&services, &request.resource_group, at, before)
+                    }),
+                error,
+            })?;
         let after = services.clock.now_ms();
-        validate_answer::access_info(&services, request, &info, before..=after)
+        validate_answer::placed(&services, request, &placed, before..=after)
             .map_err(|why| self.fault(why))?;
-        Ok(info)
+        Ok(placed)
     }
 
     /// Match an incoming call to its reservation, releasing it.
@@ -495,7 +560,7 @@ impl Runtime {
         let (generation, mut warm) = self.check_out(&services).await?;
         let outcome = warm
             .plugin
-            .contact_center_request_access_request_access()
+            .request_access
             .call_match_access(&mut warm.store, &wit_request)
             .await;
         let matched: api::Matched = self.check_in(generation, warm, outcome)?.into();
@@ -514,7 +579,7 @@ impl Runtime {
         let (generation, mut warm) = self.check_out(&services).await?;
         let outcome = warm
             .plugin
-            .contact_center_request_access_request_access()
+            .request_access
             .call_release(&mut warm.store, service_id, resource_group)
             .await;
         let number = self.check_in(generation, warm, outcome)?;
@@ -528,7 +593,7 @@ impl Runtime {
         let (generation, mut warm) = self.check_out(&services).await?;
         let outcome = warm
             .plugin
-            .contact_center_request_access_request_access()
+            .request_access
             .call_pool_status(&mut warm.store, resource_group)
             .await;
         let status: api::PoolStatus = self.check_in(generation, warm, outcome)?.into();

@@ -9,7 +9,7 @@
 
 use std::ops::RangeInclusive;
 
-use request_access_guest::api::{AccessInfo, CreateRequest, Matched, PoolStatus};
+use request_access_guest::api::{AccessInfo, CreateRequest, Instant, Matched, Placed, PoolStatus};
 use request_access_guest::validate;
 
 use crate::services::Services;
@@ -28,16 +28,69 @@ fn pool_has(services: &Services, group: &str, number: &str) -> Result<(), String
     }
 }
 
-/// A `create` answer for `request`, from a call made while the clock read `called`.
-pub fn access_info(
+/// A `create` answer for `request`, from a call made while the clock read `called`:
+/// lent by the requested group or by its configured fallback group.
+pub fn placed(
     services: &Services,
     request: &CreateRequest,
-    info: &AccessInfo,
+    placed: &Placed,
     called: RangeInclusive<u64>,
 ) -> Result<(), String> {
-    pool_has(services, &request.resource_group, &info.access_number)?;
+    let lender = &placed.resource_group;
+    let fallback = services
+        .config
+        .group(&request.resource_group)
+        .and_then(|g| g.policy.fallback_group.as_ref());
+    if *lender != request.resource_group && Some(lender) != fallback {
+        return Err(format!(
+            "answered a number of group {lender:?} for a request to {:?}, which does not \
+             fall back to it",
+            request.resource_group
+        ));
+    }
+    access_info(
+        services,
+        lender,
+        &placed.access,
+        request.provide_code,
+        called,
+    )
+}
+
+/// When an exhausted `group` may lend again, as `create` answered it at `called`: no
+/// earlier than the call, and no later than the longest booking plus the longest rest of
+/// the group and its fallback. An implausible instant is dropped (the caller gets the
+/// default advice) rather than made a fault: it is advice, and the refusal stands.
+pub fn retry_at(services: &Services, group: &str, at: Instant, called: u64) -> Option<Instant> {
+    let config = services.config.group(group)?;
+    let fallback = config
+        .policy
+        .fallback_group
+        .as_deref()
+        .and_then(|f| services.config.group(f));
+    let rest = [Some(config), fallback]
+        .into_iter()
+        .flatten()
+        .map(|g| g.policy.reuse_cooldown.max(g.policy.match_grace))
+        .max()
+        .unwrap_or(0);
+    let longest = u64::from(*validate::TIMEOUT_RANGE.end()) + u64::from(rest);
+    (called..=called.saturating_add(longest * 1000))
+        .contains(&at)
+        .then_some(at)
+}
+
+/// Access information lent by `group`.
+fn access_info(
+    services: &Services,
+    group: &str,
+    info: &AccessInfo,
+    provide_code: bool,
+    called: RangeInclusive<u64>,
+) -> Result<(), String> {
+    pool_has(services, group, &info.access_number)?;
     let length = usize::from(services.config.options.access_code_length);
-    match (&info.access_code, request.provide_code) {
+    match (&info.access_code, provide_code) {
         (None, false) => {}
         (Some(code), true) if code.len() == length && code.bytes().all(|b| b.is_ascii_digit()) => {}
         (Some(_), true) => {

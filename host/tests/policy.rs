@@ -1,6 +1,7 @@
 //! Group policies through the real binary, as clients meet them: a number resting after
 //! its reservation ends (over HTTP and the CLI), and a late call matched within the
-//! grace window (over HTTP).
+//! grace window (over HTTP), `Retry-After` from when a number becomes lendable, and a
+//! group that lends from its fallback group when exhausted (over HTTP and the CLI).
 
 mod common;
 
@@ -36,6 +37,8 @@ fn over_http_a_released_number_rests_and_a_late_call_still_matches() {
     let refused = create(&s, "s1", &[]);
     assert_eq!(refused.status, 503, "{:?}", refused.body);
     assert_eq!(refused.body["code"], "no-access-number-available");
+    // The only number rests 3 s from its release: that is when to come back.
+    assert_eq!(refused.retry_after.as_deref(), Some("3"));
     std::thread::sleep(Duration::from_millis(3_100));
     assert_eq!(free(&s), 1);
     let lent = create(&s, "s1", &[("_booking_expiration_timeout", "5")]);
@@ -79,6 +82,93 @@ fn a_configuration_whose_grace_outlasts_its_cool_off_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("config.toml:3: options.match_grace: match_grace 20 s exceeds"),
+        "{stderr}"
+    );
+}
+
+const FALLING_BACK: &str = "[[resource_group]]\nname = \"DNIS\"\nfallback_group = \"SHARED\"\n\
+                            numbers = [\"5550000\"]\n\
+                            [[resource_group]]\nname = \"SHARED\"\n\
+                            numbers = [\"5559000..5559001\"]\n\
+                            [registry]\nservices = [\"s0\", \"s1\", \"s2\", \"s3\"]\n";
+
+#[test]
+fn over_http_an_exhausted_group_lends_from_its_fallback_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), FALLING_BACK, Some(TOKEN));
+    let own = create(&s, "s0", &[]);
+    assert_eq!(own.status, 200, "{:?}", own.body);
+    assert_eq!(own.body["_resource_group"], "DNIS");
+    assert_eq!(own.body["_access_number"], "5550000");
+    let borrowed = create(&s, "s1", &[("_provide_code", "true")]);
+    assert_eq!(borrowed.status, 200, "{:?}", borrowed.body);
+    assert_eq!(borrowed.body["_resource_group"], "SHARED");
+    assert_eq!(borrowed.body["_access_number"], "5559000");
+
+    // The caller's call lands as any other; the number goes back to SHARED.
+    let code = borrowed.body["_access_code"].as_str().unwrap();
+    let matched = post_form(
+        &match_url(&s),
+        &[("_access_number", "5559000"), ("_access_code", code)],
+    );
+    assert_eq!(matched.status, 200, "{:?}", matched.body);
+    assert_eq!(matched.body["_id"], "s1");
+
+    // A service releases what it got from the group it asked for.
+    let s2 = create(&s, "s2", &[]);
+    assert_eq!(s2.body["_resource_group"], "SHARED");
+    let released = post_form(
+        &s.url("/genesys/1/service/release-access"),
+        &[("_id", "s2"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(released.status, 200, "{:?}", released.body);
+    assert_eq!(released.body["_access_number"], s2.body["_access_number"]);
+
+    // Everything held for 30 s: both pools are exhausted, and the refusal says when the
+    // first reservation expires.
+    for id in ["s1", "s2"] {
+        let lent = create(&s, id, &[("_booking_expiration_timeout", "30")]);
+        assert_eq!(lent.body["_resource_group"], "SHARED");
+    }
+    let refused = create(&s, "s3", &[]);
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.body["code"], "no-access-number-available");
+    let after: u32 = refused.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!((29..=30).contains(&after), "Retry-After {after}");
+}
+
+#[test]
+fn over_the_cli_a_fallback_lend_names_its_group_and_exhaustion_says_when_to_return() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), FALLING_BACK).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_request-access"))
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .arg("--data")
+            .arg(dir.path().join("state.redb"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let lend = |id: &str| run(&["create", "--id", id, "--resource-group", "DNIS"]);
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(json(&lend("s0"))["_resource_group"], "DNIS");
+    assert_eq!(json(&lend("s1"))["_resource_group"], "SHARED");
+    assert_eq!(json(&lend("s2"))["_resource_group"], "SHARED");
+    let refused = lend("s3");
+    assert_eq!(refused.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("no access number available in resource group \"DNIS\"")
+            && stderr.contains("a number is known to become lendable in "),
         "{stderr}"
     );
 }

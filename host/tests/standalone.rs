@@ -98,7 +98,10 @@ fn the_standalone_component_imports_only_wasi() {
     let exports: Vec<&str> = ty.exports(&engine).map(|(name, _)| name).collect();
     assert_eq!(
         exports,
-        ["contact-center:request-access/request-access@0.1.1"]
+        [
+            "contact-center:request-access/request-access@0.1.1",
+            "contact-center:request-access/placement@0.1.1"
+        ]
     );
 }
 
@@ -230,6 +233,16 @@ fn the_wasmtime_cli_allocates_matches_and_releases_with_the_standalone_component
     assert_eq!(released, r#"ok("+18005550101")"#);
     let again = wasmtime_invoke(&wasmtime, &component, &state, r#"release("s2", "DNIS")"#);
     assert_eq!(again, "err(no-match)");
+
+    // `placement.place` by its own name: the answer names the group that lent it.
+    let placed = wasmtime_invoke(
+        &wasmtime,
+        &component,
+        &state,
+        r#"place({service-id: "s1", resource-group: "DNIS", provide-code: false, phone-number: none, booking-expiration-timeout: none})"#,
+    );
+    assert!(placed.starts_with("ok("), "{placed}");
+    assert_eq!(quoted(&placed, "resource-group"), "DNIS", "{placed}");
 }
 
 #[test]
@@ -456,6 +469,7 @@ fn wasm_tools_validates_the_artifacts_and_lists_exactly_the_declared_interface()
     assert_eq!(
         own,
         [
+            "export contact-center:request-access/placement@0.1.1",
             "export contact-center:request-access/request-access@0.1.1",
             "import contact-center:request-access/clock@0.1.1",
             "import contact-center:request-access/reservation-state@0.1.1",
@@ -476,7 +490,8 @@ fn wasm_tools_validates_the_artifacts_and_lists_exactly_the_declared_interface()
     for item in &standalone_items {
         assert!(
             item.starts_with("import wasi:")
-                || item == "export contact-center:request-access/request-access@0.1.1",
+                || item == "export contact-center:request-access/request-access@0.1.1"
+                || item == "export contact-center:request-access/placement@0.1.1",
             "{item}"
         );
     }

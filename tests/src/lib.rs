@@ -9,12 +9,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use request_access_host::api::{
-    AccessInfo, CommitOutcome, CreateRequest, Entry, MatchRequest, Matched, Mutation, PoolStatus,
-    Precondition,
+    AccessInfo, CommitOutcome, CreateRequest, Entry, MatchRequest, Matched, Mutation, Placed,
+    PoolStatus, Precondition,
 };
 use request_access_host::clock::ManualClock;
 use request_access_host::config::Config;
-use request_access_host::runtime::{CallError, Limits, PluginImage, Runtime, RuntimeStats};
+use request_access_host::runtime::{
+    CallError, Limits, PluginImage, Refusal, Runtime, RuntimeStats,
+};
 use request_access_host::services::Services;
 use request_access_host::store::{MemoryStore, StateStore, StoreError};
 
@@ -63,6 +65,9 @@ impl Blocking {
     }
     pub fn create(&self, request: &CreateRequest) -> Result<AccessInfo, CallError> {
         wait(self.0.create(request))
+    }
+    pub fn create_placed(&self, request: &CreateRequest) -> Result<Placed, Refusal> {
+        wait(self.0.create_placed(request))
     }
     pub fn match_access(&self, request: &MatchRequest) -> Result<Matched, CallError> {
         wait(self.0.match_access(request))

@@ -1,6 +1,7 @@
 //! A plugin built against the released 0.1.0 contract keeps loading and serving on this
-//! host: the contract grew by a semver-compatible 0.1.1 addition (`resource-groups.policy`),
-//! which wasmtime's linker matches to the 0.1.0 imports and export the plugin names. The
+//! host: the contract grew by semver-compatible 0.1.1 additions (the import
+//! `resource-groups.policy`, which wasmtime's linker matches to the 0.1.0 imports the
+//! plugin names; the export `placement`, which the host uses only when it is there). The
 //! plugin is this source built with the guest's `released-wit` feature: the contract is
 //! what differs, and a plugin of that contract cannot ask for a group's policy.
 
@@ -56,7 +57,17 @@ fn a_plugin_built_against_the_released_contract_serves_on_this_host() {
         h.runtime.create(&create("c", "G")).unwrap().access_number,
         "5551000"
     );
+    // Without `placement`, the host answers the requested group and, for an
+    // exhausted pool, no retry instant (the default advice applies).
     assert_eq!(h.runtime.release("c", "G"), Ok("5551000".into()));
+    let placed = h.runtime.create_placed(&create("a", "G")).unwrap();
+    assert_eq!(placed.resource_group, "G");
+    let refusal = h.runtime.create_placed(&create("c", "G")).unwrap_err();
+    assert_eq!(
+        refusal.error,
+        CallError::Service(Error::NoAccessNumberAvailable("G".into()))
+    );
+    assert_eq!(refusal.retry_at, None);
     assert_eq!(h.runtime.stats().faults, 0);
 }
 

@@ -1,35 +1,58 @@
 //! Model-based test of the group policies through the real component: random sequences
-//! of create, match, release and clock advances on a pool of four, under a random
-//! cool-off and grace window, compared step by step with a reference model.
+//! of create, match, release and clock advances on two groups of two numbers, `G` and
+//! `SHARED`, under a random cool-off and grace window, with or without `G` falling back
+//! to `SHARED`, compared step by step with a reference model.
 //!
-//! Invariants: no number lent while it is held or resting; "exhausted" only when every
-//! number is held or resting; a call matches exactly while its reservation is live or in
-//! its grace window; the status counts exactly the numbers a create could get. Set
-//! `PROPTEST_CASES` for a longer run.
+//! Invariants: no number lent while it is held or resting; a number lent by the group
+//! asked, or by its fallback only when the group asked has none; "exhausted" only when
+//! every number of both is held or resting, with `retry-at` the first instant one of
+//! them becomes lendable; a call matches exactly while its reservation is live or in its
+//! grace window, and names the group the number belongs to; a service's reservation is
+//! replaced and released through the group it asked; every group's status counts exactly
+//! the numbers a create could get. Set `PROPTEST_CASES` for a longer run.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use request_access_host::api::{CreateRequest, Error};
 use request_access_host::runtime::CallError;
+use request_access_host::runtime::Refusal;
 use request_access_tests::*;
 
 const NUMBERS: [&str; 4] = ["5551000", "5551001", "5551002", "5551003"];
 const SERVICES: usize = 5;
+/// The groups: numbers 0 and 1 are `G`'s, 2 and 3 `SHARED`'s.
+const GROUPS: [&str; 2] = ["G", "SHARED"];
+
+fn group_of(number: usize) -> usize {
+    number / 2
+}
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { service: usize, timeout: u32 },
-    Match { number: usize },
-    Release { service: usize },
-    Advance { seconds: u64 },
+    Create {
+        service: usize,
+        group: usize,
+        timeout: u32,
+    },
+    Match {
+        number: usize,
+    },
+    Release {
+        service: usize,
+        group: usize,
+    },
+    Advance {
+        seconds: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..SERVICES, 5u32..40).prop_map(|(service, timeout)| Op::Create { service, timeout }),
+        4 => (0..SERVICES, 0..2usize, 5u32..40)
+            .prop_map(|(service, group, timeout)| Op::Create { service, group, timeout }),
         3 => (0..NUMBERS.len()).prop_map(|number| Op::Match { number }),
-        1 => (0..SERVICES).prop_map(|service| Op::Release { service }),
+        1 => (0..SERVICES, 0..2usize).prop_map(|(service, group)| Op::Release { service, group }),
         3 => (1u64..25).prop_map(|seconds| Op::Advance { seconds }),
     ]
 }
@@ -37,19 +60,38 @@ fn op() -> impl Strategy<Value = Op> {
 /// A number's state in the model.
 #[derive(Debug, Clone, Copy)]
 enum Number {
-    /// Lent to a service until `expires_at` (ms).
-    Held { service: usize, expires_at: u64 },
+    /// Lent to a service asking `asked` until `expires_at` (ms).
+    Held {
+        service: usize,
+        asked: usize,
+        expires_at: u64,
+    },
     /// Not to be lent before this instant (ms).
     Resting { until: u64 },
 }
 
-fn run(cooldown: u64, grace: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let services: Vec<String> = (0..SERVICES).map(|s| format!("\"s{s}\"")).collect();
+    let fallback_line = if fallback {
+        "fallback_group = \"SHARED\"\n"
+    } else {
+        ""
+    };
     let h = Harness::new(&format!(
-        "[[resource_group]]\nname = \"G\"\nreuse_cooldown = {cooldown}\nmatch_grace = {grace}\n\
-         numbers = [\"5551000..5551003\"]\n[registry]\nservices = [{}]\n",
+        "[options]\nreuse_cooldown = {cooldown}\nmatch_grace = {grace}\n\
+         [[resource_group]]\nname = \"G\"\n{fallback_line}numbers = [\"5551000..5551001\"]\n\
+         [[resource_group]]\nname = \"SHARED\"\nnumbers = [\"5551002..5551003\"]\n\
+         [registry]\nservices = [{}]\n",
         services.join(", ")
     ));
+    // The groups a create asking `group` may be lent from, in order.
+    let lenders = |group: usize| {
+        if group == 0 && fallback {
+            vec![0, 1]
+        } else {
+            vec![group]
+        }
+    };
     let mut now = T0;
     let mut model: BTreeMap<usize, Number> = BTreeMap::new();
     let rest = |ended_at: u64| Number::Resting {
@@ -66,29 +108,41 @@ fn run(cooldown: u64, grace: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         model.retain(|_, s| !matches!(s, Number::Resting { until } if *until <= now));
-        let held_by = |model: &BTreeMap<usize, Number>, service: usize| {
+        let held_by = |model: &BTreeMap<usize, Number>, service: usize, group: usize| {
             model.iter().find_map(|(&i, s)| match s {
-                Number::Held { service: s, .. } if *s == service => Some(i),
+                Number::Held {
+                    service: s, asked, ..
+                } if *s == service && *asked == group => Some(i),
                 _ => None,
             })
         };
         match op {
-            Op::Create { service, timeout } => {
+            Op::Create {
+                service,
+                group,
+                timeout,
+            } => {
                 let request = CreateRequest {
                     booking_expiration_timeout: Some(timeout),
-                    ..create(&format!("s{service}"), "G")
+                    ..create(&format!("s{service}"), GROUPS[group])
                 };
-                let outcome = h.runtime.create(&request);
+                let outcome = h.runtime.create_placed(&request);
                 // Asking again ends the old reservation first: its number rests.
-                if let Some(old) = held_by(&model, service) {
+                if let Some(old) = held_by(&model, service, group) {
                     let Number::Held { expires_at, .. } = model[&old] else {
                         unreachable!()
                     };
                     model.insert(old, rest(now.min(expires_at)));
                     model.retain(|_, s| !matches!(s, Number::Resting { until } if *until <= now));
                 }
+                let candidates: Vec<usize> = lenders(group)
+                    .into_iter()
+                    .flat_map(|g| [2 * g, 2 * g + 1])
+                    .collect();
+                let free_in = |g: usize| (2 * g..2 * g + 2).any(|i| !model.contains_key(&i));
                 match outcome {
-                    Ok(info) => {
+                    Ok(placed) => {
+                        let info = placed.access;
                         let i = NUMBERS
                             .iter()
                             .position(|n| *n == info.access_number)
@@ -100,16 +154,46 @@ fn run(cooldown: u64, grace: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             info.access_number,
                             model.get(&i)
                         );
+                        prop_assert_eq!(&placed.resource_group, GROUPS[group_of(i)]);
+                        prop_assert!(candidates.contains(&i), "step {}: lent {}", step, i);
+                        prop_assert!(
+                            group_of(i) == group || !free_in(group),
+                            "step {}: fell back while {} had a free number",
+                            step,
+                            GROUPS[group]
+                        );
                         model.insert(
                             i,
                             Number::Held {
                                 service,
+                                asked: group,
                                 expires_at: info.expires_at,
                             },
                         );
                     }
-                    Err(CallError::Service(Error::NoAccessNumberAvailable(_))) => {
-                        prop_assert_eq!(model.len(), NUMBERS.len(), "step {}: exhausted", step);
+                    Err(Refusal {
+                        error: CallError::Service(Error::NoAccessNumberAvailable(name)),
+                        retry_at,
+                    }) => {
+                        prop_assert_eq!(name, GROUPS[group]);
+                        let lendable_at = candidates.iter().map(|i| match model.get(i) {
+                            Some(Number::Held { expires_at, .. }) => expires_at + cooldown * 1000,
+                            Some(Number::Resting { until }) => *until,
+                            None => now,
+                        });
+                        prop_assert_eq!(
+                            retry_at,
+                            lendable_at.min().map(|at| at.max(now)),
+                            "step {}: retry with {:?}",
+                            step,
+                            model
+                        );
+                        prop_assert!(
+                            candidates.iter().all(|i| model.contains_key(i)),
+                            "step {}: exhausted with {:?}",
+                            step,
+                            model
+                        );
                     }
                     Err(other) => prop_assert!(false, "create failed: {other}"),
                 }
@@ -120,10 +204,11 @@ fn run(cooldown: u64, grace: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     Some(Number::Held {
                         service,
                         expires_at,
+                        ..
                     }) => {
                         prop_assert_eq!(
-                            outcome.map(|m| m.service_id),
-                            Ok(format!("s{service}")),
+                            outcome.map(|m| (m.service_id, m.resource_group)),
+                            Ok((format!("s{service}"), GROUPS[group_of(number)].to_string())),
                             "step {}",
                             step
                         );
@@ -132,9 +217,9 @@ fn run(cooldown: u64, grace: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     _ => prop_assert_eq!(outcome, Err(CallError::Service(Error::NoMatch))),
                 }
             }
-            Op::Release { service } => {
-                let outcome = h.runtime.release(&format!("s{service}"), "G");
-                match held_by(&model, service) {
+            Op::Release { service, group } => {
+                let outcome = h.runtime.release(&format!("s{service}"), GROUPS[group]);
+                match held_by(&model, service, group) {
                     Some(i) => {
                         let Number::Held { expires_at, .. } = model[&i] else {
                             unreachable!()
@@ -163,14 +248,18 @@ fn run(cooldown: u64, grace: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         model.retain(|_, s| !matches!(s, Number::Resting { until } if *until <= now));
-        let status = h.runtime.pool_status("G").unwrap();
-        prop_assert_eq!(
-            status.free as usize,
-            NUMBERS.len() - model.len(),
-            "step {}: free with {:?}",
-            step,
-            model
-        );
+        for (g, name) in GROUPS.iter().enumerate() {
+            let status = h.runtime.pool_status(name).unwrap();
+            let taken = model.keys().filter(|&&i| group_of(i) == g).count();
+            prop_assert_eq!(
+                status.free as usize,
+                2 - taken,
+                "step {}: {} free with {:?}",
+                step,
+                name,
+                model
+            );
+        }
     }
     Ok(())
 }
@@ -184,8 +273,9 @@ proptest! {
     #[test]
     fn cool_off_and_grace_behave_like_the_model(
         (cooldown, grace) in prop_oneof![Just((0u64, 0u64)), Just((20, 0)), Just((20, 10)), Just((30, 30))],
+        fallback in any::<bool>(),
         ops in prop::collection::vec(op(), 1..60),
     ) {
-        run(cooldown, grace, ops)?;
+        run(cooldown, grace, fallback, ops)?;
     }
 }

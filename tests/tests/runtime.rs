@@ -19,7 +19,10 @@ fn the_component_exports_request_access_and_imports_only_the_world_and_wasi() {
     let (imports, exports) = image().interface();
     assert_eq!(
         exports,
-        ["contact-center:request-access/request-access@0.1.1"]
+        [
+            "contact-center:request-access/request-access@0.1.1",
+            "contact-center:request-access/placement@0.1.1"
+        ]
     );
     for own in [
         "contact-center:request-access/service-registry@0.1.1",

@@ -47,6 +47,24 @@ fn every_misbehaviour_is_a_contained_fault_and_nothing_is_lost() {
         );
         assert!(took < DEADLINE * 4, "{service} took {took:?}");
     }
+    // A group the request does not fall back to is a fault; an implausible retry
+    // instant is dropped, and the refusal stands.
+    let outcome = h.runtime.create_placed(&create("other-group", "DNIS"));
+    assert!(
+        matches!(&outcome, Err(r) if matches!(r.error, CallError::PluginFault(_))),
+        "{outcome:?}"
+    );
+    let refusal = h
+        .runtime
+        .create_placed(&create("far-retry", "DNIS"))
+        .unwrap_err();
+    assert_eq!(
+        refusal.error,
+        CallError::Service(request_access_host::api::Error::NoAccessNumberAvailable(
+            "DNIS".into()
+        ))
+    );
+    assert_eq!(refusal.retry_at, None);
     assert!(matches!(
         h.runtime.match_access(&match_number("+18005550100")),
         Err(CallError::PluginFault(_))
@@ -60,7 +78,7 @@ fn every_misbehaviour_is_a_contained_fault_and_nothing_is_lost() {
         Err(CallError::PluginFault(_))
     ));
     let stats = h.runtime.stats();
-    assert_eq!(stats.faults, 11);
+    assert_eq!(stats.faults, 12);
     assert!(
         stats.instantiations >= 4,
         "trapped instances were replaced: {stats:?}"

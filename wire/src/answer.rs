@@ -3,7 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use request_access_guest::api::{AccessInfo, PoolStatus};
+use request_access_guest::api::{Placed, PoolStatus};
 use serde_json::{Map, Value, json};
 
 /// `ms` since the epoch as RFC 3339 with milliseconds, UTC.
@@ -43,11 +43,14 @@ pub fn groups<'a>(statuses: impl IntoIterator<Item = (&'a str, PoolStatus)>) -> 
     json!({ "groups": groups })
 }
 
-/// Access information: `_id`, `_access_number`, `_access_code` (only when one was
-/// issued), `_expiration_time`, `_expires_at`, and `_pool_health` when asked for.
-pub fn access_info(service_id: &str, info: &AccessInfo, health: Option<&PoolStatus>) -> Value {
+/// Access information: `_id`, `_resource_group` (the group that lent the number: the
+/// requested one or its fallback group), `_access_number`, `_access_code` (only when one
+/// was issued), `_expiration_time`, `_expires_at`, and `_pool_health` when asked for.
+pub fn access_info(service_id: &str, placed: &Placed, health: Option<&PoolStatus>) -> Value {
+    let info = &placed.access;
     let mut out = Map::new();
     out.insert("_id".into(), json!(service_id));
+    out.insert("_resource_group".into(), json!(placed.resource_group));
     out.insert("_access_number".into(), json!(info.access_number));
     if let Some(code) = &info.access_code {
         out.insert("_access_code".into(), json!(code));
@@ -107,19 +110,23 @@ pub fn services(entries: impl IntoIterator<Item = Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use request_access_guest::api::AccessInfo;
 
     #[test]
     fn the_code_appears_only_when_issued() {
-        let info = AccessInfo {
-            access_number: "+18005550100".into(),
-            access_code: None,
-            expiration_time: 30,
-            expires_at: 1_767_225_630_000,
+        let placed = Placed {
+            access: AccessInfo {
+                access_number: "+18005550100".into(),
+                access_code: None,
+                expiration_time: 30,
+                expires_at: 1_767_225_630_000,
+            },
+            resource_group: "DNIS".into(),
         };
-        let out = access_info("s", &info, None);
+        let out = access_info("s", &placed, None);
         assert_eq!(
             out.to_string(),
-            r#"{"_id":"s","_access_number":"+18005550100","_expiration_time":30,"_expires_at":"2026-01-01T00:00:30.000Z"}"#
+            r#"{"_id":"s","_resource_group":"DNIS","_access_number":"+18005550100","_expiration_time":30,"_expires_at":"2026-01-01T00:00:30.000Z"}"#
         );
     }
 

@@ -359,16 +359,26 @@ async fn command(runtime: Runtime, command: Command) -> Result<Value, Failure> {
             phone_number,
             booking_expiration_timeout,
         } => {
-            let info = runtime
-                .create(&CreateRequest {
+            let placed = runtime
+                .create_placed(&CreateRequest {
                     service_id: id.clone(),
                     resource_group,
                     provide_code,
                     phone_number,
                     booking_expiration_timeout,
                 })
-                .await?;
-            answer::access_info(&id, &info, None)
+                .await
+                .map_err(|refusal| {
+                    let now = services.clock.now_ms();
+                    let mut failure = Failure::from(refusal.error);
+                    if let Some(at) = refusal.retry_at {
+                        let seconds = at.saturating_sub(now).div_ceil(1000).max(1);
+                        failure.message +=
+                            &format!("; a number is known to become lendable in {seconds} s");
+                    }
+                    failure
+                })?;
+            answer::access_info(&id, &placed, None)
         }
         Command::Match {
             access_number,

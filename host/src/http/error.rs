@@ -9,9 +9,10 @@ use request_access_wire::WireError;
 use serde_json::json;
 
 use crate::registry::RegistryError;
-use crate::runtime::CallError;
+use crate::runtime::{CallError, Refusal};
 
-/// Seconds a client is told to wait after an exhausted pool.
+/// Seconds a client is told to wait after an exhausted pool when the plugin does not
+/// say when a number becomes lendable (a plugin built against 0.1.0).
 pub const EXHAUSTED_RETRY_AFTER_SECONDS: u32 = 5;
 /// `Retry-After` when the state store does not answer: reconnection is attempted at
 /// once, so a retry soon is likely to succeed.
@@ -110,6 +111,19 @@ impl From<CallError> for ApiError {
                 )
             },
         }
+    }
+}
+
+impl ApiError {
+    /// A refused create, with `Retry-After` from when the plugin says the exhausted pool
+    /// lends again (whole seconds from `now`, rounded up, at least 1).
+    pub(crate) fn refused(refusal: Refusal, now: u64) -> Self {
+        let mut error = ApiError::from(refusal.error);
+        if let Some(at) = refusal.retry_at {
+            let seconds = at.saturating_sub(now).div_ceil(1000).max(1);
+            error.retry_after = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
+        }
+        error
     }
 }
 

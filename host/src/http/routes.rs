@@ -118,17 +118,20 @@ pub(super) async fn request_access(
     let group = request.resource_group.clone();
     let id = request.service_id.clone();
     let runtime = app.runtime.clone();
-    let (info, health) = detached(async move {
-        let info = runtime.create(&request).await?;
+    let (placed, health) = detached(async move {
+        let placed = runtime.create_placed(&request).await.map_err(|refusal| {
+            let now = runtime.services().clock.now_ms();
+            ApiError::refused(refusal, now)
+        })?;
         let health = if with_health {
             Some(runtime.pool_status(&group).await?)
         } else {
             None
         };
-        Ok::<_, CallError>((info, health))
+        Ok::<_, ApiError>((placed, health))
     })
     .await?;
-    Ok(Json(answer::access_info(&id, &info, health.as_ref())))
+    Ok(Json(answer::access_info(&id, &placed, health.as_ref())))
 }
 
 pub(super) async fn match_interaction(

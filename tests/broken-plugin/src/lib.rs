@@ -12,6 +12,13 @@
 //! | `past-expiry` | answers an expiry in the past                          |
 //! | `unasked-code`| answers a code nobody asked for                        |
 //!
+//! `placement.place` answers as `create` does, and for two more ids:
+//!
+//! | service id     | behaviour                                              |
+//! |----------------|--------------------------------------------------------|
+//! | `other-group`  | says another group than the requested one lent it      |
+//! | `far-retry`    | refuses as exhausted, to retry in ten years            |
+//!
 //! `match-access` answers a service id with a line break; `release` answers something
 //! that is not a phone number; `pool-status` answers counts that do not add up.
 
@@ -22,10 +29,35 @@ mod component {
     }
 
     use bindings::contact_center::request_access::clock;
+    use bindings::exports::contact_center::request_access::placement;
     use bindings::exports::contact_center::request_access::request_access as wit;
 
     struct Broken;
     bindings::export!(Broken with_types_in bindings);
+
+    impl placement::Guest for Broken {
+        fn place(request: wit::CreateRequest) -> Result<placement::Placed, placement::Refused> {
+            let resource_group = match request.service_id.as_str() {
+                "other-group" => "ELSEWHERE".to_string(),
+                "far-retry" => {
+                    return Err(placement::Refused {
+                        error: wit::Error::NoAccessNumberAvailable(request.resource_group),
+                        retry_at: Some(clock::now() + 10 * 365 * 86_400_000),
+                    });
+                }
+                _ => request.resource_group.clone(),
+            };
+            let access =
+                <Broken as wit::Guest>::create(request).map_err(|error| placement::Refused {
+                    error,
+                    retry_at: None,
+                })?;
+            Ok(placement::Placed {
+                access,
+                resource_group,
+            })
+        }
+    }
 
     impl wit::Guest for Broken {
         fn create(request: wit::CreateRequest) -> Result<wit::AccessInfo, wit::Error> {
