@@ -296,6 +296,17 @@ impl Config {
                 ));
             }
             let grace = grace.map_or(0, |g| g.get_ref().0);
+            let sticky = group.sticky.or(file.options.sticky).unwrap_or(false);
+            let sticky_memory = match sticky {
+                true => {
+                    group
+                        .sticky_memory
+                        .or(file.options.sticky_memory)
+                        .unwrap_or_default()
+                        .0
+                }
+                false => 0,
+            };
             if let Some(fallback) = &group.fallback_group {
                 fallbacks.push((name.clone(), fallback.clone()));
             }
@@ -308,6 +319,7 @@ impl Config {
                     reuse_cooldown: cooldown,
                     match_grace: grace,
                     fallback_group: group.fallback_group.map(Spanned::into_inner),
+                    sticky_memory,
                 },
             });
         }
@@ -565,6 +577,8 @@ struct OptionsSection {
     max_code_attempts: CodeAttempts,
     reuse_cooldown: Option<Spanned<Cooldown>>,
     match_grace: Option<Spanned<Grace>>,
+    sticky: Option<bool>,
+    sticky_memory: Option<StickyMemory>,
 }
 
 #[derive(Deserialize)]
@@ -577,6 +591,8 @@ struct GroupSection {
     reuse_cooldown: Option<Spanned<Cooldown>>,
     match_grace: Option<Spanned<Grace>>,
     fallback_group: Option<Spanned<String>>,
+    sticky: Option<bool>,
+    sticky_memory: Option<StickyMemory>,
     numbers: Vec<Spanned<String>>,
 }
 
@@ -654,6 +670,7 @@ bounded_option!(
 bounded_option!(CodeAttempts, u32, "max_code_attempts", 1..=100, 5);
 bounded_option!(Cooldown, u32, "reuse_cooldown", 0..=86_400, 0);
 bounded_option!(Grace, u32, "match_grace", 0..=3_600, 0);
+bounded_option!(StickyMemory, u32, "sticky_memory", 60..=2_592_000, 86_400);
 bounded_option!(BodyBytes, u64, "max_body_bytes", 1024..=16 << 20, 64 << 10);
 bounded_option!(
     RequestTimeoutMs,
@@ -875,6 +892,7 @@ services = ["static-service-1"]
                 reuse_cooldown: 60,
                 match_grace: 10,
                 fallback_group: None,
+                sticky_memory: 0,
             }
         );
         assert_eq!(policy("B"), Policy::default());
@@ -884,6 +902,40 @@ services = ["static-service-1"]
         )
         .unwrap();
         assert_eq!(c.group("A").unwrap().policy, Policy::default());
+    }
+
+    #[test]
+    fn sticky_groups_remember_for_their_own_or_the_global_memory() {
+        let c = Config::parse(
+            "[options]\nsticky_memory = 3600\n\
+             [[resource_group]]\nname = \"A\"\nsticky = true\nnumbers = [\"5551000\"]\n\
+             [[resource_group]]\nname = \"B\"\nsticky = true\nsticky_memory = 60\n\
+             numbers = [\"5551001\"]\n\
+             [[resource_group]]\nname = \"C\"\nnumbers = [\"5551002\"]\n\
+             [[resource_group]]\nname = \"D\"\nsticky = true\nnumbers = [\"5551003\"]\n",
+            "c.toml",
+        )
+        .unwrap();
+        let memory = |g: &str| c.group(g).unwrap().policy.sticky_memory;
+        assert_eq!((memory("A"), memory("B"), memory("C")), (3600, 60, 0));
+        let c = Config::parse(
+            "[[resource_group]]\nname = \"D\"\nsticky = true\nnumbers = [\"5551003\"]\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.group("D").unwrap().policy.sticky_memory,
+            86_400,
+            "one day by default"
+        );
+        let e = error("[options]\nsticky_memory = 59\n");
+        assert!(
+            e.contains("sticky_memory must be 60..=2592000, got 59"),
+            "{e}"
+        );
+        let e =
+            error("[[resource_group]]\nname = \"A\"\nsticky = \"yes\"\nnumbers = [\"5551000\"]\n");
+        assert!(e.starts_with("c.toml:3:"), "{e}");
     }
 
     #[test]

@@ -178,6 +178,8 @@ pub struct Policy {
     pub match_grace: u32,
     /// The group that lends when this one is exhausted (one hop).
     pub fallback_group: Option<String>,
+    /// Seconds a caller's last number is remembered, to lend it to them again (0: never).
+    pub sticky_memory: u32,
 }
 
 /// One resource group (`resource-groups.group`).

@@ -120,7 +120,7 @@ macro_rules! convert_resource_groups {
 macro_rules! convert_group_policy {
     ($($wit:ident)::+) => {
         $crate::__convert_record!($crate::api::Policy, $($wit)::+::GroupPolicy {
-            reuse_cooldown, match_grace, fallback_group,
+            reuse_cooldown, match_grace, fallback_group, sticky_memory,
         });
     };
 }

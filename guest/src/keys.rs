@@ -15,6 +15,9 @@
 //! | `w␟{group}␟{ring-id}␟{usable-at}␟{index}` | empty: a number resting (cool-off) |
 //! | `s␟{group}␟{service id}`              | the digits of the service's number    |
 //! | `x␟{group}␟{expires-at}␟{digits}`     | empty: the expiry index               |
+//! | `c␟{group}␟{caller digits}`           | [`Remembered`](crate::records::Remembered): the caller's last number |
+//! | `y␟{group}␟{until}␟{caller digits}`   | empty: when a remembered number is forgotten |
+//! | `o␟{group}␟{ring-id}␟{index}`         | the caller digits that remember the number |
 //!
 //! Numbers are fixed-width hexadecimal so that key order is numeric order.
 
@@ -129,6 +132,41 @@ pub fn parse_resting(key: &str) -> Option<(u64, u32)> {
     Some((usable_at, index))
 }
 
+/// The number `caller` was given last in `group`, remembered for sticky lending.
+pub fn remembered(group: &str, caller: &str) -> String {
+    Key::new('c').part(group).part(caller).0
+}
+
+/// Who remembers pool index `index` of ring `ring_id` of `group` as their last number.
+pub fn remembered_by(group: &str, ring_id: u64, index: u32) -> String {
+    Key::new('o')
+        .part(group)
+        .hex(ring_id)
+        .hex(u64::from(index))
+        .0
+}
+
+/// The entry that forgets `caller`'s remembered number in `group` at `until`.
+pub fn forgetting(group: &str, until: u64, caller: &str) -> String {
+    Key::new('y').part(group).hex(until).part(caller).0
+}
+
+/// The key range of `group`'s remembered numbers to forget by `now`.
+pub fn forgotten_by(group: &str, now: u64) -> (String, String) {
+    (
+        Key::new('y').part(group).part("").0,
+        Key::new('y').part(group).hex(now.saturating_add(1)).0,
+    )
+}
+
+/// The instant and caller digits of a [`forgetting`] key.
+pub fn parse_forgetting(key: &str) -> Option<(u64, &str)> {
+    let mut parts = key.rsplitn(3, SEP);
+    let caller = parts.next()?;
+    let until = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((until, caller))
+}
+
 /// The reservation holding the number with these digits.
 pub fn reservation(digits: &str) -> String {
     Key::new('n').part(digits).0
@@ -194,6 +232,12 @@ mod tests {
         let entry = expiry("G", 0x5678, "155");
         assert_eq!(expiry_instant(&entry), Some(0x5678));
         assert_eq!(digits_of_expiry(&entry), Some("155"));
+        assert_eq!(remembered("G", "1555"), "c\u{1f}G\u{1f}1555");
+        let forget = forgetting("G", 0x42, "1555");
+        assert_eq!(parse_forgetting(&forget), Some((0x42, "1555")));
+        let (start, end) = forgotten_by("G", 0x42);
+        assert!(start <= forget && forget < end);
+        assert!(forgetting("G", 0x43, "1") >= forgotten_by("G", 0x42).1);
         let (start, end) = resting_by("G", 7, 0x1234);
         assert!(start <= key && key < end);
         assert!(resting("G", 7, 0x1235, 0) >= end);

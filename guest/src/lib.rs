@@ -21,6 +21,7 @@ mod keys;
 mod records;
 mod ring;
 mod service;
+mod sticky;
 #[cfg(test)]
 mod testing;
 mod txn;

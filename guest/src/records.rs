@@ -103,6 +103,29 @@ pub struct Parked {
     pub index: u32,
 }
 
+/// The number a caller was given last in a group, for sticky lending: where it is while
+/// it is free, and until when it is remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remembered {
+    /// The ring it goes back to; a rebuilt ring forgets it.
+    pub ring_id: u64,
+    /// Its index in the pool.
+    pub index: u32,
+    /// When the memory ends.
+    pub until: u64,
+    /// Where the number went when the caller's reservation ended.
+    pub place: Place,
+}
+
+/// Where a free number waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Place {
+    /// Resting until this instant (its key in the resting index).
+    Resting(u64),
+    /// On the ring at this absolute position.
+    Ring(u64),
+}
+
 /// How many rings were built, in every group: a count that changes whenever numbers may
 /// have started to be lent by another ring than before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

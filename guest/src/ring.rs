@@ -29,7 +29,8 @@ use rand::distr::{Distribution, Uniform};
 
 use crate::api::{Error, Group, Imports, Policy};
 use crate::keys;
-use crate::records::{Epoch, Parked, PoolRecord, Reservation, RingMeta, decode, encode};
+use crate::records::{Epoch, Parked, Place, PoolRecord, Reservation, RingMeta, decode, encode};
+use crate::sticky;
 use crate::txn::Txn;
 
 /// When a number whose reservation ended at `ended_at` may be lent again under
@@ -46,17 +47,77 @@ pub fn rested(policy: &Policy, ended_at: u64) -> u64 {
 const WAKE_BATCH: u32 = 8;
 
 /// Move the numbers of `group`'s ring that have rested by `now` onto its tail, in the
-/// order they became usable.
+/// order they became usable. A caller who remembers one (its resting entry names them)
+/// remembers where it went.
 pub fn wake<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) -> Result<(), Error> {
     let ring = open(txn, group)?;
     let (start, end) = keys::resting_by(&group.name, ring.id(), now);
-    for (key, _) in txn.scan(&start, &end, WAKE_BATCH)? {
+    let rested = txn.scan(&start, &end, WAKE_BATCH)?;
+    let memories: Vec<String> = rested
+        .iter()
+        .filter(|(_, caller)| !caller.is_empty())
+        .map(|(_, caller)| keys::remembered(&group.name, &String::from_utf8_lossy(caller)))
+        .collect();
+    txn.prefetch(&memories)?;
+    for (key, caller) in rested {
         txn.delete(key.clone());
-        if let Some((_, index)) = keys::parse_resting(&key) {
-            push(txn, group, ring.id(), index, 0, now)?;
+        if let Some((at, index)) = keys::parse_resting(&key) {
+            let pushed = push_placed(txn, group, ring.id(), index, 0, now, None)?;
+            if let (Some(place), false) = (pushed, caller.is_empty()) {
+                let caller = String::from_utf8_lossy(&caller);
+                sticky::follow(
+                    txn,
+                    group,
+                    &caller,
+                    (ring.id(), index, Place::Resting(at)),
+                    place,
+                )?;
+            }
         }
     }
     Ok(())
+}
+
+/// Take pool index `index` of `group`'s ring from `place`, where a caller's memory says
+/// it is, if it is still there: out of the resting index, or off the ring (the ring's
+/// last entry moves into its position). `false` if it is not there any more.
+pub fn take_remembered<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    index: u32,
+    place: Place,
+) -> Result<bool, Error> {
+    let mut ring = open(txn, group)?;
+    match place {
+        Place::Resting(at) => {
+            let key = keys::resting(&group.name, ring.id(), at, index);
+            if txn.get(&key)?.is_none() {
+                return Ok(false);
+            }
+            txn.delete(key);
+            Ok(true)
+        }
+        Place::Ring(position) => {
+            let (head, tail) = (ring.meta.head, ring.meta.tail);
+            if !(head..tail).contains(&position)
+                || read_slot(txn, group, &ring, position)? != Some(index)
+            {
+                return Ok(false);
+            }
+            let last = tail - 1;
+            if position != last {
+                let Some(moved) = read_slot(txn, group, &ring, last)? else {
+                    return Ok(false);
+                };
+                write_slot(txn, group, &ring, position, moved);
+                let moved_from = (ring.id(), moved, Place::Ring(last));
+                sticky::follow_number(txn, group, moved_from, Place::Ring(position))?;
+            }
+            ring.meta.tail = last;
+            save(txn, group, &mut ring)?;
+            Ok(true)
+        }
+    }
 }
 
 /// Of `ring`'s resting numbers: how many have rested by `now` (usable, not yet on the
@@ -298,6 +359,7 @@ pub fn pop<I: Imports, R: Rng>(
     group: &Group,
     rng: &mut R,
     window: u64,
+    sticky: bool,
 ) -> Result<Option<Option<u32>>, Error> {
     let mut ring = open(txn, group)?;
     let free = ring.len().min(window);
@@ -320,6 +382,11 @@ pub fn pop<I: Imports, R: Rng>(
             };
             write_slot(txn, group, &ring, head, at_picked);
             write_slot(txn, group, &ring, picked, at_head);
+            if sticky {
+                // The number that was at the head waits at `picked` now.
+                let moved_from = (ring.id(), at_head, Place::Ring(head));
+                sticky::follow_number(txn, group, moved_from, Place::Ring(picked))?;
+            }
         }
     }
     take_head(txn, group, &mut ring)
@@ -348,24 +415,38 @@ pub fn push<I: Imports>(
     usable_at: u64,
     now: u64,
 ) -> Result<bool, Error> {
+    Ok(push_placed(txn, group, ring_id, index, usable_at, now, None)?.is_some())
+}
+
+/// [`push`], answering where the number went (`None`: nowhere). A resting number's
+/// entry names `caller`, if given, so that [`wake`] updates the caller's memory of it.
+pub fn push_placed<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    ring_id: u64,
+    index: u32,
+    usable_at: u64,
+    now: u64,
+    caller: Option<&str>,
+) -> Result<Option<Place>, Error> {
     let mut ring = open(txn, group)?;
     if ring_id != ring.id() || index >= group.size || ring.len() >= u64::from(group.size) {
-        return Ok(false);
+        return Ok(None);
     }
     if usable_at > now {
         // Resting numbers wait in an index ordered by when they become usable, whatever
         // order they ended in (an expired one rests from its expiry).
         txn.put(
             keys::resting(&group.name, ring.id(), usable_at, index),
-            Vec::new(),
+            caller.unwrap_or_default().as_bytes().to_vec(),
         );
-        return Ok(true);
+        return Ok(Some(Place::Resting(usable_at)));
     }
     let tail = ring.meta.tail;
     write_slot(txn, group, &ring, tail, index);
     ring.meta.tail += 1;
     save(txn, group, &mut ring)?;
-    Ok(true)
+    Ok(Some(Place::Ring(tail)))
 }
 
 /// Park pool index `index` of `ring`: its number is held by `holder`, a reservation

@@ -12,8 +12,9 @@ use crate::api::{
     PoolStatus, Refused,
 };
 use crate::keys;
-use crate::records::Reservation;
+use crate::records::{Remembered, Reservation};
 use crate::ring;
+use crate::sticky;
 use crate::txn::Txn;
 use crate::validate::{self, digits};
 
@@ -43,7 +44,7 @@ fn contended() -> Error {
     ))
 }
 
-fn read_reservation<I: Imports>(
+pub(crate) fn read_reservation<I: Imports>(
     txn: &mut Txn<'_, I>,
     digits: &str,
 ) -> Result<Option<Reservation>, Error> {
@@ -105,8 +106,40 @@ fn end_reservation<I: Imports>(
     let pushed = match (&back_to, number) {
         (Some(Some(group)), _) => match txn.imports().index_of(&group.name, &res.number) {
             Some(index) => {
-                let usable_at = ring::rested(&txn.imports().policy(&group.name), ended_at);
-                ring::push(txn, group, res.pool_id, index, usable_at, now)?
+                let policy = txn.imports().policy(&group.name);
+                let usable_at = ring::rested(&policy, ended_at);
+                // In a sticky group, the number is remembered by this reservation's caller
+                // from now on, or still by whoever remembered it.
+                let rememberer = match (&res.caller_digits, policy.sticky_memory) {
+                    (_, 0) => None,
+                    (Some(caller), _) => Some(caller.clone()),
+                    (None, _) => sticky::rememberer(txn, group, res.pool_id, index)?,
+                };
+                let place = ring::push_placed(
+                    txn,
+                    group,
+                    res.pool_id,
+                    index,
+                    usable_at,
+                    now,
+                    rememberer.as_deref(),
+                )?;
+                match (place, &res.caller_digits) {
+                    (Some(place), Some(caller)) if policy.sticky_memory > 0 => {
+                        let memory = Remembered {
+                            ring_id: res.pool_id,
+                            index,
+                            until: now.saturating_add(u64::from(policy.sticky_memory) * 1000),
+                            place,
+                        };
+                        sticky::remember(txn, group, caller, memory)?;
+                    }
+                    (Some(place), None) if rememberer.is_some() => {
+                        sticky::relocate(txn, group, res.pool_id, index, place)?;
+                    }
+                    _ => {}
+                }
+                place.is_some()
             }
             None => false,
         },
@@ -205,7 +238,7 @@ fn take_number<I: Imports, R: Rng>(
     let ring = ring::open(txn, group)?;
     let unseen = unseen.get_or_insert(ring.len());
     for _ in 0..TAKE_BATCH {
-        let Some(index) = ring::pop(txn, group, rng, *unseen)? else {
+        let Some(index) = ring::pop(txn, group, rng, *unseen, policy.sticky_memory > 0)? else {
             return Ok(Take::Exhausted);
         };
         *unseen -= 1;
@@ -372,12 +405,21 @@ fn lend<I: Imports, R: Rng>(
         let mut txn = Txn::new(imports);
         // The service's reservation in the requested group, wherever its number came from.
         let holder = keys::holder(ask.group, &request.service_id);
-        txn.prefetch(&[
+        let sticky_caller = ask
+            .caller_digits
+            .as_deref()
+            .filter(|_| policy.sticky_memory > 0);
+        let mut wanted = vec![
             keys::ring_meta(&group.name, group.pool_id),
             keys::pool_record(&group.name, group.pool_id),
             holder.clone(),
-        ])?;
+        ];
+        wanted.extend(sticky_caller.map(|c| keys::remembered(&group.name, c)));
+        txn.prefetch(&wanted)?;
         reclaim_expired(&mut txn, group, policy, now)?;
+        if policy.sticky_memory > 0 {
+            sticky::forget_callers(&mut txn, group, now)?;
+        }
 
         // Asking again replaces the service's reservation: its number goes back first.
         if let Some(held) = txn
@@ -392,7 +434,16 @@ fn lend<I: Imports, R: Rng>(
             }
         }
 
-        let number = match take_number(&mut txn, group, policy, now, rng, &mut unseen)? {
+        // A caller's own number again, if the group remembers it and it is free.
+        let remembered = match sticky_caller {
+            Some(caller) => sticky::lend_remembered(&mut txn, group, caller, now)?,
+            None => None,
+        };
+        let taken = match remembered {
+            Some(number) => Take::Number(number),
+            None => take_number(&mut txn, group, policy, now, rng, &mut unseen)?,
+        };
+        let number = match taken {
             Take::Number(number) => number,
             // Keep what was done on the way (numbers skipped after a pool change), so
             // the next call does not redo it; a plain exhausted ring writes nothing.

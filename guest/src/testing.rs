@@ -194,6 +194,7 @@ mod tests {
         reuse_cooldown: 60,
         match_grace: 0,
         fallback_group: None,
+        sticky_memory: 0,
     };
 
     #[test]
@@ -244,6 +245,7 @@ mod tests {
             reuse_cooldown: 20,
             match_grace: 10,
             fallback_group: None,
+            sticky_memory: 0,
         };
         let mut fake = world(Strategy::RoundRobin, &["5551001"], policy.clone());
         take(&mut fake, "a", 30).unwrap();
@@ -268,6 +270,7 @@ mod tests {
             reuse_cooldown: 20,
             match_grace: 10,
             fallback_group: None,
+            sticky_memory: 0,
         };
         let mut fake = world(Strategy::RoundRobin, &["5551001", "5551002"], policy);
         take(&mut fake, "a", 30).unwrap();
@@ -287,6 +290,7 @@ mod tests {
             reuse_cooldown: cooldown,
             match_grace: 0,
             fallback_group: fallback.map(String::from),
+            sticky_memory: 0,
         };
         fake.policies.insert("G".into(), policy(Some("SHARED")));
         fake.policies.insert("SHARED".into(), policy(None));
@@ -413,5 +417,162 @@ mod tests {
         let refused = place(&mut fake, "a", "G").unwrap_err();
         assert_eq!(refused.error, Error::NoAccessNumberAvailable("G".into()));
         assert_eq!(refused.retry_at, Some(fake.now + 60_000));
+    }
+
+    fn sticky(cooldown: u32) -> Policy {
+        Policy {
+            reuse_cooldown: cooldown,
+            sticky_memory: 600,
+            ..Policy::default()
+        }
+    }
+
+    /// `id` asks for a number for the caller `caller`.
+    fn take_for(fake: &mut Fake, id: &str, caller: &str) -> Result<String, Error> {
+        let request = CreateRequest {
+            service_id: id.into(),
+            resource_group: "G".into(),
+            provide_code: false,
+            phone_number: Some(caller.into()),
+            booking_expiration_timeout: Some(300),
+        };
+        create(fake, &mut StdRng::seed_from_u64(7), &request).map(|info| info.access_number)
+    }
+
+    const NUMBERS: [&str; 3] = ["5551001", "5551002", "5551003"];
+
+    #[test]
+    fn a_sticky_group_lends_a_caller_their_last_number_when_it_is_free() {
+        for strategy in [Strategy::RoundRobin, Strategy::Random] {
+            let mut fake = world(strategy, &NUMBERS, sticky(0));
+            let mine = take_for(&mut fake, "a", "+15557770001").unwrap();
+            release(&mut fake, "a", "G").unwrap();
+            let other = take_for(&mut fake, "b", "+15557770002").unwrap();
+            if other == mine {
+                continue; // a random draw took it: nothing to remember any more
+            }
+            assert_eq!(
+                take_for(&mut fake, "c", "+1 555 777 0001").unwrap(),
+                mine,
+                "{strategy:?}"
+            );
+            assert_eq!(
+                free(&mut fake),
+                1,
+                "{strategy:?}: the ring lost exactly that number"
+            );
+            let last = take(&mut fake, "d", 30).unwrap();
+            assert!(![mine.as_str(), other.as_str()].contains(&last.as_str()));
+            assert_eq!(take(&mut fake, "e", 30), exhausted());
+        }
+        // Without `sticky`, round-robin lends the number free the longest.
+        let mut fake = world(Strategy::RoundRobin, &NUMBERS, Policy::default());
+        let first = take_for(&mut fake, "a", "+15557770001").unwrap();
+        release(&mut fake, "a", "G").unwrap();
+        take_for(&mut fake, "b", "+15557770002").unwrap();
+        assert_ne!(take_for(&mut fake, "c", "+15557770001").unwrap(), first);
+    }
+
+    #[test]
+    fn the_same_caller_skips_the_cool_off_and_others_wait_for_it() {
+        let mut fake = world(Strategy::RoundRobin, &NUMBERS[..2], sticky(60));
+        let mine = take_for(&mut fake, "a", "+15557770001").unwrap();
+        release(&mut fake, "a", "G").unwrap();
+        take_for(&mut fake, "b", "+15557770002").unwrap();
+        assert_eq!(
+            take_for(&mut fake, "c", "+15557770003"),
+            exhausted(),
+            "it rests"
+        );
+        assert_eq!(take_for(&mut fake, "d", "+15557770001").unwrap(), mine);
+        assert_eq!(free(&mut fake), 0);
+    }
+
+    #[test]
+    fn a_remembered_number_is_found_after_it_finished_resting() {
+        let mut fake = world(Strategy::RoundRobin, &NUMBERS, sticky(60));
+        let mine = take_for(&mut fake, "a", "+15557770001").unwrap();
+        release(&mut fake, "a", "G").unwrap();
+        fake.advance(61);
+        // This create moves the rested number onto the ring, behind the other two.
+        let other = take_for(&mut fake, "b", "+15557770002").unwrap();
+        assert_ne!(other, mine);
+        assert_eq!(take_for(&mut fake, "c", "+15557770001").unwrap(), mine);
+        assert_eq!(free(&mut fake), 1);
+    }
+
+    #[test]
+    fn a_held_number_or_an_ended_memory_is_not_lent_again() {
+        let mut fake = world(Strategy::RoundRobin, &NUMBERS[..2], sticky(0));
+        let mine = take_for(&mut fake, "a", "+15557770001").unwrap();
+        release(&mut fake, "a", "G").unwrap();
+        let other = take(&mut fake, "b", 300).unwrap();
+        assert_eq!(
+            take(&mut fake, "c", 300).unwrap(),
+            mine,
+            "lent to someone else"
+        );
+        release(&mut fake, "b", "G").unwrap();
+        assert_eq!(take_for(&mut fake, "d", "+15557770001").unwrap(), other);
+
+        // The memory lasts 600 s from the reservation's end; then it is forgotten,
+        // and its keys are gone.
+        let mut fake = world(Strategy::RoundRobin, &NUMBERS, sticky(0));
+        let mine = take_for(&mut fake, "a", "+15557770001").unwrap();
+        release(&mut fake, "a", "G").unwrap();
+        take(&mut fake, "b", 300).unwrap();
+        fake.advance(601);
+        assert_ne!(take_for(&mut fake, "c", "+15557770001").unwrap(), mine);
+        assert!(
+            !fake.state.keys().any(|k| k.starts_with(['c', 'y', 'o'])),
+            "{:?}",
+            fake.state.keys().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_remembered_number_is_followed_when_another_takes_its_place() {
+        // X's and Y's numbers wait at the ring's tail; X takes theirs from the middle,
+        // and Y's moves into its place: Y still gets theirs.
+        let mut fake = world(Strategy::RoundRobin, &NUMBERS, sticky(0));
+        let x = take_for(&mut fake, "a", "+15557770001").unwrap();
+        let y = take_for(&mut fake, "b", "+15557770002").unwrap();
+        release(&mut fake, "a", "G").unwrap();
+        release(&mut fake, "b", "G").unwrap();
+        assert_eq!(take_for(&mut fake, "c", "+15557770001").unwrap(), x);
+        assert_eq!(take_for(&mut fake, "d", "+15557770002").unwrap(), y);
+    }
+
+    #[test]
+    fn a_remembered_number_is_followed_when_a_random_draw_moves_it() {
+        // X's number at the head of a random ring; another create draws a number behind
+        // it, which moves X's into the drawn place; then X asks among two free numbers.
+        let mut moved = 0;
+        for seed in 0..16 {
+            let mut fake = world(Strategy::Random, &NUMBERS, sticky(0));
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut lend = |fake: &mut Fake, id: &str, caller: Option<&str>| {
+                let request = CreateRequest {
+                    service_id: id.into(),
+                    resource_group: "G".into(),
+                    provide_code: false,
+                    phone_number: caller.map(String::from),
+                    booking_expiration_timeout: Some(300),
+                };
+                create(fake, &mut rng, &request).unwrap().access_number
+            };
+            // Released in this order, the ring holds X's number first, then two more.
+            let x = lend(&mut fake, "a", Some("+15557770001"));
+            lend(&mut fake, "b", None);
+            lend(&mut fake, "e", None);
+            for id in ["a", "b", "e"] {
+                release(&mut fake, id, "G").unwrap();
+            }
+            if lend(&mut fake, "c", None) != x {
+                moved += 1;
+                assert_eq!(lend(&mut fake, "d", Some("+15557770001")), x, "seed {seed}");
+            }
+        }
+        assert!(moved > 0, "no draw moved the remembered number");
     }
 }

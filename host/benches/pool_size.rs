@@ -24,10 +24,11 @@
 //!
 //! The group policies get a paired ratio of their own (`pool_1m_vs_100_create_policies`):
 //! a one-number group `G`, always exhausted, falls back to a pool `SHARED` of 100 or
-//! 1,000,000 numbers, half of them held, with a 1 s cool-off, and the clock moves 100 ms
-//! before every create. So each measured create ends its service's reservation (the
-//! number rests), finds `G` exhausted, lends from `SHARED` after moving the numbers that
-//! finished resting onto its ring: the cool-off and the fallback on every call.
+//! 1,000,000 numbers, half of them held, sticky, with a 1 s cool-off, and the clock moves
+//! 100 ms before every create. So each measured create ends its service's reservation
+//! (the number rests), finds `G` exhausted and lends from `SHARED`: every other service
+//! names a caller, who gets their resting number back (sticky); the others get one that
+//! finished resting, moved onto the ring first (cool-off). The fallback on every call.
 
 mod paired;
 
@@ -118,7 +119,7 @@ fn policy_config(size: u32) -> Config {
             "[options]\nbooking_expiration_timeout = 1800\n\
              [[resource_group]]\nname = \"G\"\nfallback_group = \"SHARED\"\n\
              numbers = [\"+15540000000\"]\n\
-             [[resource_group]]\nname = \"SHARED\"\nreuse_cooldown = 1\n\
+             [[resource_group]]\nname = \"SHARED\"\nreuse_cooldown = 1\nsticky = true\n\
              numbers = [\"+15550000000..+{last}\"]\n"
         ),
         "bench",
@@ -142,7 +143,12 @@ impl PolicyPool {
         let services = Services::new(policy_config(size), memory.clone(), clock.clone());
         // One more holder than half the pool: the first takes G's own number.
         let holders = size / 2 + 1;
-        for i in 0..holders {
+        request_access_guest::create(&mut NativeImports(&services), rng, &create(service(0)))
+            .unwrap();
+        // Both rings are built now: a status settles SHARED's while it lends nothing,
+        // so that later ones cost O(1) (an unsettled ring counts every reservation).
+        request_access_guest::pool_status(&mut NativeImports(&services), "SHARED").unwrap();
+        for i in 1..holders {
             request_access_guest::create(&mut NativeImports(&services), rng, &create(service(i)))
                 .unwrap();
         }
@@ -163,7 +169,13 @@ impl PolicyPool {
 
     fn call(&mut self) {
         self.clock.advance(Duration::from_millis(100));
-        self.caller.call(&self.runtime);
+        let caller = &mut self.caller;
+        let mut request = create(service(caller.next));
+        if caller.next.is_multiple_of(2) {
+            request.phone_number = Some(format!("+1666{:07}", caller.next));
+        }
+        block_on(self.runtime.create(&request)).unwrap();
+        caller.next = (caller.next + 1) % caller.holders;
     }
 }
 

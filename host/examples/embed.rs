@@ -93,6 +93,7 @@ impl groups::Host for Host {
             reuse_cooldown: 60,
             match_grace: 10,
             fallback_group: None,
+            sticky_memory: 0,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Group policies through the real binary, as clients meet them: a number resting after
 //! its reservation ends (over HTTP and the CLI), and a late call matched within the
-//! grace window (over HTTP), `Retry-After` from when a number becomes lendable, and a
-//! group that lends from its fallback group when exhausted (over HTTP and the CLI).
+//! grace window (over HTTP), `Retry-After` from when a number becomes lendable, a
+//! group that lends from its fallback group when exhausted, and a sticky group lending a
+//! caller their last number again (over HTTP and the CLI).
 
 mod common;
 
@@ -171,4 +172,71 @@ fn over_the_cli_a_fallback_lend_names_its_group_and_exhaustion_says_when_to_retu
             && stderr.contains("a number is known to become lendable in "),
         "{stderr}"
     );
+}
+
+const STICKY: &str = "[[resource_group]]\nname = \"DNIS\"\nsticky = true\nreuse_cooldown = 60\n\
+                      numbers = [\"5550000..5550002\"]\n\
+                      [registry]\nservices = [\"s0\", \"s1\", \"s2\", \"s3\"]\n";
+
+#[test]
+fn over_http_a_sticky_group_lends_a_caller_their_last_number_despite_the_cool_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), STICKY, Some(TOKEN));
+    let caller = ("_phone_number", "+1 (555) 777-0001");
+    let first = create(&s, "s0", &[caller]);
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let mine = first.body["_access_number"].clone();
+    let matched = post_form(
+        &match_url(&s),
+        &[("_access_number", mine.as_str().unwrap())],
+    );
+    assert_eq!(matched.body["_id"], "s0");
+
+    // The number rests for a minute: another caller gets another one...
+    let other = create(&s, "s1", &[("_phone_number", "+15557770002")]);
+    assert_ne!(other.body["_access_number"], mine);
+    // ...but the same caller (the digits compared) gets theirs back at once.
+    let again = create(&s, "s2", &[("_phone_number", "+15557770001")]);
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert_eq!(again.body["_access_number"], mine);
+    let pools = get(&s.url("/admin/pools"), Some(TOKEN)).body;
+    assert_eq!(pools["groups"][0]["free"], 1, "{pools}");
+}
+
+#[test]
+fn over_the_cli_a_sticky_group_remembers_across_invocations() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), STICKY).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_request-access"))
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .arg("--data")
+            .arg(dir.path().join("state.redb"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let lend = |id: &str, caller: &str| {
+        run(&[
+            "create",
+            "--id",
+            id,
+            "--resource-group",
+            "DNIS",
+            "--phone-number",
+            caller,
+        ])["_access_number"]
+            .clone()
+    };
+    let mine = lend("s0", "+15557770001");
+    run(&["release", "--id", "s0", "--resource-group", "DNIS"]);
+    assert_ne!(lend("s1", "+15557770002"), mine);
+    assert_eq!(lend("s2", "+15557770001"), mine);
 }

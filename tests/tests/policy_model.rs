@@ -9,7 +9,9 @@
 //! them becomes lendable; a call matches exactly while its reservation is live or in its
 //! grace window, and names the group the number belongs to; a service's reservation is
 //! replaced and released through the group it asked; every group's status counts exactly
-//! the numbers a create could get. Set `PROPTEST_CASES` for a longer run.
+//! the numbers a create could get. In sticky groups, a caller whose last number (ended
+//! by a match, a release or a new create) is free or resting gets that number again.
+//! Set `PROPTEST_CASES` for a longer run.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +23,10 @@ use request_access_tests::*;
 
 const NUMBERS: [&str; 4] = ["5551000", "5551001", "5551002", "5551003"];
 const SERVICES: usize = 5;
+/// Callers (`_phone_number`) creates may name.
+const CALLERS: usize = 3;
+/// `sticky_memory` in sticky runs, seconds.
+const MEMORY: u64 = 60;
 /// The groups: numbers 0 and 1 are `G`'s, 2 and 3 `SHARED`'s.
 const GROUPS: [&str; 2] = ["G", "SHARED"];
 
@@ -34,6 +40,7 @@ enum Op {
         service: usize,
         group: usize,
         timeout: u32,
+        caller: Option<usize>,
     },
     Match {
         number: usize,
@@ -49,8 +56,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..SERVICES, 0..2usize, 5u32..40)
-            .prop_map(|(service, group, timeout)| Op::Create { service, group, timeout }),
+        4 => (0..SERVICES, 0..2usize, 5u32..40, prop::option::of(0..CALLERS))
+            .prop_map(|(service, group, timeout, caller)| Op::Create { service, group, timeout, caller }),
         3 => (0..NUMBERS.len()).prop_map(|number| Op::Match { number }),
         1 => (0..SERVICES, 0..2usize).prop_map(|(service, group)| Op::Release { service, group }),
         3 => (1u64..25).prop_map(|seconds| Op::Advance { seconds }),
@@ -64,13 +71,77 @@ enum Number {
     Held {
         service: usize,
         asked: usize,
+        caller: Option<usize>,
         expires_at: u64,
     },
     /// Not to be lent before this instant (ms).
     Resting { until: u64 },
 }
 
-fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// What a sticky group remembers of a caller's last number, as far as the model knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    /// `number`, until `until` (ms).
+    Known { number: usize, until: u64 },
+    /// A reservation of the caller expired: the plugin ends it (and remembers its number)
+    /// whenever a later call reclaims it, which the model does not follow.
+    Unknown,
+}
+
+type Memories = BTreeMap<(usize, usize), Memory>;
+
+/// Reservations past their grace window end at their expiry and rest from then; rested
+/// numbers are free.
+fn settle(
+    model: &mut BTreeMap<usize, Number>,
+    memories: &mut Memories,
+    now: u64,
+    rest_ms: u64,
+    grace_ms: u64,
+) {
+    for (&i, state) in model.iter_mut() {
+        if let Number::Held {
+            expires_at, caller, ..
+        } = *state
+            && expires_at + grace_ms <= now
+        {
+            *state = Number::Resting {
+                until: expires_at + rest_ms,
+            };
+            for memory in memories.values_mut() {
+                if matches!(memory, Memory::Known { number, .. } if *number == i) {
+                    *memory = Memory::Unknown;
+                }
+            }
+            if let Some(caller) = caller {
+                memories.insert((caller, group_of(i)), Memory::Unknown);
+            }
+        }
+    }
+    model.retain(|_, s| !matches!(s, Number::Resting { until } if *until <= now));
+}
+
+/// Number `i`'s reservation, made for `caller`, ended at `now` by a call: in a sticky
+/// run, the caller remembers it, and no one else does.
+fn ended(memories: &mut Memories, i: usize, caller: Option<usize>, now: u64, sticky: bool) {
+    let Some(caller) = caller.filter(|_| sticky) else {
+        return;
+    };
+    memories.retain(|_, m| !matches!(m, Memory::Known { number, .. } if *number == i));
+    let key = (caller, group_of(i));
+    if memories.get(&key) != Some(&Memory::Unknown) {
+        let until = now + MEMORY * 1000;
+        memories.insert(key, Memory::Known { number: i, until });
+    }
+}
+
+fn run(
+    cooldown: u64,
+    grace: u64,
+    fallback: bool,
+    sticky: bool,
+    ops: Vec<Op>,
+) -> Result<(), TestCaseError> {
     let services: Vec<String> = (0..SERVICES).map(|s| format!("\"s{s}\"")).collect();
     let fallback_line = if fallback {
         "fallback_group = \"SHARED\"\n"
@@ -79,6 +150,7 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
     };
     let h = Harness::new(&format!(
         "[options]\nreuse_cooldown = {cooldown}\nmatch_grace = {grace}\n\
+         sticky = {sticky}\nsticky_memory = {MEMORY}\n\
          [[resource_group]]\nname = \"G\"\n{fallback_line}numbers = [\"5551000..5551001\"]\n\
          [[resource_group]]\nname = \"SHARED\"\nnumbers = [\"5551002..5551003\"]\n\
          [registry]\nservices = [{}]\n",
@@ -94,20 +166,19 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
     };
     let mut now = T0;
     let mut model: BTreeMap<usize, Number> = BTreeMap::new();
+    let mut memories = Memories::new();
     let rest = |ended_at: u64| Number::Resting {
         until: ended_at + cooldown * 1000,
     };
 
     for (step, op) in ops.into_iter().enumerate() {
-        // Reservations past their grace window end at their expiry, and rest from then.
-        for state in model.values_mut() {
-            if let Number::Held { expires_at, .. } = *state
-                && expires_at + grace * 1000 <= now
-            {
-                *state = rest(expires_at);
-            }
-        }
-        model.retain(|_, s| !matches!(s, Number::Resting { until } if *until <= now));
+        settle(
+            &mut model,
+            &mut memories,
+            now,
+            cooldown * 1000,
+            grace * 1000,
+        );
         let held_by = |model: &BTreeMap<usize, Number>, service: usize, group: usize| {
             model.iter().find_map(|(&i, s)| match s {
                 Number::Held {
@@ -121,19 +192,50 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
                 service,
                 group,
                 timeout,
+                caller,
             } => {
                 let request = CreateRequest {
                     booking_expiration_timeout: Some(timeout),
+                    phone_number: caller.map(|c| format!("+1555777000{c}")),
                     ..create(&format!("s{service}"), GROUPS[group])
                 };
                 let outcome = h.runtime.create_placed(&request);
                 // Asking again ends the old reservation first: its number rests.
                 if let Some(old) = held_by(&model, service, group) {
-                    let Number::Held { expires_at, .. } = model[&old] else {
+                    let Number::Held {
+                        expires_at,
+                        caller: old_caller,
+                        ..
+                    } = model[&old]
+                    else {
                         unreachable!()
                     };
                     model.insert(old, rest(now.min(expires_at)));
+                    ended(&mut memories, old, old_caller, now, sticky);
                     model.retain(|_, s| !matches!(s, Number::Resting { until } if *until <= now));
+                }
+                // What a sticky group must lend this caller: `Some(Some(i))` their number
+                // `i`, `Some(None)` no remembered number, `None` unknown.
+                let mut remembered = Some(None);
+                for lender in lenders(group).into_iter().filter(|_| sticky) {
+                    let Some(c) = caller else { break };
+                    match memories.get(&(c, lender)) {
+                        Some(Memory::Unknown) => {
+                            remembered = None;
+                            break;
+                        }
+                        Some(&Memory::Known { number, until })
+                            if until > now
+                                && !matches!(model.get(&number), Some(Number::Held { .. })) =>
+                        {
+                            remembered = Some(Some(number));
+                            break;
+                        }
+                        _ => {}
+                    }
+                    if (2 * lender..2 * lender + 2).any(|i| !model.contains_key(&i)) {
+                        break;
+                    }
                 }
                 let candidates: Vec<usize> = lenders(group)
                     .into_iter()
@@ -147,13 +249,21 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
                             .iter()
                             .position(|n| *n == info.access_number)
                             .unwrap();
+                        let resting_allowed = remembered.is_none() || remembered == Some(Some(i));
                         prop_assert!(
-                            !model.contains_key(&i),
+                            match model.get(&i) {
+                                None => true,
+                                Some(Number::Resting { .. }) => resting_allowed,
+                                Some(Number::Held { .. }) => false,
+                            },
                             "step {}: {} lent while {:?}",
                             step,
                             info.access_number,
                             model.get(&i)
                         );
+                        if let Some(Some(mine)) = remembered {
+                            prop_assert_eq!(i, mine, "step {}: not the caller's number", step);
+                        }
                         prop_assert_eq!(&placed.resource_group, GROUPS[group_of(i)]);
                         prop_assert!(candidates.contains(&i), "step {}: lent {}", step, i);
                         prop_assert!(
@@ -167,6 +277,7 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
                             Number::Held {
                                 service,
                                 asked: group,
+                                caller,
                                 expires_at: info.expires_at,
                             },
                         );
@@ -176,6 +287,12 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
                         retry_at,
                     }) => {
                         prop_assert_eq!(name, GROUPS[group]);
+                        prop_assert!(
+                            !matches!(remembered, Some(Some(_))),
+                            "step {}: the caller's number {:?} was free",
+                            step,
+                            remembered
+                        );
                         let lendable_at = candidates.iter().map(|i| match model.get(i) {
                             Some(Number::Held { expires_at, .. }) => expires_at + cooldown * 1000,
                             Some(Number::Resting { until }) => *until,
@@ -204,6 +321,7 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
                     Some(Number::Held {
                         service,
                         expires_at,
+                        caller,
                         ..
                     }) => {
                         prop_assert_eq!(
@@ -213,6 +331,7 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
                             step
                         );
                         model.insert(number, rest(now.min(expires_at)));
+                        ended(&mut memories, number, caller, now, sticky);
                     }
                     _ => prop_assert_eq!(outcome, Err(CallError::Service(Error::NoMatch))),
                 }
@@ -221,7 +340,10 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
                 let outcome = h.runtime.release(&format!("s{service}"), GROUPS[group]);
                 match held_by(&model, service, group) {
                     Some(i) => {
-                        let Number::Held { expires_at, .. } = model[&i] else {
+                        let Number::Held {
+                            expires_at, caller, ..
+                        } = model[&i]
+                        else {
                             unreachable!()
                         };
                         if expires_at > now {
@@ -231,6 +353,7 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
                             prop_assert_eq!(outcome, Err(CallError::Service(Error::NoMatch)));
                         }
                         model.insert(i, rest(now.min(expires_at)));
+                        ended(&mut memories, i, caller, now, sticky);
                     }
                     None => prop_assert_eq!(outcome, Err(CallError::Service(Error::NoMatch))),
                 }
@@ -240,14 +363,13 @@ fn run(cooldown: u64, grace: u64, fallback: bool, ops: Vec<Op>) -> Result<(), Te
                 h.clock.set(now);
             }
         }
-        for state in model.values_mut() {
-            if let Number::Held { expires_at, .. } = *state
-                && expires_at + grace * 1000 <= now
-            {
-                *state = rest(expires_at);
-            }
-        }
-        model.retain(|_, s| !matches!(s, Number::Resting { until } if *until <= now));
+        settle(
+            &mut model,
+            &mut memories,
+            now,
+            cooldown * 1000,
+            grace * 1000,
+        );
         for (g, name) in GROUPS.iter().enumerate() {
             let status = h.runtime.pool_status(name).unwrap();
             let taken = model.keys().filter(|&&i| group_of(i) == g).count();
@@ -274,8 +396,9 @@ proptest! {
     fn cool_off_and_grace_behave_like_the_model(
         (cooldown, grace) in prop_oneof![Just((0u64, 0u64)), Just((20, 0)), Just((20, 10)), Just((30, 30))],
         fallback in any::<bool>(),
+        sticky in any::<bool>(),
         ops in prop::collection::vec(op(), 1..60),
     ) {
-        run(cooldown, grace, fallback, ops)?;
+        run(cooldown, grace, fallback, sticky, ops)?;
     }
 }
