@@ -350,12 +350,15 @@ fn jco() -> Option<std::path::PathBuf> {
 const NODE_SCRIPT: &str = r#"
 import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
 _setPreopens({ '/state': process.argv[2] });
-const { requestAccess } = await import('./out/request-access-standalone.js');
+const { requestAccess, placement } = await import('./out/request-access-standalone.js');
 const [op, ...args] = process.argv.slice(3);
+const request = { serviceId: args[0], resourceGroup: 'DNIS', provideCode: true };
 const show = (v) => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? Number(x) : x));
 try {
   const answer = op === 'create'
-    ? requestAccess.create({ serviceId: args[0], resourceGroup: 'DNIS', provideCode: true })
+    ? requestAccess.create(request)
+    : op === 'place'
+    ? placement.place(request)
     : requestAccess.matchAccess({ accessNumber: args[0], accessCode: args[1] });
   console.log(show({ ok: answer }));
 } catch (e) {
@@ -414,6 +417,10 @@ fn the_standalone_component_runs_unmodified_under_jco_in_node() {
     assert_eq!(matched["ok"]["serviceId"], "s1", "{matched}");
     let again = call(&["match", number, code]);
     assert_eq!(again["err"]["tag"], "no-match", "{again}");
+    // `placement.place` answers the group that lent the number too.
+    let placed = call(&["place", "s1"]);
+    assert_eq!(placed["ok"]["resourceGroup"], "DNIS", "{placed}");
+    assert_eq!(placed["ok"]["access"]["accessNumber"], "+18005550101", "{placed}");
     assert!(!state.join("reservations.lock").exists());
 }
 
