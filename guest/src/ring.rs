@@ -69,7 +69,7 @@ pub fn wake<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) -> Result
                     txn,
                     group,
                     &caller,
-                    (ring.id(), index, Place::Resting(at)),
+                    (ring.id(), index, Some(Place::Resting(at))),
                     place,
                 )?;
             }
@@ -110,7 +110,7 @@ pub fn take_remembered<I: Imports>(
                     return Ok(false);
                 };
                 write_slot(txn, group, &ring, position, moved);
-                let moved_from = (ring.id(), moved, Place::Ring(last));
+                let moved_from = (ring.id(), moved, Some(Place::Ring(last)));
                 sticky::follow_number(txn, group, moved_from, Place::Ring(position))?;
             }
             ring.meta.tail = last;
@@ -384,7 +384,7 @@ pub fn pop<I: Imports, R: Rng>(
             write_slot(txn, group, &ring, picked, at_head);
             if sticky {
                 // The number that was at the head waits at `picked` now.
-                let moved_from = (ring.id(), at_head, Place::Ring(head));
+                let moved_from = (ring.id(), at_head, Some(Place::Ring(head)));
                 sticky::follow_number(txn, group, moved_from, Place::Ring(picked))?;
             }
         }

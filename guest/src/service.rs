@@ -135,7 +135,7 @@ fn end_reservation<I: Imports>(
                         sticky::remember(txn, group, caller, memory)?;
                     }
                     (Some(place), None) if rememberer.is_some() => {
-                        sticky::relocate(txn, group, res.pool_id, index, place)?;
+                        sticky::follow_number(txn, group, (res.pool_id, index, None), place)?;
                     }
                     _ => {}
                 }

@@ -125,12 +125,13 @@ pub fn lend_remembered<I: Imports>(
     Ok(ring::take_remembered(txn, group, memory.index, memory.place)?.then_some(number))
 }
 
-/// `caller`'s memory of number `(ring_id, index)`, if it still says `from`, now says `to`.
+/// `caller`'s memory of number `(ring_id, index)` now says `to`, if it says `from`
+/// (`None`: wherever it said).
 pub fn follow<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     caller: &str,
-    (ring_id, index, from): (u64, u32, Place),
+    (ring_id, index, from): (u64, u32, Option<Place>),
     to: Place,
 ) -> Result<(), Error> {
     let key = keys::remembered(&group.name, caller);
@@ -141,7 +142,9 @@ pub fn follow<I: Imports>(
     else {
         return Ok(());
     };
-    if (memory.ring_id, memory.index, memory.place) == (ring_id, index, from) {
+    if (memory.ring_id, memory.index) == (ring_id, index)
+        && from.is_none_or(|from| from == memory.place)
+    {
         memory.place = to;
         txn.put(key, encode(&memory));
     }
@@ -161,37 +164,13 @@ pub fn rememberer<I: Imports>(
         .map(|b| String::from_utf8_lossy(b).into_owned()))
 }
 
-/// Whoever remembers number `(ring_id, index)` of `group` learns that it waits at `to`
-/// now: it came back from a reservation that named no caller.
-pub fn relocate<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    group: &Group,
-    ring_id: u64,
-    index: u32,
-    to: Place,
-) -> Result<(), Error> {
-    let Some(caller) = rememberer(txn, group, ring_id, index)? else {
-        return Ok(());
-    };
-    let key = keys::remembered(&group.name, &caller);
-    if let Some(mut memory) = txn
-        .get(&key)?
-        .map(|b| decode::<Remembered>(&key, b))
-        .transpose()?
-        && (memory.ring_id, memory.index) == (ring_id, index)
-    {
-        memory.place = to;
-        txn.put(key, encode(&memory));
-    }
-    Ok(())
-}
-
-/// The memory of whoever remembers number `(ring_id, index)` of `group`, if it says
-/// `from`, now says `to`: the number moved.
+/// The memory of whoever remembers number `(ring_id, index)` of `group` now says `to`,
+/// if it says `from` (`None`: wherever it said, for a number that came back from a
+/// reservation naming no caller).
 pub fn follow_number<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
-    from: (u64, u32, Place),
+    from: (u64, u32, Option<Place>),
     to: Place,
 ) -> Result<(), Error> {
     match rememberer(txn, group, from.0, from.1)? {

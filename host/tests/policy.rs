@@ -67,20 +67,11 @@ fn over_http_a_call_after_the_grace_window_does_not_match() {
 
 #[test]
 fn a_configuration_whose_grace_outlasts_its_cool_off_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = "[options]\nreuse_cooldown = 10\nmatch_grace = 20\n\
-                [[resource_group]]\nname = \"DNIS\"\nnumbers = [\"5550000\"]\n";
-    std::fs::write(dir.path().join("config.toml"), text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_request-access"))
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .arg("--data")
-        .arg(dir.path().join("state.redb"))
-        .arg("groups")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let cli = Cli::new(Some(
+        "[options]\nreuse_cooldown = 10\nmatch_grace = 20\n\
+         [[resource_group]]\nname = \"DNIS\"\nnumbers = [\"5550000\"]\n",
+    ));
+    let stderr = cli.fails(&["groups"], 1);
     assert!(
         stderr.contains("config.toml:3: options.match_grace: match_grace 20 s exceeds"),
         "{stderr}"
@@ -140,37 +131,16 @@ fn over_http_an_exhausted_group_lends_from_its_fallback_and_names_it() {
 
 #[test]
 fn over_the_cli_a_fallback_lend_names_its_group_and_exhaustion_says_when_to_return() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.toml"), FALLING_BACK).unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_request-access"))
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .arg("--data")
-            .arg(dir.path().join("state.redb"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let lend = |id: &str| run(&["create", "--id", id, "--resource-group", "DNIS"]);
-    let json = |out: &std::process::Output| -> serde_json::Value {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    assert_eq!(json(&lend("s0"))["_resource_group"], "DNIS");
-    assert_eq!(json(&lend("s1"))["_resource_group"], "SHARED");
-    assert_eq!(json(&lend("s2"))["_resource_group"], "SHARED");
-    let refused = lend("s3");
-    assert_eq!(refused.status.code(), Some(4));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let cli = Cli::new(Some(FALLING_BACK));
+    let lend = |id: &str| cli.json(&["create", "--id", id, "--resource-group", "DNIS"]);
+    assert_eq!(lend("s0")["_resource_group"], "DNIS");
+    assert_eq!(lend("s1")["_resource_group"], "SHARED");
+    assert_eq!(lend("s2")["_resource_group"], "SHARED");
+    let refused = cli.fails(&["create", "--id", "s3", "--resource-group", "DNIS"], 4);
     assert!(
-        stderr.contains("no access number available in resource group \"DNIS\"")
-            && stderr.contains("a number is known to become lendable in "),
-        "{stderr}"
+        refused.contains("no access number available in resource group \"DNIS\"")
+            && refused.contains("a number is known to become lendable in "),
+        "{refused}"
     );
 }
 
@@ -205,26 +175,9 @@ fn over_http_a_sticky_group_lends_a_caller_their_last_number_despite_the_cool_of
 
 #[test]
 fn over_the_cli_a_sticky_group_remembers_across_invocations() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.toml"), STICKY).unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_request-access"))
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .arg("--data")
-            .arg(dir.path().join("state.redb"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let cli = Cli::new(Some(STICKY));
     let lend = |id: &str, caller: &str| {
-        run(&[
+        let args = [
             "create",
             "--id",
             id,
@@ -232,11 +185,11 @@ fn over_the_cli_a_sticky_group_remembers_across_invocations() {
             "DNIS",
             "--phone-number",
             caller,
-        ])["_access_number"]
-            .clone()
+        ];
+        cli.json(&args)["_access_number"].clone()
     };
     let mine = lend("s0", "+15557770001");
-    run(&["release", "--id", "s0", "--resource-group", "DNIS"]);
+    cli.json(&["release", "--id", "s0", "--resource-group", "DNIS"]);
     assert_ne!(lend("s1", "+15557770002"), mine);
     assert_eq!(lend("s2", "+15557770001"), mine);
 }

@@ -420,7 +420,10 @@ fn the_standalone_component_runs_unmodified_under_jco_in_node() {
     // `placement.place` answers the group that lent the number too.
     let placed = call(&["place", "s1"]);
     assert_eq!(placed["ok"]["resourceGroup"], "DNIS", "{placed}");
-    assert_eq!(placed["ok"]["access"]["accessNumber"], "+18005550101", "{placed}");
+    assert_eq!(
+        placed["ok"]["access"]["accessNumber"], "+18005550101",
+        "{placed}"
+    );
     assert!(!state.join("reservations.lock").exists());
 }
 

@@ -174,3 +174,56 @@ pub fn create_url(s: &Server) -> String {
 pub fn match_url(s: &Server) -> String {
     s.url("/genesys/1/service/match-interaction")
 }
+
+/// The command line on a data file (and configuration, if given) of its own directory.
+pub struct Cli {
+    pub dir: tempfile::TempDir,
+}
+
+impl Cli {
+    pub fn new(config: Option<&str>) -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(text) = config {
+            std::fs::write(dir.path().join("config.toml"), text).unwrap();
+        }
+        Cli { dir }
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_request-access"));
+        cmd.arg("--data").arg(self.dir.path().join("state.redb"));
+        let config = self.dir.path().join("config.toml");
+        if Path::new(&config).exists() {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.arg("--cache-dir").arg(self.dir.path().join("cache"));
+        cmd.env_remove("REQUEST_ACCESS_CONFIG")
+            .env_remove("REQUEST_ACCESS_DATA")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Run, expect success, parse the one JSON object printed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 1, "one line: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Run, expect failure with `code`, answer the one stderr line.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty());
+        let text = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(text.lines().count(), 1, "one line: {text}");
+        text
+    }
+}
