@@ -12,7 +12,7 @@ use crate::api::{
     PoolStatus, Refused,
 };
 use crate::keys;
-use crate::records::{Remembered, Reservation};
+use crate::records::Reservation;
 use crate::ring;
 use crate::sticky;
 use crate::txn::Txn;
@@ -108,13 +108,7 @@ fn end_reservation<I: Imports>(
             Some(index) => {
                 let policy = txn.imports().policy(&group.name);
                 let usable_at = ring::rested(&policy, ended_at);
-                // In a sticky group, the number is remembered by this reservation's caller
-                // from now on, or still by whoever remembered it.
-                let rememberer = match (&res.caller_digits, policy.sticky_memory) {
-                    (_, 0) => None,
-                    (Some(caller), _) => Some(caller.clone()),
-                    (None, _) => sticky::rememberer(txn, group, res.pool_id, index)?,
-                };
+                let keeper = sticky::keeper(txn, group, &policy, res, index)?;
                 let place = ring::push_placed(
                     txn,
                     group,
@@ -122,22 +116,10 @@ fn end_reservation<I: Imports>(
                     index,
                     usable_at,
                     now,
-                    rememberer.as_deref(),
+                    keeper.as_deref(),
                 )?;
-                match (place, &res.caller_digits) {
-                    (Some(place), Some(caller)) if policy.sticky_memory > 0 => {
-                        let memory = Remembered {
-                            ring_id: res.pool_id,
-                            index,
-                            until: now.saturating_add(u64::from(policy.sticky_memory) * 1000),
-                            place,
-                        };
-                        sticky::remember(txn, group, caller, memory)?;
-                    }
-                    (Some(place), None) if rememberer.is_some() => {
-                        sticky::follow_number(txn, group, (res.pool_id, index, None), place)?;
-                    }
-                    _ => {}
+                if let Some(place) = place {
+                    sticky::returned(txn, group, &policy, res, (index, place), now)?;
                 }
                 place.is_some()
             }

@@ -16,9 +16,9 @@
 //! its ring position, updated whenever it moves (woken onto the ring, swapped by a random
 //! draw, or moved into the place of another caller's number taken out of the ring).
 
-use crate::api::{Error, Group, Imports};
+use crate::api::{Error, Group, Imports, Policy};
 use crate::keys;
-use crate::records::{Place, Remembered, decode, encode};
+use crate::records::{Place, Remembered, Reservation, decode, encode};
 use crate::ring;
 use crate::service::read_reservation;
 use crate::txn::Txn;
@@ -28,7 +28,7 @@ use crate::validate::digits;
 const FORGET_BATCH: u32 = 2;
 
 /// Remember `memory` as `caller`'s last number in `group`, in place of any earlier one.
-pub fn remember<I: Imports>(
+fn remember<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     caller: &str,
@@ -37,33 +37,39 @@ pub fn remember<I: Imports>(
     // This caller's earlier number, if any, is no longer theirs to remember.
     drop_memory(txn, group, caller)?;
     // Nor is this number another caller's any more.
-    let by = keys::remembered_by(&group.name, memory.ring_id, memory.index);
-    if let Some(other) = txn
-        .get(&by)?
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-    {
+    if let Some(other) = rememberer(txn, group, memory.ring_id, memory.index)? {
         drop_memory(txn, group, &other)?;
     }
     txn.put(
         keys::forgetting(&group.name, memory.until, caller),
         Vec::new(),
     );
-    txn.put(by, caller.as_bytes().to_vec());
+    txn.put(
+        keys::remembered_by(&group.name, memory.ring_id, memory.index),
+        caller.as_bytes().to_vec(),
+    );
     txn.put(keys::remembered(&group.name, caller), encode(&memory));
     Ok(())
 }
 
+/// `caller`'s memory in `group`, if any.
+fn memory_of<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    caller: &str,
+) -> Result<Option<Remembered>, Error> {
+    let key = keys::remembered(&group.name, caller);
+    txn.get(&key)?
+        .map(|b| decode::<Remembered>(&key, b))
+        .transpose()
+}
+
 /// Delete `caller`'s memory in `group` and the keys that point at it.
 fn drop_memory<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, caller: &str) -> Result<(), Error> {
-    let key = keys::remembered(&group.name, caller);
-    let Some(memory) = txn
-        .get(&key)?
-        .map(|b| decode::<Remembered>(&key, b))
-        .transpose()?
-    else {
+    let Some(memory) = memory_of(txn, group, caller)? else {
         return Ok(());
     };
-    txn.delete(key);
+    txn.delete(keys::remembered(&group.name, caller));
     txn.delete(keys::forgetting(&group.name, memory.until, caller));
     let by = keys::remembered_by(&group.name, memory.ring_id, memory.index);
     if txn.get(&by)? == Some(caller.as_bytes()) {
@@ -85,12 +91,7 @@ pub fn forget_callers<I: Imports>(
         let Some((until, caller)) = keys::parse_forgetting(&key) else {
             continue;
         };
-        let memory_key = keys::remembered(&group.name, caller);
-        let memory = txn
-            .get(&memory_key)?
-            .map(|b| decode::<Remembered>(&memory_key, b))
-            .transpose()?;
-        if memory.is_some_and(|m| m.until == until) {
+        if memory_of(txn, group, caller)?.is_some_and(|m| m.until == until) {
             drop_memory(txn, group, caller)?;
         }
     }
@@ -105,12 +106,7 @@ pub fn lend_remembered<I: Imports>(
     caller: &str,
     now: u64,
 ) -> Result<Option<String>, Error> {
-    let key = keys::remembered(&group.name, caller);
-    let Some(memory) = txn
-        .get(&key)?
-        .map(|b| decode::<Remembered>(&key, b))
-        .transpose()?
-    else {
+    let Some(memory) = memory_of(txn, group, caller)? else {
         return Ok(None);
     };
     if memory.until <= now || memory.ring_id != ring::open(txn, group)?.id() {
@@ -134,19 +130,14 @@ pub fn follow<I: Imports>(
     (ring_id, index, from): (u64, u32, Option<Place>),
     to: Place,
 ) -> Result<(), Error> {
-    let key = keys::remembered(&group.name, caller);
-    let Some(mut memory) = txn
-        .get(&key)?
-        .map(|b| decode::<Remembered>(&key, b))
-        .transpose()?
-    else {
+    let Some(mut memory) = memory_of(txn, group, caller)? else {
         return Ok(());
     };
     if (memory.ring_id, memory.index) == (ring_id, index)
         && from.is_none_or(|from| from == memory.place)
     {
         memory.place = to;
-        txn.put(key, encode(&memory));
+        txn.put(keys::remembered(&group.name, caller), encode(&memory));
     }
     Ok(())
 }
@@ -176,5 +167,49 @@ pub fn follow_number<I: Imports>(
     match rememberer(txn, group, from.0, from.1)? {
         Some(caller) => follow(txn, group, &caller, from, to),
         None => Ok(()),
+    }
+}
+
+/// Who remembers the number at pool index `index` once `ended` gives it back to ring
+/// `ended.pool_id` of `group` under `policy`: the reservation's caller from now on, or
+/// whoever remembered it before. `None` outside a sticky group.
+pub fn keeper<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    policy: &Policy,
+    ended: &Reservation,
+    index: u32,
+) -> Result<Option<String>, Error> {
+    match (&ended.caller_digits, policy.sticky_memory) {
+        (_, 0) => Ok(None),
+        (Some(caller), _) => Ok(Some(caller.clone())),
+        (None, _) => rememberer(txn, group, ended.pool_id, index),
+    }
+}
+
+/// `ended`'s number (pool index `index`) went back to `place` at `now`: its caller
+/// remembers it from now on, or whoever remembered it learns where it waits.
+pub fn returned<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    policy: &Policy,
+    ended: &Reservation,
+    (index, place): (u32, Place),
+    now: u64,
+) -> Result<(), Error> {
+    if policy.sticky_memory == 0 {
+        return Ok(());
+    }
+    match &ended.caller_digits {
+        Some(caller) => {
+            let memory = Remembered {
+                ring_id: ended.pool_id,
+                index,
+                until: now.saturating_add(u64::from(policy.sticky_memory) * 1000),
+                place,
+            };
+            remember(txn, group, caller, memory)
+        }
+        None => follow_number(txn, group, (ended.pool_id, index, None), place),
     }
 }

@@ -69,6 +69,15 @@ pub struct Refusal {
     pub retry_at: Option<api::Instant>,
 }
 
+impl Refusal {
+    /// Whole seconds from `now` until `retry_at`, rounded up, at least 1 (what
+    /// `Retry-After` says), if the plugin said when.
+    pub fn retry_after_seconds(&self, now: api::Instant) -> Option<u64> {
+        self.retry_at
+            .map(|at| at.saturating_sub(now).div_ceil(1000).max(1))
+    }
+}
+
 impl From<CallError> for Refusal {
     fn from(error: CallError) -> Self {
         Refusal {

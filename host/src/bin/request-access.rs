@@ -369,10 +369,9 @@ async fn command(runtime: Runtime, command: Command) -> Result<Value, Failure> {
                 })
                 .await
                 .map_err(|refusal| {
-                    let now = services.clock.now_ms();
+                    let seconds = refusal.retry_after_seconds(services.clock.now_ms());
                     let mut failure = Failure::from(refusal.error);
-                    if let Some(at) = refusal.retry_at {
-                        let seconds = at.saturating_sub(now).div_ceil(1000).max(1);
+                    if let Some(seconds) = seconds {
                         failure.message +=
                             &format!("; a number is known to become lendable in {seconds} s");
                     }

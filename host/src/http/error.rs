@@ -118,9 +118,9 @@ impl ApiError {
     /// A refused create, with `Retry-After` from when the plugin says the exhausted pool
     /// lends again (whole seconds from `now`, rounded up, at least 1).
     pub(crate) fn refused(refusal: Refusal, now: u64) -> Self {
+        let seconds = refusal.retry_after_seconds(now);
         let mut error = ApiError::from(refusal.error);
-        if let Some(at) = refusal.retry_at {
-            let seconds = at.saturating_sub(now).div_ceil(1000).max(1);
+        if let Some(seconds) = seconds {
             error.retry_after = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
         }
         error
