@@ -199,7 +199,18 @@ impl GroupConfig {
             strategy: self.strategy,
             booking_expiration_timeout: self.booking_expiration_timeout,
             size: self.pool.size(),
-            pool_id: self.pool.id(),
+            pool_id: self.pool_id(),
+        }
+    }
+
+    /// The fingerprint of the pool definition: of the numbers and, when they are shared,
+    /// of how many reservations each carries, so that changing that builds a new ring
+    /// (numbers lent whole keep the fingerprint of their list alone).
+    fn pool_id(&self) -> u64 {
+        match self.policy.reservations_per_number {
+            0 | 1 => self.pool.id(),
+            // One FNV-1a step more, over the count.
+            seats => (self.pool.id() ^ u64::from(seats)).wrapping_mul(0x0100_0000_01b3),
         }
     }
 }
@@ -307,6 +318,51 @@ impl Config {
                 }
                 false => 0,
             };
+            let seats = group
+                .reservations_per_number
+                .as_ref()
+                .map_or(1, |n| n.get_ref().0);
+            if let Some(n) = group.reservations_per_number.as_ref().filter(|_| seats > 1) {
+                let length = file.options.access_code_length.0;
+                // N live codes of L digits: a guessed code matches one with odds N / 10^L.
+                if u64::from(seats) * 1000 > 10u64.pow(u32::from(length)) {
+                    return Err(fail(
+                        n.span(),
+                        "resource_group.reservations_per_number",
+                        format!(
+                            "{seats} reservations per number with {length}-digit codes let a \
+                             guessed code match with odds of {seats} in {} per attempt, above 1 \
+                             in 1000: lower it or raise options.access_code_length",
+                            10u64.pow(u32::from(length))
+                        ),
+                    ));
+                }
+                if sticky {
+                    return Err(fail(
+                        n.span(),
+                        "resource_group.reservations_per_number",
+                        format!(
+                            "group {name:?} cannot be sticky and share its numbers: set \
+                             sticky = false in it"
+                        ),
+                    ));
+                }
+            }
+            let (wrong_code_limit, wrong_code_window) = match seats > 1 {
+                true => (
+                    group
+                        .wrong_code_limit
+                        .or(file.options.wrong_code_limit)
+                        .unwrap_or_default()
+                        .0,
+                    group
+                        .wrong_code_window
+                        .or(file.options.wrong_code_window)
+                        .unwrap_or_default()
+                        .0,
+                ),
+                false => (0, 0),
+            };
             if let Some(fallback) = &group.fallback_group {
                 fallbacks.push((name.clone(), fallback.clone()));
             }
@@ -320,6 +376,9 @@ impl Config {
                     match_grace: grace,
                     fallback_group: group.fallback_group.map(Spanned::into_inner),
                     sticky_memory,
+                    reservations_per_number: seats,
+                    wrong_code_limit,
+                    wrong_code_window,
                 },
             });
         }
@@ -579,6 +638,8 @@ struct OptionsSection {
     match_grace: Option<Spanned<Grace>>,
     sticky: Option<bool>,
     sticky_memory: Option<StickyMemory>,
+    wrong_code_limit: Option<WrongCodeLimit>,
+    wrong_code_window: Option<WrongCodeWindow>,
 }
 
 #[derive(Deserialize)]
@@ -593,6 +654,9 @@ struct GroupSection {
     fallback_group: Option<Spanned<String>>,
     sticky: Option<bool>,
     sticky_memory: Option<StickyMemory>,
+    reservations_per_number: Option<Spanned<Seats>>,
+    wrong_code_limit: Option<WrongCodeLimit>,
+    wrong_code_window: Option<WrongCodeWindow>,
     numbers: Vec<Spanned<String>>,
 }
 
@@ -671,6 +735,11 @@ bounded_option!(CodeAttempts, u32, "max_code_attempts", 1..=100, 5);
 bounded_option!(Cooldown, u32, "reuse_cooldown", 0..=86_400, 0);
 bounded_option!(Grace, u32, "match_grace", 0..=3_600, 0);
 bounded_option!(StickyMemory, u32, "sticky_memory", 60..=2_592_000, 86_400);
+// Each number's reservations are one stored value, rewritten by every create and match
+// on it: a hundred keep it within a few kilobytes.
+bounded_option!(Seats, u32, "reservations_per_number", 1..=100, 1);
+bounded_option!(WrongCodeLimit, u32, "wrong_code_limit", 1..=1000, 10);
+bounded_option!(WrongCodeWindow, u32, "wrong_code_window", 1..=86_400, 3_600);
 bounded_option!(BodyBytes, u64, "max_body_bytes", 1024..=16 << 20, 64 << 10);
 bounded_option!(
     RequestTimeoutMs,
@@ -891,8 +960,7 @@ services = ["static-service-1"]
             Policy {
                 reuse_cooldown: 60,
                 match_grace: 10,
-                fallback_group: None,
-                sticky_memory: 0,
+                ..Policy::WHOLE
             }
         );
         assert_eq!(policy("B"), Policy::default());
@@ -902,6 +970,81 @@ services = ["static-service-1"]
         )
         .unwrap();
         assert_eq!(c.group("A").unwrap().policy, Policy::default());
+    }
+
+    #[test]
+    fn shared_numbers_take_their_limits_from_the_group_or_the_options() {
+        let c = Config::parse(
+            "[options]\nwrong_code_limit = 20\n\
+             [[resource_group]]\nname = \"A\"\nreservations_per_number = 10\n\
+             numbers = [\"5551000\"]\n\
+             [[resource_group]]\nname = \"B\"\nreservations_per_number = 5\n\
+             wrong_code_limit = 3\nwrong_code_window = 60\nnumbers = [\"5551001\"]\n\
+             [[resource_group]]\nname = \"C\"\nnumbers = [\"5551002\"]\n",
+            "c.toml",
+        )
+        .unwrap();
+        let policy = |g: &str| c.group(g).unwrap().policy.clone();
+        let limits = |p: Policy| {
+            (
+                p.reservations_per_number,
+                p.wrong_code_limit,
+                p.wrong_code_window,
+            )
+        };
+        assert_eq!(limits(policy("A")), (10, 20, 3600));
+        assert_eq!(limits(policy("B")), (5, 3, 60));
+        // Numbers lent whole: no wrong-code window, and the 0.1.0 policy.
+        assert_eq!(policy("C"), Policy::WHOLE);
+        // The fingerprint changes with the count, so that a new count builds a new ring.
+        let a = c.group("A").unwrap();
+        assert_ne!(a.info().pool_id, a.pool.id());
+        assert_eq!(
+            c.group("C").unwrap().info().pool_id,
+            c.group("C").unwrap().pool.id()
+        );
+        let e = error(
+            "[[resource_group]]\nname = \"A\"\nreservations_per_number = 101\nnumbers = [\"5551000\"]\n",
+        );
+        assert!(
+            e.contains("reservations_per_number must be 1..=100, got 101"),
+            "{e}"
+        );
+        let e = error("[options]\nwrong_code_window = 0\n");
+        assert!(
+            e.contains("wrong_code_window must be 1..=86400, got 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn guessing_odds_above_one_in_a_thousand_are_refused() {
+        let shared = |length: u8, seats: u32| {
+            format!(
+                "[options]\naccess_code_length = {length}\n\
+                 [[resource_group]]\nname = \"A\"\nreservations_per_number = {seats}\n\
+                 numbers = [\"5551000\"]\n"
+            )
+        };
+        // 10 codes of 4 digits: 1 in 1,000, the most allowed.
+        assert!(Config::parse(&shared(4, 10), "c.toml").is_ok());
+        assert_eq!(
+            error(&shared(4, 11)),
+            "c.toml:5: resource_group.reservations_per_number: 11 reservations per number \
+             with 4-digit codes let a guessed code match with odds of 11 in 10000 per \
+             attempt, above 1 in 1000: lower it or raise options.access_code_length"
+        );
+        assert!(Config::parse(&shared(6, 100), "c.toml").is_ok());
+        let e = error(
+            "[[resource_group]]\nname = \"A\"\nsticky = true\nreservations_per_number = 2\n\
+             numbers = [\"5551000\"]\n",
+        );
+        assert!(
+            e.contains(
+                "c.toml:4: resource_group.reservations_per_number: group \"A\" cannot be sticky"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub struct Options {
 
 /// How a group lends and takes back its numbers beyond its strategy
 /// (`resource-groups.policy`, 0.1.1). The default is the 0.1.0 behaviour.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Seconds a number rests once its reservation ended before it is lent again.
     pub reuse_cooldown: u32,
@@ -179,7 +179,50 @@ pub struct Policy {
     /// The group that lends when this one is exhausted (one hop).
     pub fallback_group: Option<String>,
     /// Seconds a caller's last number is remembered, to lend it to them again (0: never).
+    /// Numbers shared by code are not remembered.
     pub sticky_memory: u32,
+    /// Live reservations one number carries at once, told apart by access code or by
+    /// caller (0 and 1: the number is lent whole).
+    pub reservations_per_number: u32,
+    /// Wrong access codes a shared number takes within `wrong_code_window`; the next
+    /// code tried on it in the window is refused without being compared.
+    pub wrong_code_limit: u32,
+    /// Seconds of the window `wrong_code_limit` counts in, from its first wrong code.
+    pub wrong_code_window: u32,
+}
+
+impl Policy {
+    /// The 0.1.0 behaviour: numbers lent whole, at once again, and matched until expiry.
+    pub const WHOLE: Policy = Policy {
+        reuse_cooldown: 0,
+        match_grace: 0,
+        fallback_group: None,
+        sticky_memory: 0,
+        reservations_per_number: 1,
+        wrong_code_limit: 0,
+        wrong_code_window: 0,
+    };
+
+    /// Reservations one number carries at once.
+    pub fn seats(&self) -> u32 {
+        self.reservations_per_number.max(1)
+    }
+
+    /// Whether numbers are shared by code.
+    pub fn shared(&self) -> bool {
+        self.seats() > 1
+    }
+
+    /// Whether the group lends a caller their last number again.
+    pub fn sticky(&self) -> bool {
+        self.sticky_memory > 0 && !self.shared()
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy::WHOLE
+    }
 }
 
 /// One resource group (`resource-groups.group`).

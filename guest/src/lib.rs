@@ -21,6 +21,7 @@ mod keys;
 mod records;
 mod ring;
 mod service;
+mod shared;
 mod sticky;
 #[cfg(test)]
 mod testing;

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::api::Error;
 
 const FORMAT_V1: u8 = 1;
+/// The format of a [`SharedNumber`]: a plugin that knows only [`FORMAT_V1`] reads it as
+/// an unknown format (a store failure) rather than as a number lent whole.
+const FORMAT_SHARED: u8 = 2;
 
 /// One live reservation: a number lent to a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +60,89 @@ impl Reservation {
             res.asked_group = postcard::from_bytes(rest).map_err(undecodable)?;
         }
         Ok(res)
+    }
+}
+
+/// What a number's reservation key holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    /// A number lent whole.
+    One(Reservation),
+    /// A number shared by code.
+    Shared(SharedNumber),
+}
+
+impl Holding {
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Holding, Error> {
+        match bytes.first() {
+            Some(&FORMAT_SHARED) => postcard::from_bytes(&bytes[1..])
+                .map(Holding::Shared)
+                .map_err(|e| {
+                    Error::StateStoreFailure(format!("undecodable value at {key:?}: {e}"))
+                }),
+            _ => Reservation::decode(key, bytes).map(Holding::One),
+        }
+    }
+}
+
+/// The reservations sharing one number of a group whose numbers carry several, stored
+/// together at the number's reservation key: a lend, a match or an end reads and writes
+/// that one key, as for a number lent whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedNumber {
+    pub group: String,
+    /// The number as configured.
+    pub number: String,
+    /// The identity of the ring that lends it (see [`Reservation::pool_id`]).
+    pub ring_id: u64,
+    /// Whether its ring gives it out: it is on the ring, or rests in the ring's resting
+    /// index. `false` while every seat is held (it comes back when one ends) or while a
+    /// create that took it off the ring decides.
+    pub queued: bool,
+    /// At most the group's `reservations_per_number`, in no particular order.
+    pub seats: Vec<Seat>,
+    /// Wrong access codes tried on the number in its current window.
+    pub wrong_codes: WrongCodes,
+}
+
+/// One reservation of a shared number, or its place while it rests after one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seat {
+    /// The access code that tells it apart; kept while it rests, so that a late call
+    /// cannot reach the next reservation.
+    pub code: Option<String>,
+    /// Digits of the caller it was made for, which tell it apart too.
+    pub caller_digits: Option<String>,
+    pub state: SeatState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatState {
+    /// A live reservation (or one expired and not yet reclaimed).
+    Held {
+        service_id: String,
+        /// As [`Reservation::asked_group`].
+        asked_group: Option<String>,
+        /// Unique among the number's held seats, so that each has its own expiry key.
+        expires_at: u64,
+    },
+    /// Ended; lendable again from this instant (the group's cool-off).
+    Resting { until: u64 },
+}
+
+/// Wrong codes counted on a shared number within a window that starts at the first one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WrongCodes {
+    pub since: u64,
+    pub count: u32,
+}
+
+impl SharedNumber {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT_SHARED];
+        // Serialising this plain struct into a Vec cannot fail.
+        out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        out
     }
 }
 

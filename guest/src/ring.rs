@@ -495,16 +495,18 @@ pub fn park<I: Imports>(
     Ok(true)
 }
 
-/// `ended` has ended at `ended_at`: give its number back to the ring that parked it, if
-/// any and if that ring is still stored, whatever this node's configuration, to rest for
-/// that group's cool-off first.
+/// The last reservation holding `number`, which expired at `expires_at`, has ended at
+/// `ended_at`: give the number back to the ring that parked it, if any and if that ring
+/// is still stored, whatever this node's configuration, to rest for that group's
+/// cool-off first.
 pub fn unpark<I: Imports>(
     txn: &mut Txn<'_, I>,
-    ended: &Reservation,
+    number: &str,
+    expires_at: u64,
     ended_at: u64,
     now: u64,
 ) -> Result<(), Error> {
-    let digits = crate::validate::digits(&ended.number);
+    let digits = crate::validate::digits(number);
     let key = keys::parked(&digits);
     let Some(parked) = txn
         .get(&key)?
@@ -514,7 +516,7 @@ pub fn unpark<I: Imports>(
         return Ok(());
     };
     txn.delete(key);
-    txn.delete(keys::expiry(&parked.group, ended.expires_at, &digits));
+    txn.delete(keys::expiry(&parked.group, expires_at, &digits));
     let meta_key = keys::ring_meta(&parked.group, parked.fingerprint);
     let Some(mut meta) = txn
         .get(&meta_key)?

@@ -12,8 +12,9 @@ use crate::api::{
     PoolStatus, Refused,
 };
 use crate::keys;
-use crate::records::Reservation;
+use crate::records::{Holding, Reservation, SeatState, SharedNumber};
 use crate::ring;
+use crate::shared;
 use crate::sticky;
 use crate::txn::Txn;
 use crate::validate::{self, digits};
@@ -44,14 +45,13 @@ fn contended() -> Error {
     ))
 }
 
-pub(crate) fn read_reservation<I: Imports>(
+/// What holds the number with these digits, if anything does.
+pub(crate) fn read_holding<I: Imports>(
     txn: &mut Txn<'_, I>,
     digits: &str,
-) -> Result<Option<Reservation>, Error> {
+) -> Result<Option<Holding>, Error> {
     let key = keys::reservation(digits);
-    txn.get(&key)?
-        .map(|b| Reservation::decode(&key, b))
-        .transpose()
+    txn.get(&key)?.map(|b| Holding::decode(&key, b)).transpose()
 }
 
 /// What becomes of an ended reservation's number.
@@ -139,7 +139,7 @@ fn end_reservation<I: Imports>(
     }
     // A ring that popped the number while this reservation held it gets it now (if a
     // taker keeps it, that ring meets it held again and parks it again).
-    ring::unpark(txn, res, ended_at, now)?;
+    ring::unpark(txn, &res.number, res.expires_at, ended_at, now)?;
     Ok(())
 }
 
@@ -155,14 +155,21 @@ fn reclaim_expired<I: Imports>(
     let grace = u64::from(policy.match_grace) * 1000;
     let (start, end) = keys::expired_by(&group.name, now.saturating_sub(grace));
     for (key, _) in txn.scan(&start, &end, RECLAIM_BATCH)? {
-        let Some(res) = keys::digits_of_expiry(&key)
-            .map(|d| read_reservation(txn, d))
+        let holding = keys::digits_of_expiry(&key)
+            .map(|d| read_holding(txn, d))
             .transpose()?
-            .flatten()
-        else {
-            // An index entry whose reservation is gone.
-            txn.delete(key);
-            continue;
+            .flatten();
+        let res = match holding {
+            Some(Holding::One(res)) => res,
+            Some(Holding::Shared(record)) => {
+                reclaim_seat(txn, group, grace, record, &key, now)?;
+                continue;
+            }
+            None => {
+                // An index entry whose reservation is gone.
+                txn.delete(key);
+                continue;
+            }
         };
         if keys::expiry(&group.name, res.expires_at, &digits(&res.number)) != key {
             // An index entry whose reservation was replaced.
@@ -182,6 +189,49 @@ fn reclaim_expired<I: Imports>(
     Ok(())
 }
 
+/// Reclaim the seat of a shared number that expiry-index entry `key` of `group` (whose
+/// grace window lasts `grace` ms) was filed for, once it is past its grace window.
+fn reclaim_seat<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    grace: u64,
+    record: SharedNumber,
+    key: &str,
+    now: u64,
+) -> Result<(), Error> {
+    let Some(at) = keys::expiry_instant(key) else {
+        txn.delete(key.to_string());
+        return Ok(());
+    };
+    txn.delete(key.to_string());
+    if record.group != group.name {
+        // Filed by this group's ring, which parked the number: it comes back to that
+        // ring when its last seat ends. End the seats due under their own group's
+        // window, even if that group gets no calls, and file the next due one.
+        let number_digits = digits(&record.number);
+        if let Some(latest) = shared::end_expired(txn, record, now)? {
+            txn.put(
+                keys::expiry(&group.name, latest, &number_digits),
+                Vec::new(),
+            );
+        }
+        return Ok(());
+    }
+    let seat = record.seats.iter().position(
+        |seat| matches!(seat.state, SeatState::Held { expires_at, .. } if expires_at == at),
+    );
+    match seat {
+        Some(seat) if at.saturating_add(grace) <= now => shared::end(txn, record, seat, now),
+        // Still in its grace window: the entry stays.
+        Some(_) => {
+            txn.put(key.to_string(), Vec::new());
+            Ok(())
+        }
+        // An entry whose seat ended.
+        None => Ok(()),
+    }
+}
+
 /// `group`'s grace window for late calls, in milliseconds.
 fn grace_ms<I: Imports>(imports: &mut I, group: &str) -> u64 {
     u64::from(imports.policy(group).match_grace) * 1000
@@ -197,19 +247,22 @@ fn in_grace<I: Imports>(imports: &mut I, res: &Reservation, now: u64) -> bool {
 enum Take {
     /// A free number, in its configured form.
     Number(String),
+    /// A shared number with a seat free for the caller.
+    Seat(SharedNumber),
     /// The ring holds no free number.
     Exhausted,
     /// [`TAKE_BATCH`] entries looked at, none free: commit, and go on in a new transaction.
     Unfinished,
 }
 
-/// Take a free number off `group`'s ring. `unseen` counts the ring entries not looked at
-/// yet by this `create` (set on the first call): numbers still held go back behind them,
-/// so each entry is looked at once at most, in either strategy.
+/// Take a free number off `group`'s ring (a shared number with a seat free for `caller`,
+/// if `policy` shares numbers). `unseen` counts the ring entries not looked at yet by
+/// this `create` (set on the first call): numbers still held go back behind them, so
+/// each entry is looked at once at most, in either strategy.
 fn take_number<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
-    group: &Group,
-    policy: &Policy,
+    (group, policy): (&Group, &Policy),
+    caller: Option<&str>,
     now: u64,
     rng: &mut R,
     unseen: &mut Option<u64>,
@@ -220,7 +273,7 @@ fn take_number<I: Imports, R: Rng>(
     let ring = ring::open(txn, group)?;
     let unseen = unseen.get_or_insert(ring.len());
     for _ in 0..TAKE_BATCH {
-        let Some(index) = ring::pop(txn, group, rng, *unseen, policy.sticky_memory > 0)? else {
+        let Some(index) = ring::pop(txn, group, rng, *unseen, policy.sticky())? else {
             return Ok(Take::Exhausted);
         };
         *unseen -= 1;
@@ -232,21 +285,24 @@ fn take_number<I: Imports, R: Rng>(
         if number_digits.is_empty() {
             continue;
         }
-        match read_reservation(txn, &number_digits)? {
-            None => return Ok(Take::Number(number)),
+        let free = match read_holding(txn, &number_digits)? {
+            None => None,
+            // Shared by this ring: a seat, if one is free for this caller.
+            Some(Holding::Shared(record)) if record.lent_by(&group.name, ring.id()) => Some(record),
             // Left behind with its expiry entry, past its grace window: clean it up,
             // and use the number once it has rested.
-            Some(stale) if !in_grace(txn.imports(), &stale, now) => {
+            Some(Holding::One(stale)) if !in_grace(txn.imports(), &stale, now) => {
                 let kept = Number::Kept {
                     group: &group.name,
                     ring_id: ring.id(),
                 };
                 end_reservation(txn, &stale, kept, now)?;
                 let usable_at = ring::rested(policy, stale.expires_at);
-                if usable_at <= now {
-                    return Ok(Take::Number(number));
+                if usable_at > now {
+                    ring::push(txn, group, ring.id(), index, usable_at, now)?;
+                    continue;
                 }
-                ring::push(txn, group, ring.id(), index, usable_at, now)?;
+                None
             }
             // Still held: by a reservation from another ring of this group (an earlier
             // pool definition) or of another group (the number was moved), or in its
@@ -254,11 +310,23 @@ fn take_number<I: Imports, R: Rng>(
             // parks it to get it back then; if another ring parked it already, the ring
             // keeps it behind the others.
             Some(held) => {
+                let held = match held {
+                    Holding::One(res) => res,
+                    Holding::Shared(record) => record.as_holder(),
+                };
                 let ours = held.group == group.name && held.pool_id == ring.id();
                 if ours || !ring::park(txn, group, &ring, &held, index)? {
                     ring::push(txn, group, ring.id(), index, 0, now)?;
                 }
+                continue;
             }
+        };
+        if free.is_none() && !policy.shared() {
+            return Ok(Take::Number(number));
+        }
+        let claimed = (number, ring.id());
+        if let Some(record) = shared::claim(txn, group, policy, free, claimed, caller, now)? {
+            return Ok(Take::Seat(record));
         }
     }
     Ok(Take::Unfinished)
@@ -285,14 +353,14 @@ pub fn create<I: Imports, R: Rng>(
 }
 
 /// What a create asks for, checked, and fixed for every attempt.
-struct Ask<'r> {
-    request: &'r CreateRequest,
-    caller_digits: Option<String>,
+pub(crate) struct Ask<'r> {
+    pub request: &'r CreateRequest,
+    pub caller_digits: Option<String>,
     /// Seconds the reservation lasts (request, then the requested group, then global).
-    timeout: u32,
-    access_code_length: u8,
+    pub timeout: u32,
+    pub access_code_length: u8,
     /// The group the request named.
-    group: &'r str,
+    pub group: &'r str,
 }
 
 /// [`create`], answering the group that lent the number (the requested one or, when it
@@ -379,7 +447,6 @@ fn lend<I: Imports, R: Rng>(
     policy: &Policy,
 ) -> Result<Lent, Error> {
     let request = ask.request;
-    let asked_group = (group.name != ask.group).then(|| ask.group.to_string());
     let mut unseen = None;
     for _ in 0..MAX_ATTEMPTS {
         let now = imports.now();
@@ -387,10 +454,7 @@ fn lend<I: Imports, R: Rng>(
         let mut txn = Txn::new(imports);
         // The service's reservation in the requested group, wherever its number came from.
         let holder = keys::holder(ask.group, &request.service_id);
-        let sticky_caller = ask
-            .caller_digits
-            .as_deref()
-            .filter(|_| policy.sticky_memory > 0);
+        let sticky_caller = ask.caller_digits.as_deref().filter(|_| policy.sticky());
         let mut wanted = vec![
             keys::ring_meta(&group.name, group.pool_id),
             keys::pool_record(&group.name, group.pool_id),
@@ -399,7 +463,7 @@ fn lend<I: Imports, R: Rng>(
         wanted.extend(sticky_caller.map(|c| keys::remembered(&group.name, c)));
         txn.prefetch(&wanted)?;
         reclaim_expired(&mut txn, group, policy, now)?;
-        if policy.sticky_memory > 0 {
+        if policy.sticky() {
             sticky::forget_callers(&mut txn, group, now)?;
         }
 
@@ -408,12 +472,8 @@ fn lend<I: Imports, R: Rng>(
             .get(&holder)?
             .map(|d| String::from_utf8_lossy(d).into_owned())
         {
-            match read_reservation(&mut txn, &held)? {
-                Some(res) if res.held_in(&request.service_id, ask.group) => {
-                    end_reservation(&mut txn, &res, Number::Back(Some(group)), now)?
-                }
-                _ => txn.delete(holder.clone()),
-            }
+            let (service, back) = (request.service_id.as_str(), Some(group));
+            end_held(&mut txn, (&holder, &held), (service, ask.group), back, now)?;
         }
 
         // A caller's own number again, if the group remembers it and it is free.
@@ -423,10 +483,23 @@ fn lend<I: Imports, R: Rng>(
         };
         let taken = match remembered {
             Some(number) => Take::Number(number),
-            None => take_number(&mut txn, group, policy, now, rng, &mut unseen)?,
+            None => {
+                let caller = ask.caller_digits.as_deref();
+                take_number(&mut txn, (group, policy), caller, now, rng, &mut unseen)?
+            }
         };
-        let number = match taken {
-            Take::Number(number) => number,
+        let (number, access_code, expires_at) = match taken {
+            Take::Number(number) => {
+                let access_code = lend_whole(&mut txn, ask, group, &number, expires_at, rng)?;
+                (number, access_code, expires_at)
+            }
+            Take::Seat(record) => {
+                let number = record.number.clone();
+                let at = (now, expires_at);
+                let (access_code, expires_at) =
+                    shared::seat(&mut txn, group, policy, record, ask, at, rng)?;
+                (number, access_code, expires_at)
+            }
             // Keep what was done on the way (numbers skipped after a pool change), so
             // the next call does not redo it; a plain exhausted ring writes nothing.
             Take::Exhausted => {
@@ -444,28 +517,7 @@ fn lend<I: Imports, R: Rng>(
                 continue;
             }
         };
-        let ring_id = ring::open(&mut txn, group)?.id();
-        let access_code = request
-            .provide_code
-            .then(|| access_code(ask.access_code_length, rng));
-        let number_digits = digits(&number);
-        let reservation = Reservation {
-            service_id: request.service_id.clone(),
-            group: group.name.clone(),
-            number: number.clone(),
-            code: access_code.clone(),
-            caller_digits: ask.caller_digits.clone(),
-            expires_at,
-            failed_attempts: 0,
-            pool_id: ring_id,
-            asked_group: asked_group.clone(),
-        };
-        txn.put(keys::reservation(&number_digits), reservation.encode());
-        txn.put(holder, number_digits.clone().into_bytes());
-        txn.put(
-            keys::expiry(&group.name, expires_at, &number_digits),
-            Vec::new(),
-        );
+        txn.put(holder, digits(&number).into_bytes());
         if txn.commit()? {
             return Ok(Lent::Placed(Placed {
                 access: AccessInfo {
@@ -481,6 +533,69 @@ fn lend<I: Imports, R: Rng>(
         unseen = None;
     }
     Err(contended())
+}
+
+/// Reserve `number` of `group` whole for `ask` until `expires_at`; answers its code.
+fn lend_whole<I: Imports, R: Rng>(
+    txn: &mut Txn<'_, I>,
+    ask: &Ask<'_>,
+    group: &Group,
+    number: &str,
+    expires_at: u64,
+    rng: &mut R,
+) -> Result<Option<String>, Error> {
+    let ring_id = ring::open(txn, group)?.id();
+    let access_code = ask
+        .request
+        .provide_code
+        .then(|| access_code(ask.access_code_length, rng));
+    let number_digits = digits(number);
+    let reservation = Reservation {
+        service_id: ask.request.service_id.clone(),
+        group: group.name.clone(),
+        number: number.to_string(),
+        code: access_code.clone(),
+        caller_digits: ask.caller_digits.clone(),
+        expires_at,
+        failed_attempts: 0,
+        pool_id: ring_id,
+        asked_group: (group.name != ask.group).then(|| ask.group.to_string()),
+    };
+    txn.put(keys::reservation(&number_digits), reservation.encode());
+    txn.put(
+        keys::expiry(&group.name, expires_at, &number_digits),
+        Vec::new(),
+    );
+    Ok(access_code)
+}
+
+/// End `service_id`'s reservation in `group_name`, on the number whose digits its holder
+/// key `holder` names (`back`: its group, if the caller has it). Answers the number and
+/// when the reservation expires; `None` if the key named no such reservation (it is
+/// deleted).
+fn end_held<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    (holder, held): (&str, &str),
+    (service_id, group_name): (&str, &str),
+    back: Option<&Group>,
+    now: u64,
+) -> Result<Option<(String, u64)>, Error> {
+    match read_holding(txn, held)? {
+        Some(Holding::One(res)) if res.held_in(service_id, group_name) => {
+            end_reservation(txn, &res, Number::Back(back), now)?;
+            return Ok(Some((res.number, res.expires_at)));
+        }
+        Some(Holding::Shared(record)) => {
+            if let Some((seat, expires_at)) = record.seat_of(service_id, group_name) {
+                let number = record.number.clone();
+                shared::end(txn, record, seat, now)?;
+                return Ok(Some((number, expires_at)));
+            }
+        }
+        _ => {}
+    }
+    txn.delete(holder.to_string());
+    Ok(None)
 }
 
 /// When an exhausted `group` is first known to lend again: its first resting number
@@ -518,8 +633,18 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
     for _ in 0..MAX_ATTEMPTS {
         let now = imports.now();
         let mut txn = Txn::new(imports);
-        let Some(mut res) = read_reservation(&mut txn, &number_digits)? else {
-            return Err(Error::NoMatch);
+        let mut res = match read_holding(&mut txn, &number_digits)? {
+            None => return Err(Error::NoMatch),
+            Some(Holding::One(res)) => res,
+            Some(Holding::Shared(record)) => {
+                let code = request.access_code.as_deref();
+                let caller = caller_digits.as_deref();
+                let outcome = shared::match_call(&mut txn, record, code, caller, now)?;
+                if txn.commit()? {
+                    return outcome;
+                }
+                continue;
+            }
         };
         // A late call, within the group's grace window, still matches.
         let outcome = if !in_grace(txn.imports(), &res, now) {
@@ -595,19 +720,17 @@ pub fn release<I: Imports>(
         else {
             return Err(nothing_held());
         };
-        let outcome = match read_reservation(&mut txn, &held)? {
-            Some(res) if res.held_in(service_id, group_name) => {
-                end_reservation(&mut txn, &res, Number::Back(group.as_ref()), now)?;
-                if res.expires_at <= now {
-                    Err(Error::NoMatch)
-                } else {
-                    Ok(res.number)
-                }
-            }
-            _ => {
-                txn.delete(holder);
-                Err(nothing_held())
-            }
+        let ended = end_held(
+            &mut txn,
+            (&holder, &held),
+            (service_id, group_name),
+            group.as_ref(),
+            now,
+        )?;
+        let outcome = match ended {
+            Some((number, expires_at)) if expires_at > now => Ok(number),
+            Some(_) => Err(Error::NoMatch),
+            None => Err(nothing_held()),
         };
         if txn.commit()? {
             return outcome;
@@ -638,11 +761,32 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
         // the group that is not reclaimed yet, and only the ring's numbers are held by
         // the group. The index also holds entries of numbers parked by rings of other
         // pools, which a settled ring's pool does not have.
+        // A shared number is on the ring already unless it is full; full, the first of
+        // its seats to expire frees it.
         let (start, end) = keys::expired_by(&group.name, now.saturating_sub(rest_ms));
+        let mut freed = std::collections::BTreeSet::new();
+        let mut unreadable = None;
         let expired = count_range(&mut txn, start, &end, |txn, entry| {
-            keys::digits_of_expiry(&entry.key)
-                .is_some_and(|d| txn.imports().index_of(&group.name, d).is_some())
+            let Some(d) = keys::digits_of_expiry(&entry.key) else {
+                return false;
+            };
+            if txn.imports().index_of(&group.name, d).is_none() {
+                return false;
+            }
+            match read_holding(txn, d) {
+                Ok(Some(Holding::Shared(record))) => {
+                    record.full_of_held_seats() && freed.insert(d.to_string())
+                }
+                Ok(_) => true,
+                Err(e) => {
+                    unreadable = Some(e);
+                    false
+                }
+            }
         })?;
+        if let Some(e) = unreadable {
+            return Err(e);
+        }
         (ring.len() + rested + expired).min(size)
     } else {
         let (held, foreign) = count_holders(&mut txn, &group, ring.id(), now, rest_ms)?;
@@ -688,8 +832,9 @@ fn count_range<I: Imports>(
 }
 
 /// Of every stored reservation: how many hold a number of `group`'s pool and are live,
-/// in a grace window or resting (`rest_ms` after expiry), and how many the settled count would get wrong (not taken from ring `ring_id` of
-/// this group, or holding a number the group no longer has).
+/// in a grace window or resting (`rest_ms` after expiry), and how many the settled count
+/// would get wrong (not taken from ring `ring_id` of this group, or holding a number the
+/// group no longer has). A shared number counts as one, held while it is full.
 fn count_holders<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
@@ -702,19 +847,28 @@ fn count_holders<I: Imports>(
     let mut foreign = 0;
     let mut undecodable = None;
     count_range(txn, start, &end, |txn, entry| {
-        let res = match Reservation::decode(&entry.key, &entry.value) {
-            Ok(res) => res,
-            Err(e) => {
-                undecodable = Some(e);
-                return false;
-            }
-        };
-        let in_pool = txn.imports().index_of(&group.name, &res.number).is_some();
-        let ours = res.group == group.name;
-        if in_pool && res.expires_at.saturating_add(rest_ms) > now {
+        // The number, its group and ring, and until when it is held.
+        let (number, holder_group, holder_ring, held_until) =
+            match Holding::decode(&entry.key, &entry.value) {
+                Ok(Holding::One(res)) => (res.number, res.group, res.pool_id, Some(res.expires_at)),
+                Ok(Holding::Shared(record)) => {
+                    let held_until = record
+                        .full_of_held_seats()
+                        .then(|| record.first_expiry())
+                        .flatten();
+                    (record.number, record.group, record.ring_id, held_until)
+                }
+                Err(e) => {
+                    undecodable = Some(e);
+                    return false;
+                }
+            };
+        let in_pool = txn.imports().index_of(&group.name, &number).is_some();
+        let ours = holder_group == group.name;
+        if in_pool && held_until.is_some_and(|at| at.saturating_add(rest_ms) > now) {
             live += 1;
         }
-        if (in_pool || ours) && !(ours && in_pool && res.pool_id == ring_id) {
+        if (in_pool || ours) && !(ours && in_pool && holder_ring == ring_id) {
             foreign += 1;
         }
         false

@@ -20,7 +20,7 @@ use crate::api::{Error, Group, Imports, Policy};
 use crate::keys;
 use crate::records::{Place, Remembered, Reservation, decode, encode};
 use crate::ring;
-use crate::service::read_reservation;
+use crate::service::read_holding;
 use crate::txn::Txn;
 use crate::validate::digits;
 
@@ -115,7 +115,7 @@ pub fn lend_remembered<I: Imports>(
     let Some(number) = txn.imports().number_at(&group.name, memory.index) else {
         return Ok(None);
     };
-    if read_reservation(txn, &digits(&number))?.is_some() {
+    if read_holding(txn, &digits(&number))?.is_some() {
         return Ok(None);
     }
     Ok(ring::take_remembered(txn, group, memory.index, memory.place)?.then_some(number))
@@ -180,10 +180,10 @@ pub fn keeper<I: Imports>(
     ended: &Reservation,
     index: u32,
 ) -> Result<Option<String>, Error> {
-    match (&ended.caller_digits, policy.sticky_memory) {
-        (_, 0) => Ok(None),
-        (Some(caller), _) => Ok(Some(caller.clone())),
-        (None, _) => rememberer(txn, group, ended.pool_id, index),
+    match (&ended.caller_digits, policy.sticky()) {
+        (_, false) => Ok(None),
+        (Some(caller), true) => Ok(Some(caller.clone())),
+        (None, true) => rememberer(txn, group, ended.pool_id, index),
     }
 }
 
@@ -197,7 +197,7 @@ pub fn returned<I: Imports>(
     (index, place): (u32, Place),
     now: u64,
 ) -> Result<(), Error> {
-    if policy.sticky_memory == 0 {
+    if !policy.sticky() {
         return Ok(());
     }
     match &ended.caller_digits {

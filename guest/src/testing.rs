@@ -192,9 +192,7 @@ mod tests {
 
     const COOL_OFF: Policy = Policy {
         reuse_cooldown: 60,
-        match_grace: 0,
-        fallback_group: None,
-        sticky_memory: 0,
+        ..Policy::WHOLE
     };
 
     #[test]
@@ -244,8 +242,7 @@ mod tests {
         let policy = Policy {
             reuse_cooldown: 20,
             match_grace: 10,
-            fallback_group: None,
-            sticky_memory: 0,
+            ..Policy::WHOLE
         };
         let mut fake = world(Strategy::RoundRobin, &["5551001"], policy.clone());
         take(&mut fake, "a", 30).unwrap();
@@ -269,8 +266,7 @@ mod tests {
         let policy = Policy {
             reuse_cooldown: 20,
             match_grace: 10,
-            fallback_group: None,
-            sticky_memory: 0,
+            ..Policy::WHOLE
         };
         let mut fake = world(Strategy::RoundRobin, &["5551001", "5551002"], policy);
         take(&mut fake, "a", 30).unwrap();
@@ -290,7 +286,7 @@ mod tests {
             reuse_cooldown: cooldown,
             match_grace: 0,
             fallback_group: fallback.map(String::from),
-            sticky_memory: 0,
+            ..Policy::WHOLE
         };
         fake.policies.insert("G".into(), policy(Some("SHARED")));
         fake.policies.insert("SHARED".into(), policy(None));

@@ -94,6 +94,9 @@ impl groups::Host for Host {
             match_grace: 10,
             fallback_group: None,
             sticky_memory: 0,
+            reservations_per_number: 1,
+            wrong_code_limit: 0,
+            wrong_code_window: 0,
         })
     }
 }

@@ -48,13 +48,13 @@ pub fn placed(
             request.resource_group
         ));
     }
-    access_info(
-        services,
-        lender,
-        &placed.access,
-        request.provide_code,
-        called,
-    )
+    // A number shared by code tells its reservations apart by code unless by caller.
+    let shared = services
+        .config
+        .group(lender)
+        .is_some_and(|g| g.policy.shared());
+    let code_expected = request.provide_code || (shared && request.phone_number.is_none());
+    access_info(services, lender, &placed.access, code_expected, called)
 }
 
 /// When an exhausted `group` may lend again, as `create` answered it at `called`: no
@@ -85,12 +85,12 @@ fn access_info(
     services: &Services,
     group: &str,
     info: &AccessInfo,
-    provide_code: bool,
+    code_expected: bool,
     called: RangeInclusive<u64>,
 ) -> Result<(), String> {
     pool_has(services, group, &info.access_number)?;
     let length = usize::from(services.config.options.access_code_length);
-    match (&info.access_code, provide_code) {
+    match (&info.access_code, code_expected) {
         (None, false) => {}
         (Some(code), true) if code.len() == length && code.bytes().all(|b| b.is_ascii_digit()) => {}
         (Some(_), true) => {
