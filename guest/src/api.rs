@@ -110,7 +110,8 @@ pub enum Error {
     NoAccessNumberAvailable(String),
     /// No live reservation matches the call.
     NoMatch,
-    /// Too many wrong codes: the reservation was revoked.
+    /// Too many wrong codes: the reservation was revoked, or, on a number shared by code,
+    /// codes are refused until its wrong-code window ends.
     TooManyAttempts,
     /// The registry could not answer.
     RegistryFailure(String),
@@ -137,9 +138,10 @@ impl std::fmt::Display for Error {
                 write!(f, "no access number available in resource group {g:?}")
             }
             Error::NoMatch => f.write_str("no reservation matches"),
-            Error::TooManyAttempts => {
-                f.write_str("too many wrong access codes: the reservation was revoked")
-            }
+            Error::TooManyAttempts => f.write_str(
+                "too many wrong access codes: the reservation was revoked (on a number \
+                     shared by code: codes are refused until its wrong-code window ends)",
+            ),
             Error::RegistryFailure(why) => write!(f, "service registry failure: {why}"),
             Error::StateStoreFailure(why) => write!(f, "state store failure: {why}"),
         }

@@ -95,14 +95,25 @@ pub struct SharedNumber {
     pub number: String,
     /// The identity of the ring that lends it (see [`Reservation::pool_id`]).
     pub ring_id: u64,
-    /// Whether its ring gives it out: it is on the ring, or rests in the ring's resting
-    /// index. `false` while every seat is held (it comes back when one ends) or while a
-    /// create that took it off the ring decides.
-    pub queued: bool,
+    /// Where its ring has it.
+    pub queue: Queue,
     /// At most the group's `reservations_per_number`, in no particular order.
     pub seats: Vec<Seat>,
     /// Wrong access codes tried on the number in its current window.
     pub wrong_codes: WrongCodes,
+}
+
+/// Where a shared number waits to be lent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Queue {
+    /// Nowhere: every seat is held (it comes back when one ends), or a create took it
+    /// off the ring and decides.
+    Off,
+    /// On the ring: it has a free seat.
+    Ring,
+    /// In the ring's resting index until this instant, when its first ended seat has
+    /// rested (unless a create has woken it onto the ring since).
+    Resting(u64),
 }
 
 /// One reservation of a shared number, or its place while it rests after one.

@@ -12,7 +12,7 @@ use crate::api::{
     PoolStatus, Refused,
 };
 use crate::keys;
-use crate::records::{Holding, Reservation, SeatState, SharedNumber};
+use crate::records::{Holding, Queue, Reservation, SeatState, SharedNumber};
 use crate::ring;
 use crate::shared;
 use crate::sticky;
@@ -761,8 +761,8 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
         // the group that is not reclaimed yet, and only the ring's numbers are held by
         // the group. The index also holds entries of numbers parked by rings of other
         // pools, which a settled ring's pool does not have.
-        // A shared number is on the ring already unless it is full; full, the first of
-        // its seats to expire frees it.
+        // A shared number is counted already unless it is full; full, the first of its
+        // seats to expire (and rest) frees it.
         let (start, end) = keys::expired_by(&group.name, now.saturating_sub(rest_ms));
         let mut freed = std::collections::BTreeSet::new();
         let mut unreadable = None;
@@ -775,7 +775,7 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
             }
             match read_holding(txn, d) {
                 Ok(Some(Holding::Shared(record))) => {
-                    record.full_of_held_seats() && freed.insert(d.to_string())
+                    !record.ring_counts_free(now) && freed.insert(d.to_string())
                 }
                 Ok(_) => true,
                 Err(e) => {
@@ -789,7 +789,7 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
         }
         (ring.len() + rested + expired).min(size)
     } else {
-        let (held, foreign) = count_holders(&mut txn, &group, ring.id(), now, rest_ms)?;
+        let (held, foreign, freed) = count_holders(&mut txn, &group, ring.id(), now, rest_ms)?;
         if foreign == 0 {
             // Only this group's ring lends its numbers from now on (numbers belong to one
             // group), so the count stays settled; the commit checks that the ring is
@@ -799,7 +799,7 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
             ring::settle(&mut txn, &group)?;
             let _ = txn.commit();
         }
-        size.saturating_sub(held + resting)
+        (size + freed).saturating_sub(held + resting)
     } as u32;
     Ok(PoolStatus {
         size: group.size,
@@ -834,29 +834,44 @@ fn count_range<I: Imports>(
 /// Of every stored reservation: how many hold a number of `group`'s pool and are live,
 /// in a grace window or resting (`rest_ms` after expiry), and how many the settled count
 /// would get wrong (not taken from ring `ring_id` of this group, or holding a number the
-/// group no longer has). A shared number counts as one, held while it is full.
+/// group no longer has). A shared number counts as one, held while it is full; the
+/// third count is of full shared numbers that wait in the resting index though a seat
+/// has expired and rested since (which the caller counts resting).
 fn count_holders<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     ring_id: u64,
     now: u64,
     rest_ms: u64,
-) -> Result<(u64, u64), Error> {
+) -> Result<(u64, u64, u64), Error> {
     let (start, end) = keys::all_reservations();
     let mut live = 0;
     let mut foreign = 0;
+    let mut freed = 0;
     let mut undecodable = None;
     count_range(txn, start, &end, |txn, entry| {
-        // The number, its group and ring, and until when it is held.
-        let (number, holder_group, holder_ring, held_until) =
+        // The number, its group and ring, until when it is held, and whether it waits in
+        // the resting index though free.
+        let (number, holder_group, holder_ring, held_until, waits_free) =
             match Holding::decode(&entry.key, &entry.value) {
-                Ok(Holding::One(res)) => (res.number, res.group, res.pool_id, Some(res.expires_at)),
+                Ok(Holding::One(res)) => (
+                    res.number,
+                    res.group,
+                    res.pool_id,
+                    Some(res.expires_at),
+                    false,
+                ),
                 Ok(Holding::Shared(record)) => {
-                    let held_until = record
-                        .full_of_held_seats()
-                        .then(|| record.first_expiry())
-                        .flatten();
-                    (record.number, record.group, record.ring_id, held_until)
+                    let rested = |at: u64| at.saturating_add(rest_ms) <= now;
+                    let (held_until, waits_free) = match record.queue {
+                        Queue::Off => (record.first_expiry(), false),
+                        Queue::Resting(until) if until > now => {
+                            (None, record.first_expiry().is_some_and(rested))
+                        }
+                        _ => (None, false),
+                    };
+                    let (number, group) = (record.number, record.group);
+                    (number, group, record.ring_id, held_until, waits_free)
                 }
                 Err(e) => {
                     undecodable = Some(e);
@@ -868,6 +883,7 @@ fn count_holders<I: Imports>(
         if in_pool && held_until.is_some_and(|at| at.saturating_add(rest_ms) > now) {
             live += 1;
         }
+        freed += u64::from(in_pool && waits_free);
         if (in_pool || ours) && !(ours && in_pool && holder_ring == ring_id) {
             foreign += 1;
         }
@@ -875,7 +891,7 @@ fn count_holders<I: Imports>(
     })?;
     match undecodable {
         Some(e) => Err(e),
-        None => Ok((live, foreign)),
+        None => Ok((live, foreign, freed)),
     }
 }
 

@@ -12,7 +12,7 @@
 //! random draws among numbers with room. A full number is off the ring and comes back
 //! when a seat ends, or, under a cool-off, when the first ended seat has rested: an ended
 //! seat keeps its code and caller while it rests, so a late call cannot reach the
-//! reservation that takes the seat next. [`SharedNumber::queued`] says which.
+//! reservation that takes the seat next. [`SharedNumber::queue`] says where it is.
 //!
 //! Guessing: with n live codes of L digits on a number, a guessed code matches one with
 //! probability n / 10^L <= N / 10^L (the configuration refuses N / 10^L above 1/1000),
@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use crate::api::{Error, Group, Imports, Matched, Policy};
 use crate::keys;
-use crate::records::{Reservation, Seat, SeatState, SharedNumber};
+use crate::records::{Place, Queue, Reservation, Seat, SeatState, SharedNumber};
 use crate::ring;
 use crate::service::{Ask, access_code};
 use crate::txn::Txn;
@@ -42,7 +42,7 @@ impl SharedNumber {
             group: group.name.clone(),
             number,
             ring_id,
-            queued: false,
+            queue: Queue::Off,
             seats: Vec::new(),
             wrong_codes: Default::default(),
         }
@@ -53,7 +53,9 @@ impl SharedNumber {
         self.group == group && self.ring_id == ring_id
     }
 
-    /// The seat that is `service_id`'s reservation in `group`, if any, and its expiry.
+    /// The seat that is `service_id`'s reservation in `group`, if any, and its expiry. A
+    /// service may have two seats on one number: one asked of this group, one asked of a
+    /// group that fell back to it.
     pub fn seat_of(&self, service_id: &str, group: &str) -> Option<(usize, u64)> {
         self.seats
             .iter()
@@ -63,9 +65,7 @@ impl SharedNumber {
                     service_id: s,
                     asked_group,
                     expires_at,
-                } if s == service_id
-                    && (self.group == group || asked_group.as_deref() == Some(group)) =>
-                {
+                } if s == service_id && asked_group.as_deref().unwrap_or(&self.group) == group => {
                     Some((index, *expires_at))
                 }
                 _ => None,
@@ -80,10 +80,14 @@ impl SharedNumber {
         })
     }
 
-    /// Whether the number is full now and frees a seat only when a held one ends: what a
-    /// reservation is to a number lent whole.
-    pub fn full_of_held_seats(&self) -> bool {
-        !self.queued
+    /// Whether its ring counts it free at `now` (on the ring, or rested): otherwise it is
+    /// full, and frees a seat when a held one has expired and rested.
+    pub fn ring_counts_free(&self, now: u64) -> bool {
+        match self.queue {
+            Queue::Ring => true,
+            Queue::Resting(until) => until <= now,
+            Queue::Off => false,
+        }
     }
 
     /// When the first held seat expires, if any is held.
@@ -130,7 +134,7 @@ pub fn claim<I: Imports>(
 ) -> Result<Option<SharedNumber>, Error> {
     let mut record = record.unwrap_or_else(|| SharedNumber::vacant(group, number, ring_id));
     // Popped: off the ring until this create puts it back.
-    record.queued = false;
+    record.queue = Queue::Off;
     end_due(txn, &mut record, policy, now)?;
     let room = record.taken(now) < policy.seats();
     let callers_own = caller.is_some_and(|caller| {
@@ -218,7 +222,7 @@ pub fn end<I: Imports>(
         // Its group retired: the ring it came from will not get it back.
         _ => {
             ring::forget(txn, &record.group, record.ring_id)?;
-            record.queued = false;
+            record.queue = Queue::Off;
             store(txn, record, now)
         }
     }
@@ -296,8 +300,9 @@ fn end_seat<I: Imports>(
     Ok(())
 }
 
-/// Give `record` back to its ring if it is off the ring and can take a reservation now
-/// (at the tail) or later (to rest until its first seat has rested), and store it.
+/// Give `record` back to its ring when it can take a reservation (at the tail now, or to
+/// rest until its first ended seat has rested), or sooner than its ring has it, and store
+/// it.
 fn put_back<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
@@ -305,34 +310,54 @@ fn put_back<I: Imports>(
     mut record: SharedNumber,
     now: u64,
 ) -> Result<(), Error> {
-    let taken = record.taken(now);
-    if !record.queued {
-        let usable_at = if taken < policy.seats() {
-            Some(0)
-        } else {
-            record
-                .seats
-                .iter()
-                .filter_map(|seat| match seat.state {
-                    SeatState::Resting { until } => Some(until),
-                    SeatState::Held { .. } => None,
-                })
-                .min()
-        };
+    let lendable_at = if record.taken(now) < policy.seats() {
+        Some(now)
+    } else {
+        record
+            .seats
+            .iter()
+            .filter_map(|seat| match seat.state {
+                SeatState::Resting { until } => Some(until),
+                SeatState::Held { .. } => None,
+            })
+            .min()
+    };
+    let index = txn.imports().index_of(&group.name, &record.number);
+    let move_to = match (record.queue, lendable_at, index) {
         // Every seat held: it comes back when one ends.
-        if let Some(usable_at) = usable_at {
-            let index = txn.imports().index_of(&group.name, &record.number);
-            let pushed = match index {
-                Some(index) => ring::push(txn, group, record.ring_id, index, usable_at, now)?,
-                None => false,
-            };
-            if pushed {
-                record.queued = true;
+        (_, None, _) | (Queue::Ring, _, _) => None,
+        (Queue::Off, Some(at), _) => Some(at),
+        // A seat that ended in the past (an expired one reclaimed late) can rest less
+        // than the one the number waits for: it moves up, unless it was woken already.
+        (Queue::Resting(waits), Some(at), Some(index)) if at < waits => {
+            let key = keys::resting(&group.name, record.ring_id, waits, index);
+            if txn.get(&key)?.is_some() {
+                txn.delete(key);
+                Some(at)
             } else {
-                // The ring it came from will not get it back (see `service::end_reservation`).
-                ring::forget(txn, &record.group, record.ring_id)?;
+                record.queue = Queue::Ring;
+                None
             }
         }
+        (Queue::Resting(_), _, _) => None,
+    };
+    if let Some(at) = move_to {
+        let usable_at = if at <= now { 0 } else { at };
+        let placed = match index {
+            Some(index) => {
+                ring::push_placed(txn, group, record.ring_id, index, usable_at, now, None)?
+            }
+            None => None,
+        };
+        record.queue = match placed {
+            Some(Place::Ring(_)) => Queue::Ring,
+            Some(Place::Resting(at)) => Queue::Resting(at),
+            None => {
+                // The ring it came from will not get it back (see `service::end_reservation`).
+                ring::forget(txn, &record.group, record.ring_id)?;
+                Queue::Off
+            }
+        };
     }
     store(txn, record, now)
 }
@@ -792,6 +817,72 @@ mod tests {
             fake.state.keys().all(|k| !k.starts_with('n')),
             "{:?}",
             fake.state.keys()
+        );
+    }
+
+    #[test]
+    fn a_number_waiting_for_a_rest_comes_back_when_an_expired_seat_has_rested() {
+        let policy = Policy {
+            reuse_cooldown: 20,
+            ..shared(2)
+        };
+        let mut fake = world(Strategy::RoundRobin, &["5551001"], policy);
+        let request = |id: &str, timeout: u32| CreateRequest {
+            service_id: id.into(),
+            resource_group: "G".into(),
+            provide_code: false,
+            phone_number: None,
+            booking_expiration_timeout: Some(timeout),
+        };
+        let mut rng = StdRng::seed_from_u64(9);
+        create(&mut fake, &mut rng, &request("a", 5)).unwrap();
+        create(&mut fake, &mut rng, &request("b", 60)).unwrap();
+        fake.advance(30);
+        // b's seat rests until 50 s; a's expired at 5 s and has rested since 25 s.
+        release(&mut fake, "b", "G").unwrap();
+        assert_eq!(free(&mut fake), 1);
+        let lent = create(&mut fake, &mut rng, &request("c", 60)).unwrap();
+        assert_eq!(lent.access_number, "5551001");
+        assert_eq!(free(&mut fake), 0);
+    }
+
+    #[test]
+    fn a_service_may_hold_a_seat_of_its_own_and_one_lent_for_the_group_that_fell_back() {
+        let mut fake = Fake::new(vec![
+            group("G", Strategy::RoundRobin, &["5551001"]),
+            group("SHARED", Strategy::RoundRobin, &["5552001"]),
+        ]);
+        let fallback = Policy {
+            fallback_group: Some("SHARED".into()),
+            ..Policy::WHOLE
+        };
+        fake.policies.insert("G".into(), fallback);
+        fake.policies.insert("SHARED".into(), shared(2));
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut ask = |fake: &mut Fake, id: &str, group: &str| {
+            let request = CreateRequest {
+                service_id: id.into(),
+                resource_group: group.into(),
+                provide_code: false,
+                phone_number: None,
+                booking_expiration_timeout: Some(60),
+            };
+            create_placed(fake, &mut rng, &request).unwrap()
+        };
+        ask(&mut fake, "t", "G");
+        let for_g = ask(&mut fake, "s", "G");
+        let own = ask(&mut fake, "s", "SHARED");
+        assert_eq!(for_g.access.access_number, own.access.access_number);
+        // Released through SHARED: the seat asked of SHARED, not the one asked of G.
+        assert_eq!(release(&mut fake, "s", "SHARED").unwrap(), "5552001");
+        let code = |p: &crate::api::Placed| p.access.access_code.clone();
+        assert_eq!(
+            dial(&mut fake, "5552001", code(&own).as_deref(), None),
+            Err(Error::NoMatch)
+        );
+        assert_eq!(
+            dial(&mut fake, "5552001", code(&for_g).as_deref(), None).unwrap(),
+            "s"
         );
     }
 

@@ -1,8 +1,8 @@
 //! Group policies through the real binary, as clients meet them: a number resting after
 //! its reservation ends (over HTTP and the CLI), and a late call matched within the
 //! grace window (over HTTP), `Retry-After` from when a number becomes lendable, a
-//! group that lends from its fallback group when exhausted, and a sticky group lending a
-//! caller their last number again (over HTTP and the CLI).
+//! group that lends from its fallback group when exhausted, a sticky group lending a
+//! caller their last number again, and numbers shared by code (over HTTP and the CLI).
 
 mod common;
 
@@ -192,4 +192,123 @@ fn over_the_cli_a_sticky_group_remembers_across_invocations() {
     cli.json(&["release", "--id", "s0", "--resource-group", "DNIS"]);
     assert_ne!(lend("s1", "+15557770002"), mine);
     assert_eq!(lend("s2", "+15557770001"), mine);
+}
+
+const SHARED: &str = "[[resource_group]]\nname = \"DNIS\"\nreservations_per_number = 3\n\
+                      wrong_code_limit = 3\nwrong_code_window = 600\n\
+                      numbers = [\"5550000..5550001\"]\n\
+                      [registry]\nservices = [\"s0\", \"s1\", \"s2\", \"s3\", \"s4\", \"s5\", \"s6\"]\n";
+
+#[test]
+fn over_http_two_shared_numbers_serve_six_services_each_matched_by_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), SHARED, Some(TOKEN));
+    let mut lent = Vec::new();
+    for i in 0..6 {
+        let id = format!("s{i}");
+        let reply = create(&s, &id, &[]);
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        // No `_provide_code`, and no caller to tell it apart: a code all the same.
+        let code = reply.body["_access_code"].as_str().unwrap().to_string();
+        let number = reply.body["_access_number"].as_str().unwrap().to_string();
+        lent.push((id, number, code));
+    }
+    let on = |n: &str| lent.iter().filter(|(_, number, _)| number == n).count();
+    assert_eq!((on("5550000"), on("5550001")), (3, 3));
+    let refused = create(&s, "s6", &[]);
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(free(&s), 0);
+
+    // Each call lands on its own service: the number and the code.
+    for (id, number, code) in &lent[..5] {
+        let dial = [("_access_number", number.as_str()), ("_access_code", code)];
+        let matched = post_form(&match_url(&s), &dial);
+        assert_eq!(matched.status, 200, "{:?}", matched.body);
+        assert_eq!(&matched.body["_id"], id);
+    }
+    // A caller named by the create needs no code: the number and the caller's number.
+    let known = create(&s, "s6", &[("_phone_number", "+1 555 777 0001")]);
+    assert_eq!(known.status, 200, "{:?}", known.body);
+    assert!(known.body.get("_access_code").is_none(), "{:?}", known.body);
+    let number = known.body["_access_number"].as_str().unwrap();
+    let from = |caller: &str| {
+        post_form(
+            &match_url(&s),
+            &[("_access_number", number), ("_phone_number", caller)],
+        )
+    };
+    assert_eq!(from("+15557770002").status, 404);
+    let matched = from("+15557770001");
+    assert_eq!(matched.status, 200, "{:?}", matched.body);
+    assert_eq!(matched.body["_id"], "s6");
+}
+
+#[test]
+fn over_http_wrong_codes_shut_a_shared_number_without_revoking_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), SHARED, Some(TOKEN));
+    let lent = create(&s, "s0", &[]);
+    let number = lent.body["_access_number"].as_str().unwrap().to_string();
+    let code = lent.body["_access_code"].as_str().unwrap().to_string();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let dial = |code: &str| {
+        post_form(
+            &match_url(&s),
+            &[("_access_number", number.as_str()), ("_access_code", code)],
+        )
+    };
+    assert_eq!(dial(wrong).body["code"], "no-match");
+    assert_eq!(dial(wrong).body["code"], "no-match");
+    let third = dial(wrong);
+    assert_eq!(third.status, 404);
+    assert_eq!(third.body["code"], "too-many-attempts");
+    // The right code is refused for the rest of the window; the reservation stands.
+    assert_eq!(dial(&code).body["code"], "too-many-attempts");
+    let pools = get(&s.url("/admin/pools"), Some(TOKEN)).body;
+    assert_eq!(pools["groups"][0]["free"], 2, "{pools}");
+    let released = post_form(
+        &s.url("/genesys/1/service/release-access"),
+        &[("_id", "s0"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(released.status, 200, "{:?}", released.body);
+    // The codes never reach the log.
+    drop(s);
+    let log = log(dir.path());
+    assert!(!log.contains(&code), "the access code is in the log");
+}
+
+#[test]
+fn over_the_cli_a_shared_number_is_lent_twice_and_matched_by_code() {
+    let cli = Cli::new(Some(
+        "[[resource_group]]\nname = \"DNIS\"\nreservations_per_number = 2\n\
+         numbers = [\"5550000\"]\n[registry]\nservices = [\"s0\", \"s1\", \"s2\"]\n",
+    ));
+    let lend = |id: &str| cli.json(&["create", "--id", id, "--resource-group", "DNIS"]);
+    let (first, second) = (lend("s0"), lend("s1"));
+    assert_eq!(first["_access_number"], "5550000");
+    assert_eq!(second["_access_number"], "5550000");
+    assert_ne!(first["_access_code"], second["_access_code"]);
+    let refused = cli.fails(&["create", "--id", "s2", "--resource-group", "DNIS"], 4);
+    assert!(refused.contains("no access number available"), "{refused}");
+    let code = second["_access_code"].as_str().unwrap();
+    let matched = cli.json(&["match", "--access-number", "5550000", "--access-code", code]);
+    assert_eq!(matched["_id"], "s1");
+    assert_eq!(lend("s2")["_access_number"], "5550000");
+}
+
+#[test]
+fn over_the_cli_guessable_shared_numbers_are_refused() {
+    let cli = Cli::new(Some(
+        "[options]\naccess_code_length = 4\n\
+         [[resource_group]]\nname = \"DNIS\"\nreservations_per_number = 20\n\
+         numbers = [\"5550000\"]\n",
+    ));
+    let stderr = cli.fails(&["groups"], 1);
+    assert!(
+        stderr.contains(
+            "config.toml:5: resource_group.reservations_per_number: 20 reservations per \
+             number with 4-digit codes let a guessed code match with odds of 20 in 10000"
+        ),
+        "{stderr}"
+    );
 }
