@@ -10,11 +10,11 @@
 //! | `p␟{group}␟{fingerprint}`             | [`PoolRecord`](crate::records::PoolRecord) |
 //! | `e`                                   | [`Epoch`](crate::records::Epoch)      |
 //! | `r␟{group}␟{ring-id}␟{slot}`          | a pool index (u32, little endian)     |
-//! | `n␟{number digits}`                   | a [`Reservation`](crate::records::Reservation) |
+//! | `n␟{number digits}`                   | a [`Reservation`](crate::records::Reservation), or a [`SharedNumber`](crate::records::SharedNumber) |
 //! | `k␟{number digits}`                   | [`Parked`](crate::records::Parked)    |
 //! | `w␟{group}␟{ring-id}␟{usable-at}␟{index}` | empty: a number resting (cool-off) |
 //! | `s␟{group}␟{service id}`              | the digits of the service's number    |
-//! | `x␟{group}␟{expires-at}␟{digits}`     | empty: the expiry index               |
+//! | `x␟{group}␟{expires-at}␟{digits}`     | empty: the expiry index (one per seat of a shared number, each expiring at its own instant) |
 //! | `c␟{group}␟{caller digits}`           | [`Remembered`](crate::records::Remembered): the caller's last number |
 //! | `y␟{group}␟{until}␟{caller digits}`   | empty: when a remembered number is forgotten |
 //! | `o␟{group}␟{ring-id}␟{index}`         | the caller digits that remember the number |

@@ -29,6 +29,12 @@
 //! (the number rests), finds `G` exhausted and lends from `SHARED`: every other service
 //! names a caller, who gets their resting number back (sticky); the others get one that
 //! finished resting, moved onto the ring first (cool-off). The fallback on every call.
+//!
+//! Numbers shared by code get one too (`pool_1m_vs_100_create_shared`): the same, but
+//! `SHARED` is not sticky and carries 4 reservations per number, half of the seats held.
+//! Each measured create ends its service's seat (it rests), and takes a seat of the
+//! number at the head of the ring, whose seats that finished resting are dropped first;
+//! every other create names a caller, whom the number must not carry yet.
 
 mod paired;
 
@@ -111,21 +117,30 @@ fn create(service_id: String) -> CreateRequest {
     }
 }
 
-/// `G`, one number, falling back to `SHARED` of `size` numbers with a 1 s cool-off.
-fn policy_config(size: u32) -> Config {
+/// Reservations per number in the shared-numbers series.
+const SEATS: u32 = 4;
+
+/// `G`, one number, falling back to `SHARED` of `size` numbers with a 1 s cool-off,
+/// sticky, or shared by code (`SEATS` per number).
+fn policy_config(size: u32, shared: bool) -> Config {
     let last = 15_550_000_000u64 + u64::from(size) - 1;
+    let policy = match shared {
+        true => format!("reservations_per_number = {SEATS}"),
+        false => "sticky = true".to_string(),
+    };
     let mut config = Config::parse(
         &format!(
             "[options]\nbooking_expiration_timeout = 1800\n\
              [[resource_group]]\nname = \"G\"\nfallback_group = \"SHARED\"\n\
              numbers = [\"+15540000000\"]\n\
-             [[resource_group]]\nname = \"SHARED\"\nreuse_cooldown = 1\nsticky = true\n\
+             [[resource_group]]\nname = \"SHARED\"\nreuse_cooldown = 1\n{policy}\n\
              numbers = [\"+15550000000..+{last}\"]\n"
         ),
         "bench",
     )
     .unwrap();
-    config.static_services.extend((0..=size).map(service));
+    let seats = if shared { SEATS } else { 1 };
+    config.static_services.extend((0..=size * seats).map(service));
     config
 }
 
@@ -137,12 +152,13 @@ struct PolicyPool {
 }
 
 impl PolicyPool {
-    fn new(size: u32, rng: &mut StdRng) -> PolicyPool {
+    fn new(size: u32, shared: bool, rng: &mut StdRng) -> PolicyPool {
         let memory = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new(NOW_MS));
-        let services = Services::new(policy_config(size), memory.clone(), clock.clone());
-        // One more holder than half the pool: the first takes G's own number.
-        let holders = size / 2 + 1;
+        let config = policy_config(size, shared);
+        let services = Services::new(config, memory.clone(), clock.clone());
+        // One more holder than half the seats: the first takes G's own number.
+        let holders = size * if shared { SEATS } else { 1 } / 2 + 1;
         request_access_guest::create(&mut NativeImports(&services), rng, &create(service(0)))
             .unwrap();
         // Both rings are built now: a status settles SHARED's while it lends nothing,
@@ -363,17 +379,20 @@ fn bench(c: &mut Criterion) {
         paired_ratios.insert(occupancy.to_string(), paired::round2(ratio).into());
     }
 
-    // The policies: cool-off and fallback on every create, 1,000,000 against 100.
-    let mut small = PolicyPool::new(SIZES[0], &mut rng);
-    let mut large = PolicyPool::new(*SIZES.last().unwrap(), &mut rng);
-    let ratio = paired::ratio(200, || timed(|| small.call()), || timed(|| large.call()));
-    results.insert(
-        "pool_1m_vs_100_create_policies".into(),
-        paired::round2(ratio).into(),
-    );
-    for policy in [&small, &large] {
-        let shared = block_on(policy.runtime.pool_status("SHARED")).unwrap();
-        assert!(shared.free > 0, "the cool-off drained the pool: {shared:?}");
+    // The policies: cool-off and fallback on every create, with sticky numbers or with
+    // numbers shared by code, 1,000,000 against 100.
+    for (key, shared) in [
+        ("pool_1m_vs_100_create_policies", false),
+        ("pool_1m_vs_100_create_shared", true),
+    ] {
+        let mut small = PolicyPool::new(SIZES[0], shared, &mut rng);
+        let mut large = PolicyPool::new(*SIZES.last().unwrap(), shared, &mut rng);
+        let ratio = paired::ratio(200, || timed(|| small.call()), || timed(|| large.call()));
+        results.insert(key.into(), paired::round2(ratio).into());
+        for policy in [&small, &large] {
+            let status = block_on(policy.runtime.pool_status("SHARED")).unwrap();
+            assert!(status.free > 0, "the cool-off drained the pool: {status:?}");
+        }
     }
 
     for pool in &pools {
