@@ -140,7 +140,9 @@ fn policy_config(size: u32, shared: bool) -> Config {
     )
     .unwrap();
     let seats = if shared { SEATS } else { 1 };
-    config.static_services.extend((0..=size * seats).map(service));
+    config
+        .static_services
+        .extend((0..=size * seats).map(service));
     config
 }
 
