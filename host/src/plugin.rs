@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
 
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -47,6 +50,10 @@ pub struct PluginImage {
     component: Component,
     pub(crate) pre: InstancePre<InstanceState>,
     pub(crate) exports: bindings::ExportIndices,
+    /// `sha256:` and the hexadecimal SHA-256 of the component's bytes.
+    digest: String,
+    /// When it was compiled (or read from the cache) in this process.
+    loaded_at: SystemTime,
     ticker: Option<JoinHandle<()>>,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -76,7 +83,7 @@ impl PluginImage {
         }
         let engine = Engine::new(&config)?;
         let component = Component::new(&engine, wasm)?;
-        Self::link(engine, component)
+        Self::link(engine, component, wasm)
     }
 
     /// Like [`PluginImage::new`], but keeps the compiled code in `cache_dir`, keyed by
@@ -94,7 +101,7 @@ impl PluginImage {
             // engine configuration (its name carries both hashes), in a directory the
             // operator reserves for this service.
             if let Ok(component) = unsafe { Component::deserialize_file(&engine, &path) } {
-                return Self::link(engine, component);
+                return Self::link(engine, component, wasm);
             }
         }
         let compiled = engine.precompile_component(wasm)?;
@@ -108,7 +115,7 @@ impl PluginImage {
         }
         // SAFETY: these bytes were just produced by `precompile_component` on this engine.
         let component = unsafe { Component::deserialize(&engine, &compiled)? };
-        Self::link(engine, component)
+        Self::link(engine, component, wasm)
     }
 
     fn engine_config() -> wasmtime::Config {
@@ -119,7 +126,12 @@ impl PluginImage {
         config
     }
 
-    fn link(engine: Engine, component: Component) -> wasmtime::Result<Arc<PluginImage>> {
+    /// Link `component`, compiled from `wasm`, against the host's imports.
+    fn link(
+        engine: Engine,
+        component: Component,
+        wasm: &[u8],
+    ) -> wasmtime::Result<Arc<PluginImage>> {
         let mut linker = Linker::<InstanceState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s)?;
@@ -144,9 +156,21 @@ impl PluginImage {
             component,
             pre,
             exports,
+            digest: format!("sha256:{:x}", Sha256::digest(wasm)),
+            loaded_at: SystemTime::now(),
             ticker: Some(ticker),
             stop_ticker,
         }))
+    }
+
+    /// `sha256:` and the hexadecimal SHA-256 of the component's bytes: which plugin runs.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// When this process compiled the plugin (or read it from the cache).
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
     }
 
     /// The names of the component's imports and exports (e.g.

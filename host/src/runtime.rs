@@ -203,6 +203,8 @@ pub struct RuntimeStats {
     pub reloads: u64,
     /// The most linear memory any instance has grown to, in bytes.
     pub peak_guest_memory_bytes: u64,
+    /// Warm instances of the current plugin waiting for a call.
+    pub idle_instances: usize,
 }
 
 /// One loaded plugin and its warm instances. A reload installs a new generation; calls
@@ -308,7 +310,13 @@ impl Runtime {
             faults: self.faults.get(),
             reloads: self.reloads.get(),
             peak_guest_memory_bytes: self.peak_guest_memory.load(Ordering::Relaxed),
+            idle_instances: self.current.load().idle.lock().map_or(0, |idle| idle.len()),
         }
+    }
+
+    /// The plugin calls run on now.
+    pub fn plugin(&self) -> Arc<PluginImage> {
+        self.current.load().image.clone()
     }
 
     /// Add the plugin counters to a Prometheus registry.

@@ -5,7 +5,9 @@
 //! - `routes`: the handlers and their shared [`AppState`];
 //! - `error`: [`ApiError`], the one shape of a refusal;
 //! - `layers`: request ids, tracing, the deadline, and each request's metrics and log;
-//! - `metrics`: the Prometheus registry.
+//! - `metrics`: the Prometheus registry;
+//! - `history`: each group's last hour on this node, for the operator's page
+//!   (`/admin/`, embedded from `admin/`).
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use axum::routing::{delete, get, post};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 mod error;
+mod history;
 mod layers;
 mod metrics;
 mod routes;
@@ -68,6 +71,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         )
         .route("/admin/services/{id}", delete(routes::deregister_service))
         .route("/admin/pools", get(routes::pool_health))
+        .route("/admin/overview", get(routes::overview))
         .route(
             "/admin/plugin/reload",
             post(routes::reload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
@@ -85,6 +89,8 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(routes::openapi))
+        .route("/admin/", get(routes::admin_page))
+        .route("/admin/{asset}", get(routes::admin_asset))
         .fallback(routes::no_route)
         .layer(DefaultBodyLimit::max(app.max_body_bytes))
         .with_state(app)

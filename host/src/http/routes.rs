@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::history::History;
 use super::metrics::Metrics;
+use crate::api::{Error, PoolStatus, Strategy};
 use crate::plugin::PluginSource;
 use crate::runtime::{CallError, Runtime};
 
@@ -37,6 +39,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The configuration file reloads read, if the service was started from one.
     pub config_file: Option<std::path::PathBuf>,
+    /// This node's last hour of each group's utilisation, for the operator's page.
+    pub history: Arc<History>,
 }
 
 impl AppState {
@@ -59,6 +63,7 @@ impl AppState {
             request_timeout,
             max_body_bytes,
             config_file,
+            history: Arc::new(History::default()),
         })
     }
 
@@ -118,9 +123,13 @@ pub(super) async fn request_access(
     let group = request.resource_group.clone();
     let id = request.service_id.clone();
     let runtime = app.runtime.clone();
+    let history = app.history.clone();
     let (placed, health) = detached(async move {
         let placed = runtime.create_placed(&request).await.map_err(|refusal| {
             let now = runtime.services().clock.now_ms();
+            if let CallError::Service(Error::NoAccessNumberAvailable(_)) = refusal.error {
+                history.exhausted(&request.resource_group, now);
+            }
             ApiError::refused(refusal, now)
         })?;
         let health = if with_health {
@@ -228,8 +237,8 @@ pub(super) async fn deregister_service(
     Ok(Json(answer::deregistered(&id)))
 }
 
-/// Occupancy of every group; also refreshes the pool gauges.
-async fn pools(app: &AppState) -> Result<Value, ApiError> {
+/// Occupancy of every group; also refreshes the pool gauges and the page's history.
+async fn pool_statuses(app: &AppState) -> Result<Vec<(String, PoolStatus)>, ApiError> {
     let names: Vec<String> = app
         .runtime
         .services()
@@ -248,9 +257,18 @@ async fn pools(app: &AppState) -> Result<Value, ApiError> {
         Ok::<_, CallError>(statuses)
     })
     .await?;
+    let now = app.runtime.services().clock.now_ms();
     for (name, s) in &statuses {
         app.metrics.set_pool(name, s.size, s.live);
+        app.history
+            .counted(name, answer::utilisation(s.size, s.live) as f32, now);
     }
+    Ok(statuses)
+}
+
+/// Occupancy of every group, as `/admin/pools` answers it.
+async fn pools(app: &AppState) -> Result<Value, ApiError> {
+    let statuses = pool_statuses(app).await?;
     Ok(answer::groups(
         statuses.iter().map(|(name, s)| (name.as_str(), *s)),
     ))
@@ -260,6 +278,108 @@ pub(super) async fn pool_health(State(app): State<Arc<AppState>>, headers: Heade
     authorize(&app, &headers)?;
     pools(&app).await.map(Json)
 }
+
+/// What the operator's page draws: every group with its occupancy, configuration and
+/// this node's last hour, the plugin, the store, and the active services. Never a
+/// reservation, an access code or a caller's number.
+pub(super) async fn overview(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
+    authorize(&app, &headers)?;
+    let statuses = pool_statuses(&app).await?;
+    let services = app.runtime.services();
+    let now = services.clock.now_ms();
+    let groups: Vec<Value> = statuses
+        .iter()
+        .map(|(name, status)| {
+            let mut group = json!({ "name": name, "history": app.history.points(name, now) });
+            if let Some(config) = services.config.group(name) {
+                group["strategy"] = json!(match config.strategy {
+                    Strategy::RoundRobin => "round-robin",
+                    Strategy::Random => "random",
+                });
+                group["booking_expiration_timeout"] = json!(config.booking_expiration_timeout);
+                group["reservations_per_number"] = json!(config.policy.seats());
+            }
+            if let (Value::Object(group), Value::Object(health)) =
+                (&mut group, answer::pool_health(status))
+            {
+                group.extend(health);
+            }
+            group
+        })
+        .collect();
+
+    let started = std::time::Instant::now();
+    let probe = services.store.get(&["readiness-probe".into()]).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let listing = services.clone();
+    let active = detached(async move { listing.registry.list().await }).await?;
+    let plugin = app.runtime.plugin();
+    let stats = app.runtime.stats();
+    let seconds_since_epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    Ok(Json(json!({
+        "now": now / 1000,
+        "groups": groups,
+        "plugin": {
+            "digest": plugin.digest(),
+            "loaded_at": seconds_since_epoch(plugin.loaded_at()),
+            "reloads": stats.reloads,
+            "faults": stats.faults,
+            "instantiations": stats.instantiations,
+            "idle_instances": stats.idle_instances,
+            "max_idle_instances": app.runtime.limits().max_idle_instances,
+            "peak_guest_memory_bytes": stats.peak_guest_memory_bytes,
+        },
+        "store": {
+            "kind": services.store.kind(),
+            "healthy": probe.is_ok(),
+            "error": probe.err().map(|e| e.to_string()),
+            "latency_ms": latency_ms,
+        },
+        "services": active.iter().map(|e| json!({
+            "id": e.service_id,
+            "static": e.static_entry,
+            "ttl_seconds": e.expires_at.map(|at| at.saturating_sub(now).div_ceil(1000)),
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// The operator's page and its assets, embedded so that it works on a closed network.
+/// Public: they hold no data, and the page asks for the token before it fetches any.
+pub(super) async fn admin_asset(Path(asset): Path<String>) -> Response {
+    let (content_type, body) = match asset.as_str() {
+        "" | "index.html" => ("text/html; charset=utf-8", ADMIN_PAGE),
+        "app.js" => ("text/javascript; charset=utf-8", ADMIN_SCRIPT),
+        "app.css" => ("text/css; charset=utf-8", ADMIN_STYLE),
+        _ => return no_route().await,
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'self'; style-src 'self'; \
+                 connect-src 'self'; img-src 'self'; form-action 'self'; \
+                 frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub(super) async fn admin_page() -> Response {
+    admin_asset(Path(String::new())).await
+}
+
+const ADMIN_PAGE: &str = include_str!("admin/index.html");
+const ADMIN_SCRIPT: &str = include_str!("admin/app.js");
+const ADMIN_STYLE: &str = include_str!("admin/app.css");
 
 pub(super) async fn reload_plugin(
     State(app): State<Arc<AppState>>,

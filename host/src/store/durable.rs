@@ -566,6 +566,10 @@ impl DurableStore {
 
 #[async_trait::async_trait]
 impl StateStore for DurableStore {
+    fn kind(&self) -> &'static str {
+        "redb"
+    }
+
     async fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
         self.durability.check()?;
         self.memory.read().get(keys).map_err(StoreError::Refused)

@@ -44,6 +44,10 @@ impl MemoryStore {
 /// Every call answers at once: nothing in it waits.
 #[async_trait::async_trait]
 impl StateStore for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     async fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
         self.read().get(keys).map_err(StoreError::Refused)
     }

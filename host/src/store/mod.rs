@@ -76,6 +76,11 @@ pub trait StateStore: Send + Sync {
     fn is_remote(&self) -> bool {
         false
     }
+
+    /// What backs it, for operators (`memory`, `redb`, `redis`).
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// The largest key of all: scans to it reach the end of the key space.

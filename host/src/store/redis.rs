@@ -325,6 +325,10 @@ fn revision(value: Value) -> Result<u64, ()> {
 
 #[async_trait::async_trait]
 impl StateStore for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
     async fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
         check_keys(keys.iter().map(String::as_str)).map_err(StoreError::Refused)?;
         if keys.is_empty() {
