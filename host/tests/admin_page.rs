@@ -161,6 +161,16 @@ fn the_overview_is_behind_the_token_matches_the_pools_and_holds_no_reservation()
             .starts_with("text/javascript")
     );
     assert_eq!(get(&s.url("/admin/nothing"), None).status, 404);
+    // Typed without the slash, the address leads to the page.
+    let typed = agent()
+        .get(&s.url("/admin"))
+        .config()
+        .max_redirects(0)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(typed.status(), 308);
+    assert_eq!(typed.headers()["location"], "/admin/");
 }
 
 /// Headless Chromium with a profile of its own, stopped by its pid if it overruns.

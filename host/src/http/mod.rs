@@ -89,6 +89,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(routes::openapi))
+        .route("/admin", get(routes::to_admin_page))
         .route("/admin/", get(routes::admin_page))
         .route("/admin/{asset}", get(routes::admin_asset))
         .fallback(routes::no_route)

@@ -373,6 +373,12 @@ pub(super) async fn admin_asset(Path(asset): Path<String>) -> Response {
         .into_response()
 }
 
+/// `/admin`, as an operator types it: the page is at `/admin/`, whose relative links
+/// need the slash.
+pub(super) async fn to_admin_page() -> Response {
+    axum::response::Redirect::permanent("/admin/").into_response()
+}
+
 pub(super) async fn admin_page() -> Response {
     admin_asset(Path(String::new())).await
 }
