@@ -40,20 +40,22 @@ thread_local! {
     static STORE: RefCell<Option<Result<FileStore, String>>> = const { RefCell::new(None) };
 }
 
-fn with_config<R>(f: impl FnOnce(&Config) -> R) -> R {
+/// `f` of the configuration, or why it does not load (`configuration: FILE:LINE: ...`).
+fn with_config<R>(f: impl FnOnce(&Config) -> R) -> Result<R, String> {
     CONFIG.with(|cell| {
         let mut cell = cell.borrow_mut();
-        let loaded = cell.get_or_insert_with(|| load_config(Path::new(STATE_DIR)));
-        match loaded {
-            Ok(config) => f(config),
-            // resource-groups has no error channel: a broken configuration must stop the
-            // call loudly rather than look like an empty one.
-            Err(why) => panic!("configuration: {why}"),
+        match cell.get_or_insert_with(|| load_config(Path::new(STATE_DIR))) {
+            Ok(config) => Ok(f(config)),
+            Err(why) => Err(format!("configuration: {why}")),
         }
     })
 }
 
+/// `f` of the state file. A configuration that does not load fails every call with its
+/// message, so that the plugin answers it as an error result instead of serving an
+/// empty configuration (`resource-groups` has no error channel of its own).
 fn with_store<R>(f: impl FnOnce(&FileStore) -> Result<R, String>) -> Result<R, state::StateError> {
+    with_config(|_| ()).map_err(state::StateError::Unavailable)?;
     STORE.with(|cell| {
         let mut cell = cell.borrow_mut();
         match cell.get_or_insert_with(|| FileStore::open(Path::new(STATE_DIR))) {
@@ -73,29 +75,52 @@ impl clock::Guest for Adapter {
 
 impl service_registry::Guest for Adapter {
     fn is_active(service_id: String) -> Result<bool, service_registry::RegistryError> {
-        Ok(with_config(|c| c.static_services.contains(&service_id)))
+        with_config(|c| c.static_services.contains(&service_id))
+            .map_err(service_registry::RegistryError::Unavailable)
     }
 }
 
 impl groups::Guest for Adapter {
     fn options() -> groups::GlobalOptions {
-        with_config(|c| c.options.into())
+        with_config(|c| c.options)
+            .unwrap_or_else(|_| Config::embedded().options)
+            .into()
     }
 
     fn group(name: String) -> Option<groups::GroupInfo> {
-        with_config(|c| c.group(&name).map(|g| g.info().into()))
+        match with_config(|c| c.group(&name).map(|g| g.info())) {
+            Ok(group) => group.map(Into::into),
+            // A group of one number that the plugin cannot lend: it goes on to ask the
+            // registry or the state, whose answer is the configuration's error.
+            Err(_) => Some(
+                api::Group {
+                    name,
+                    strategy: api::Strategy::RoundRobin,
+                    booking_expiration_timeout: None,
+                    size: 1,
+                    pool_id: 0,
+                }
+                .into(),
+            ),
+        }
     }
 
     fn number_at(group: String, index: u32) -> Option<String> {
         with_config(|c| c.group(&group)?.pool.number_at(index))
+            .ok()
+            .flatten()
     }
 
     fn index_of(group: String, number: String) -> Option<u32> {
         with_config(|c| c.group(&group)?.pool.index_of(&number))
+            .ok()
+            .flatten()
     }
 
     fn policy(name: String) -> Option<groups::GroupPolicy> {
         with_config(|c| c.group(&name).map(|g| g.policy.clone().into()))
+            .ok()
+            .flatten()
     }
 }
 

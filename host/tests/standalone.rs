@@ -246,6 +246,45 @@ fn the_wasmtime_cli_allocates_matches_and_releases_with_the_standalone_component
 }
 
 #[test]
+fn under_wasmtime_a_bad_configuration_is_an_error_result_not_a_trap() {
+    let Some(wasmtime) = tool("wasmtime") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("request-access-standalone.wasm");
+    std::fs::write(&component, STANDALONE_WASM).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(
+        state.join("config.toml"),
+        "[[resource_group]]\nname = \"DNIS\"\nnumbers = [\"abc\"]\n",
+    )
+    .unwrap();
+    let why = "configuration: /state/config.toml:3: resource_group.numbers: \\\"abc\\\" is not";
+    // Every call answers the configuration's line, as a result (`wasmtime_invoke`
+    // asserts a clean exit: no trap), and changes nothing.
+    for (call, error) in [
+        (
+            r#"create({service-id: "s1", resource-group: "DNIS", provide-code: true, phone-number: none, booking-expiration-timeout: none})"#,
+            "err(registry-failure(",
+        ),
+        (
+            r#"match-access({access-number: "+18005550100", access-code: none, phone-number: none})"#,
+            "err(state-store-failure(",
+        ),
+        (r#"release("s1", "DNIS")"#, "err(state-store-failure("),
+        (r#"pool-status("DNIS")"#, "err(state-store-failure("),
+    ] {
+        let answer = wasmtime_invoke(&wasmtime, &component, &state, call);
+        assert!(
+            answer.starts_with(error) && answer.contains(why),
+            "{call}: {answer}"
+        );
+    }
+    assert!(!state.join("reservations.bin").exists());
+}
+
+#[test]
 fn overlapping_wasmtime_runs_lose_no_reservation_and_lend_no_number_twice() {
     let Some(wasmtime) = tool("wasmtime") else {
         return;
