@@ -21,7 +21,7 @@ use request_access_host::api::{CreateRequest, Error as ServiceError, MatchReques
 use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
 use request_access_host::config::redact_url;
-use request_access_host::http::AppState;
+use request_access_host::http::{AppState, Stopped};
 use request_access_host::plugin::{PluginSource, STANDALONE_WASM};
 use request_access_host::registry::RegistryError;
 use request_access_host::runtime::{CallError, Runtime};
@@ -158,6 +158,10 @@ enum StoreCommand {
         #[arg(long)]
         to: String,
     },
+    /// Check the data file (`--data`) without serving it: redb's integrity check (which
+    /// repairs what it can), the log beside it, and every entry read. It needs the file
+    /// to itself: stop the service first.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -224,9 +228,17 @@ fn store_location(cli: &Cli, config: &Config) -> String {
 
 /// The store at `location`, with an error that names it (without a password).
 async fn open_store(location: &str, config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
-    let opened = store::open(location, &config.store)
-        .await
-        .with_context(|| format!("cannot open the state store {}", redact_url(location)))?;
+    let opened = store::open(location, &config.store).await.map_err(|e| {
+        // A data file's errors name the file and what to do; a server's get its URL.
+        match request_access_host::config::is_redis_url(location) {
+            true => anyhow::anyhow!(
+                "cannot open the state store {}: {}",
+                redact_url(location),
+                e.detail()
+            ),
+            false => anyhow::anyhow!("{}", e.detail()),
+        }
+    })?;
     tracing::info!(store = %redact_url(location), "state store open");
     Ok(opened)
 }
@@ -253,12 +265,16 @@ async fn open(
     Ok((Runtime::new(image, services, limits), source))
 }
 
+/// `serve`'s exit code when the state store failed for good (EX_TEMPFAIL: a restart
+/// mends it), so that a supervisor restarts the service.
+const EXIT_STORE_FAILED: u8 = 75;
+
 fn serve(
     cli: &Cli,
     listen: Option<String>,
     plugin: Option<PathBuf>,
     json_logs: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), Failure> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -271,9 +287,10 @@ fn serve(
         logs.init();
     }
     let started = std::time::Instant::now();
-    tokio::runtime::Builder::new_multi_thread()
+    let stopped = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
+        .build()
+        .context("cannot start the async runtime")?
         .block_on(async move {
             let (runtime, source) = open(cli, plugin).await?;
             let server = runtime.services().config.server.clone();
@@ -297,11 +314,19 @@ fn serve(
             request_access_host::http::reload_on_hangup(app.clone())?;
             // The one line on stdout: where to reach the service.
             println!("listening on {address}");
-            request_access_host::http::serve(listener, app).await?;
-            Ok::<_, anyhow::Error>(())
+            Ok::<_, anyhow::Error>(request_access_host::http::serve(listener, app).await?)
         })?;
     tracing::info!("stopped; the state store is closed");
-    Ok(())
+    match stopped {
+        Stopped::Signal => Ok(()),
+        Stopped::StoreFailed(why) => Err(Failure {
+            code: EXIT_STORE_FAILED,
+            message: format!(
+                "the state store failed ({why}); in-flight requests were answered and the \
+                 service stopped: restart it to reload the state from disk"
+            ),
+        }),
+    }
 }
 
 fn run(cli: Cli) -> Result<Value, Failure> {
@@ -325,8 +350,12 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         .build()
         .context("cannot start the async runtime")?
         .block_on(async {
-            if let Command::Store(StoreCommand::Copy { from, to }) = &cli.command {
-                return copy(&cli, from, to).await;
+            match &cli.command {
+                Command::Store(StoreCommand::Copy { from, to }) => {
+                    return copy(&cli, from, to).await;
+                }
+                Command::Store(StoreCommand::Check) => return check(&cli),
+                _ => {}
             }
             let (runtime, _) = open(&cli, None).await?;
             command(runtime, cli.command).await
@@ -343,6 +372,19 @@ async fn copy(cli: &Cli, from: &str, to: &str) -> Result<Value, Failure> {
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot copy {} to {}", redact_url(from), redact_url(to)))?;
     Ok(json!({ "copied": copied, "from": redact_url(from), "to": redact_url(to) }))
+}
+
+/// `store check`: the `--data` file, checked.
+fn check(cli: &Cli) -> Result<Value, Failure> {
+    let report =
+        store::DurableStore::check(&cli.data).map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
+    let mut answer = json!({ "file": cli.data, "sound": true });
+    if let (Value::Object(answer), Ok(Value::Object(report))) =
+        (&mut answer, serde_json::to_value(report))
+    {
+        answer.extend(report);
+    }
+    Ok(answer)
 }
 
 /// Run one command other than `serve` and `export-standalone`.

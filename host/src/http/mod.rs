@@ -152,11 +152,56 @@ pub fn reload_on_hangup(app: Arc<AppState>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Serve until SIGTERM or SIGINT, then let in-flight requests finish.
-pub async fn serve(listener: tokio::net::TcpListener, app: Arc<AppState>) -> std::io::Result<()> {
+/// Why [`serve`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// The state store failed for good (see [`crate::store::StateStore::failure`]): the
+    /// process should exit so that its supervisor restarts it, which reloads the store.
+    StoreFailed(String),
+}
+
+/// How often [`serve`] asks the store whether it has failed.
+const STORE_WATCH: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Serve until SIGTERM or SIGINT, or until the state store fails for good, then let
+/// in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<AppState>,
+) -> std::io::Result<Stopped> {
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+    let store_failed = {
+        let app = app.clone();
+        async move {
+            let mut ticks = tokio::time::interval(STORE_WATCH);
+            loop {
+                ticks.tick().await;
+                if let Some(why) = app.runtime.services().store.failure() {
+                    return why;
+                }
+            }
+        }
+    };
+    let shutdown = async move {
+        let stopped = tokio::select! {
+            () = shutdown_signal() => Stopped::Signal,
+            why = store_failed => {
+                tracing::error!(
+                    error = %why,
+                    "the state store failed; finishing in-flight requests, then exiting so that \
+                     the supervisor restarts the service"
+                );
+                Stopped::StoreFailed(why)
+            }
+        };
+        let _ = stopped_tx.send(stopped);
+    };
     axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(stopped_rx.await.unwrap_or(Stopped::Signal))
 }
 
 async fn shutdown_signal() {

@@ -435,8 +435,18 @@ pub(super) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-pub(super) async fn healthz() -> Response {
-    Json(json!({ "status": "alive" })).into_response()
+/// Liveness: alive unless the state store has failed for good, which only a restart
+/// mends (the service also exits by itself then; see `serve`).
+pub(super) async fn healthz(State(app): State<Arc<AppState>>) -> Response {
+    match app.runtime.services().store.failure() {
+        None => Json(json!({ "status": "alive" })).into_response(),
+        Some(why) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-failed",
+            format!("the state store failed and serves nothing until a restart: {why}"),
+        )
+        .into_response(),
+    }
 }
 
 pub(super) async fn readyz(State(app): State<Arc<AppState>>) -> Response {

@@ -61,7 +61,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+    Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
+    TableHandle, WriteTransaction,
 };
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 
@@ -93,6 +94,9 @@ struct WriteSet {
 /// Writes a batch of write sets, in revision order, durably; `Err` if it did not.
 trait Flush: FnMut(&mut Disk, &[WriteSet]) -> Result<(), StoreError> + Send + 'static {}
 impl<F: FnMut(&mut Disk, &[WriteSet]) -> Result<(), StoreError> + Send + 'static> Flush for F {}
+
+/// The environment variable that injects write failures (see [`DurableStore::open`]).
+pub const INJECT_WRITE_FAILURE: &str = "REQUEST_ACCESS_INJECT_WRITE_FAILURE_AFTER";
 
 /// A checkpoint folds the log into the redb file once the log holds this much.
 const CHECKPOINT_BYTES: u64 = 16 << 20;
@@ -245,8 +249,38 @@ fn flusher_gone() -> StoreError {
 impl DurableStore {
     /// Open the store at `path`, creating it if needed, load its state into memory and
     /// start its flusher thread.
+    ///
+    /// For drills of what a supervisor does when the disk fails (a full disk, an I/O
+    /// error): with `REQUEST_ACCESS_INJECT_WRITE_FAILURE_AFTER=N` in the environment, every
+    /// write after the first N fails as a full disk would.
     pub fn open(path: &Path) -> Result<DurableStore, StoreError> {
-        Self::open_with(path, flush)
+        let injected = std::env::var(INJECT_WRITE_FAILURE)
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok());
+        match injected {
+            None => Self::open_with(path, flush),
+            Some(writes) => {
+                tracing::warn!(
+                    writes,
+                    "writes after the first {writes} will fail ({INJECT_WRITE_FAILURE})"
+                );
+                let mut left = writes;
+                Self::open_with(path, move |disk: &mut Disk, batch: &[WriteSet]| {
+                    if left == 0 {
+                        return Err(StoreError::Unavailable(format!(
+                            "No space left on device (injected by {INJECT_WRITE_FAILURE})"
+                        )));
+                    }
+                    left -= 1;
+                    flush(disk, batch)
+                })
+            }
+        }
+    }
+
+    /// Why the store stopped serving for good, if it has (see [`StateStore::failure`]).
+    fn failed(&self) -> Option<String> {
+        self.durability.failure.get().cloned()
     }
 
     /// [`DurableStore::open`], flushing with `flush`: tests inject failures here.
@@ -261,8 +295,7 @@ impl DurableStore {
         checkpoint_bytes: u64,
         flush_with: impl Flush,
     ) -> Result<DurableStore, StoreError> {
-        let db = Database::create(path)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let db = open_database(path, true)?;
         let (mut log, logged) = Log::open(&log_path(path))?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(STATE).map_err(unavailable)?;
@@ -385,6 +418,116 @@ fn stored_revision(txn: &WriteTransaction) -> Result<u64, StoreError> {
 }
 
 /// Where the log of the redb file at `path` lives: beside it, `{path}.log`.
+/// What `store check` found in a data file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileCheck {
+    /// Whether redb's integrity check passed as the file was (`false`: it repaired it).
+    pub intact: bool,
+    /// Write sets the log beside the file held, which the check folded into it.
+    pub logged_write_sets: usize,
+    /// The last revision, and the keys of the state (registrations included).
+    pub revision: u64,
+    pub keys: usize,
+}
+
+impl DurableStore {
+    /// Check the data file at `path` without serving it: open it as `open` does (redb
+    /// repairs a file that was not closed cleanly), run redb's full integrity check
+    /// (which repairs what it can), fold the log beside it into it as `open` does, and
+    /// load every entry. It changes nothing a running service would see differently,
+    /// and it needs the file to itself, as `open` does.
+    pub fn check(path: &Path) -> Result<FileCheck, StoreError> {
+        let intact = open_database(path, false)?
+            .check_integrity()
+            .map_err(|e| damaged(path, e))?;
+        let logged_write_sets = Log::open(&log_path(path))?.1.len();
+        // Opened as a service opens it: the log's write sets are folded into the file.
+        drop(Self::open_with(path, flush)?);
+        let db = open_database(path, false)?;
+        let (revision, entries) = load(&db).map_err(|e| damaged(path, e))?;
+        Ok(FileCheck {
+            intact,
+            logged_write_sets,
+            revision,
+            keys: entries.len(),
+        })
+    }
+}
+
+/// Open the redb file at `path` (a missing one is created empty when `create`), as one
+/// line naming the file, what is wrong and what to do when it cannot be. redb repairs a
+/// file that was not closed cleanly on open; it asserts on some damage (a file cut
+/// short) instead of answering an error, and that panic is reported as damage too.
+fn open_database(path: &Path, create: bool) -> Result<Database, StoreError> {
+    let opened = quietly(|| match create {
+        true => Database::builder().create(path),
+        false => Database::builder().open(path),
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Unavailable(format!(
+            "{}: the data file is in use by another process (a running `request-access \
+             serve`?): while it runs, use its admin routes (/admin/pools, /admin/services, \
+             /admin/overview), or keep the state in a store both can share (--store \
+             redis://...)",
+            path.display()
+        ))),
+        Ok(Err(DatabaseError::Storage(StorageError::Io(e))))
+            if e.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            Err(StoreError::Unavailable(format!(
+                "{}: cannot open the data file: {e}",
+                path.display()
+            )))
+        }
+        Ok(Err(e)) => Err(damaged(path, e)),
+        Err(panicked) => Err(damaged(path, format!("redb: {panicked}"))),
+    }
+}
+
+/// The data file at `path` is damaged (`why`): what to do about it.
+fn damaged(path: &Path, why: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!(
+        "{}: the data file is damaged ({why}); restore it from a backup, or move it aside \
+         to start with an empty state",
+        path.display()
+    ))
+}
+
+/// Run `f`; a panic in it comes back as its message instead of unwinding, and without
+/// the default hook's report on stderr (other threads' panics are reported as ever).
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        static CAUGHT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(std::cell::Cell::get) {
+                let payload = info.payload();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                CAUGHT.with(|caught| *caught.borrow_mut() = Some(message));
+            } else {
+                report(info);
+            }
+        }));
+    });
+    QUIET.with(|quiet| quiet.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|quiet| quiet.set(false));
+    outcome.map_err(|_| {
+        CAUGHT
+            .with(|caught| caught.borrow_mut().take())
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
 fn log_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".log");
@@ -566,6 +709,10 @@ impl DurableStore {
 
 #[async_trait::async_trait]
 impl StateStore for DurableStore {
+    fn failure(&self) -> Option<String> {
+        self.failed()
+    }
+
     fn kind(&self) -> &'static str {
         "redb"
     }

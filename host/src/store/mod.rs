@@ -44,6 +44,15 @@ pub enum StoreError {
     Refused(String),
 }
 
+impl StoreError {
+    /// What went wrong, without the kind of failure in front.
+    pub fn detail(&self) -> &str {
+        match self {
+            StoreError::Unavailable(why) | StoreError::Refused(why) => why,
+        }
+    }
+}
+
 /// Keys that start with this character belong to the host (the registrations, see
 /// [`crate::registry`]); the plugin may neither read nor write them. Validation keeps
 /// control characters out of every id, and the plugin's keys start with a letter.
@@ -80,6 +89,13 @@ pub trait StateStore: Send + Sync {
     /// What backs it, for operators (`memory`, `redb`, `redis`).
     fn kind(&self) -> &'static str {
         "custom"
+    }
+
+    /// Why the store has stopped serving for good, if it has: it answers every call
+    /// with an error until the process restarts and reloads it (a durable store whose
+    /// disk failed a write). `None` for failures a retry may outlast.
+    fn failure(&self) -> Option<String> {
+        None
     }
 }
 
