@@ -255,14 +255,14 @@ enum Take {
     Unfinished,
 }
 
-/// Take a free number off `group`'s ring (a shared number with a seat free for `caller`,
+/// Take a free number off `group`'s ring (a shared number with a seat free for `ask`,
 /// if `policy` shares numbers). `unseen` counts the ring entries not looked at yet by
 /// this `create` (set on the first call): numbers still held go back behind them, so
 /// each entry is looked at once at most, in either strategy.
 fn take_number<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     (group, policy): (&Group, &Policy),
-    caller: Option<&str>,
+    ask: &Ask<'_>,
     now: u64,
     rng: &mut R,
     unseen: &mut Option<u64>,
@@ -325,7 +325,7 @@ fn take_number<I: Imports, R: Rng>(
             return Ok(Take::Number(number));
         }
         let claimed = (number, ring.id());
-        if let Some(record) = shared::claim(txn, group, policy, free, claimed, caller, now)? {
+        if let Some(record) = shared::claim(txn, group, policy, free, claimed, ask, now)? {
             return Ok(Take::Seat(record));
         }
     }
@@ -483,10 +483,7 @@ fn lend<I: Imports, R: Rng>(
         };
         let taken = match remembered {
             Some(number) => Take::Number(number),
-            None => {
-                let caller = ask.caller_digits.as_deref();
-                take_number(&mut txn, (group, policy), caller, now, rng, &mut unseen)?
-            }
+            None => take_number(&mut txn, (group, policy), ask, now, rng, &mut unseen)?,
         };
         let (number, access_code, expires_at) = match taken {
             Take::Number(number) => {

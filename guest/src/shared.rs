@@ -30,6 +30,11 @@ use crate::service::{Ask, access_code};
 use crate::txn::Txn;
 use crate::validate::digits;
 
+/// The most bytes a shared number's value may take. A store may refuse a value above
+/// 64 KiB (`reservation-state`'s `refused`): a number whose reservations have long ids
+/// carries fewer of them instead of failing creates.
+const VALUE_BUDGET: usize = 48 * 1024;
+
 /// Draws of an access code before giving up on one that no seat of the number has.
 /// The configuration keeps N / 10^L at most 1/1000, so that all of them collide with
 /// probability at most 10^-96.
@@ -121,7 +126,7 @@ impl SharedNumber {
 
 /// Read the holding of a number popped by `group`'s ring `ring_id` (`record`, this
 /// ring's or none): end its seats past their grace window, and answer it if it can seat
-/// `caller` now. Otherwise it goes back to the ring (or to rest, or stays off the ring
+/// `ask` now. Otherwise it goes back to the ring (or to rest, or stays off the ring
 /// while full) and the answer is `None`.
 pub fn claim<I: Imports>(
     txn: &mut Txn<'_, I>,
@@ -129,7 +134,7 @@ pub fn claim<I: Imports>(
     policy: &Policy,
     record: Option<SharedNumber>,
     (number, ring_id): (String, u64),
-    caller: Option<&str>,
+    ask: &Ask<'_>,
     now: u64,
 ) -> Result<Option<SharedNumber>, Error> {
     let mut record = record.unwrap_or_else(|| SharedNumber::vacant(group, number, ring_id));
@@ -137,13 +142,20 @@ pub fn claim<I: Imports>(
     record.queue = Queue::Off;
     end_due(txn, &mut record, policy, now)?;
     let room = record.taken(now) < policy.seats();
-    let callers_own = caller.is_some_and(|caller| {
+    let callers_own = ask.caller_digits.as_deref().is_some_and(|caller| {
         record
             .seats
             .iter()
             .any(|seat| seat.caller_digits.as_deref() == Some(caller))
     });
-    if room && !callers_own {
+    // The seat's ids, code and caller, and a few integers (postcard's are shorter).
+    let seat_bytes = ask.request.service_id.len()
+        + ask.group.len()
+        + ask.caller_digits.as_ref().map_or(0, String::len)
+        + usize::from(ask.access_code_length)
+        + 32;
+    let fits = record.encode().len() + seat_bytes <= VALUE_BUDGET;
+    if room && fits && !callers_own {
         return Ok(Some(record));
     }
     put_back(txn, group, policy, record, now)?;
@@ -884,6 +896,24 @@ mod tests {
             dial(&mut fake, "5552001", code(&for_g).as_deref(), None).unwrap(),
             "s"
         );
+    }
+
+    #[test]
+    fn long_service_ids_make_a_number_carry_fewer_reservations_not_fail() {
+        // 100 per number, with ids of 500 bytes: a number's value would pass 64 KiB, which
+        // a store may refuse. It stops taking reservations first.
+        let mut fake = world(Strategy::RoundRobin, &["5551001", "5551002"], shared(100));
+        let mut lent = 0;
+        for i in 0..200 {
+            let id = format!("{}{i:03}", "é".repeat(250));
+            match take(&mut fake, &id, None) {
+                Ok(_) => lent += 1,
+                Err(e) => assert_eq!(e, Error::NoAccessNumberAvailable("G".into())),
+            }
+        }
+        assert!((100..200).contains(&lent), "{lent} lent");
+        let largest = fake.state.values().map(|(v, _)| v.len()).max().unwrap();
+        assert!(largest <= 48 * 1024, "a value of {largest} bytes");
     }
 
     #[test]
