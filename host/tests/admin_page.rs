@@ -1,7 +1,8 @@
 //! The operator's page (`/admin/`) and its data (`/admin/overview`): behind the admin
 //! token, matching `/admin/pools`, marking exhaustion, and free of reservation details;
 //! then in a real browser, headless Chromium (Debian's `chromium`, installed by
-//! `.ci/run`), from the login form to a full pool, with a screenshot of the page under
+//! `.ci/run`): typed into as an operator does (over the DevTools protocol), and loaded
+//! for its DOM, from the login form to a full pool, with a screenshot of the page under
 //! load saved as an artifact.
 
 mod common;
@@ -331,4 +332,198 @@ fn screenshot_path() -> PathBuf {
         .join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("admin-page.png")
+}
+
+/// Chromium driven over the DevTools protocol, to do what a person does: type, click,
+/// reload. Stopped by its pid when dropped.
+struct DevTools {
+    child: std::process::Child,
+    socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    session: String,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl DevTools {
+    /// A headless Chromium with one tab open on `url`.
+    fn open(program: &str, url: &str) -> DevTools {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(program)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg("--remote-debugging-port=0")
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It says where its DevTools endpoint listens on stderr; the rest is drained.
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let endpoint = loop {
+            let mut line = String::new();
+            let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+            assert!(read > 0, "chromium exited before listening");
+            if let Some(ws) = line.trim().strip_prefix("DevTools listening on ") {
+                break ws.to_string();
+            }
+        };
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let (socket, _) = tungstenite::connect(endpoint.as_str()).unwrap();
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+        }
+        let mut tools = DevTools {
+            child,
+            socket,
+            session: String::new(),
+            next_id: 0,
+            _profile: profile,
+        };
+        let target = tools.call(
+            false,
+            "Target.createTarget",
+            serde_json::json!({ "url": url }),
+        );
+        let attached = tools.call(
+            false,
+            "Target.attachToTarget",
+            serde_json::json!({ "targetId": target["targetId"], "flatten": true }),
+        );
+        tools.session = attached["sessionId"].as_str().unwrap().to_string();
+        tools
+    }
+
+    /// Send `method` (to the tab if `in_tab`, else to the browser) and answer its result.
+    fn call(&mut self, in_tab: bool, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = serde_json::json!({ "id": id, "method": method, "params": params });
+        if in_tab {
+            message["sessionId"] = Value::from(self.session.clone());
+        }
+        self.socket
+            .send(tungstenite::Message::Text(message.to_string().into()))
+            .unwrap();
+        loop {
+            if let tungstenite::Message::Text(text) = self.socket.read().unwrap() {
+                let answer: Value = serde_json::from_str(text.as_str()).unwrap();
+                if answer["id"] == id {
+                    assert!(answer.get("error").is_none(), "{method}: {answer}");
+                    return answer["result"].clone();
+                }
+            }
+        }
+    }
+
+    /// The value of `expression` in the tab.
+    fn eval(&mut self, expression: &str) -> Value {
+        let params = serde_json::json!({
+            "expression": expression,
+            "returnByValue": true,
+            "awaitPromise": true,
+        });
+        let result = self.call(true, "Runtime.evaluate", params);
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression}: {result}"
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Wait (15 s at most) until `condition` holds in the tab (a condition that throws,
+    /// on a page still loading, does not hold).
+    fn wait_for(&mut self, condition: &str, what: &str) {
+        let started = Instant::now();
+        let guarded = format!(
+            "(() => {{ try {{ return ({condition}) === true; }} catch (e) {{ return false; }} }})()"
+        );
+        while self.eval(&guarded) != Value::Bool(true) {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "never saw {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Type `text` into the field `selector`, as keystrokes do, and press its form's button.
+    fn submit(&mut self, selector: &str, text: &str) {
+        self.eval(&format!(
+            "document.querySelector('{selector}').value = ''; \
+             document.querySelector('{selector}').focus()"
+        ));
+        self.call(
+            true,
+            "Input.insertText",
+            serde_json::json!({ "text": text }),
+        );
+        self.eval(&format!(
+            "document.querySelector('{selector}').form.querySelector('button').click()"
+        ));
+    }
+}
+
+impl Drop for DevTools {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn in_a_browser_an_operator_types_the_token_and_the_tab_keeps_it() {
+    let Some(program) = request_access_testkit::tool("chromium") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), GROUPS, Some(TOKEN));
+    load(&s);
+    let mut page = DevTools::open(&program, &s.url("/admin/"));
+    let shown = |id: &str| format!("!document.getElementById('{id}').hidden");
+    page.wait_for(
+        &format!("document.readyState === 'complete' && {}", shown("login")),
+        "the login form",
+    );
+    assert_eq!(page.eval(&shown("dashboard")), false);
+
+    page.submit("#token", "wrong");
+    page.wait_for(&shown("login-error"), "the refusal");
+    assert_eq!(
+        page.eval("document.getElementById('login-error').textContent"),
+        "The service refused this token (401 unauthorized): check [server] admin_token and try again."
+    );
+    assert_eq!(page.eval(&shown("dashboard")), false);
+
+    let rows = "document.querySelectorAll('#groups tbody tr').length === 3";
+    page.submit("#token", TOKEN);
+    page.wait_for(rows, "the pools");
+    assert_eq!(page.eval(&shown("login")), false);
+    assert_eq!(page.eval("document.getElementById('token').value"), "");
+    // Kept for this tab only.
+    assert_eq!(
+        page.eval("sessionStorage.getItem('request-access-admin-token')"),
+        TOKEN
+    );
+    assert_eq!(page.eval("localStorage.length"), 0);
+    let small = "document.querySelector('tr[data-group=\"SMALL\"] td.free').textContent";
+    assert_eq!(page.eval(small), "0");
+
+    // A reload keeps the tab logged in; forgetting the token brings the form back.
+    page.eval("window.beforeReload = true");
+    page.call(true, "Page.reload", serde_json::json!({}));
+    page.wait_for(
+        &format!("window.beforeReload === undefined && {rows}"),
+        "the pools after a reload",
+    );
+    page.eval("document.getElementById('logout').click()");
+    page.wait_for(&shown("login"), "the form after forgetting the token");
+    assert_eq!(page.eval(&shown("dashboard")), false);
+    assert_eq!(page.eval("sessionStorage.length"), 0);
 }
