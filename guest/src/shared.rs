@@ -683,6 +683,11 @@ mod tests {
         assert_eq!(dial(&mut fake, &second, None, caller).unwrap(), "b");
     }
 
+    /// A call to 5551001 with `code`.
+    fn with_code(fake: &mut Fake, code: &str) -> Result<String, Error> {
+        dial(fake, "5551001", Some(code), None)
+    }
+
     fn limited(limit: u32, window: u32) -> Policy {
         Policy {
             wrong_code_limit: limit,
@@ -699,23 +704,11 @@ mod tests {
         let code = a.access_code.as_deref().unwrap();
         let wrong = if code == "000000" { "111111" } else { "000000" };
         fake.advance(10);
-        assert_eq!(
-            dial(&mut fake, "5551001", Some(wrong), None),
-            Err(Error::NoMatch)
-        );
-        assert_eq!(
-            dial(&mut fake, "5551001", Some(wrong), None),
-            Err(Error::NoMatch)
-        );
-        assert_eq!(
-            dial(&mut fake, "5551001", Some(wrong), None),
-            Err(Error::TooManyAttempts)
-        );
+        assert_eq!(with_code(&mut fake, wrong), Err(Error::NoMatch));
+        assert_eq!(with_code(&mut fake, wrong), Err(Error::NoMatch));
+        assert_eq!(with_code(&mut fake, wrong), Err(Error::TooManyAttempts));
         // Shut: even the right code is refused uncompared until the window ends...
-        assert_eq!(
-            dial(&mut fake, "5551001", Some(code), None),
-            Err(Error::TooManyAttempts)
-        );
+        assert_eq!(with_code(&mut fake, code), Err(Error::TooManyAttempts));
         // ...while a call from a caller the number knows still matches, and nothing was
         // revoked: one seat is held by "a" still.
         assert_eq!(
@@ -724,12 +717,9 @@ mod tests {
         );
         assert_eq!(free(&mut fake), 1);
         fake.advance(29);
-        assert_eq!(
-            dial(&mut fake, "5551001", Some(code), None),
-            Err(Error::TooManyAttempts)
-        );
+        assert_eq!(with_code(&mut fake, code), Err(Error::TooManyAttempts));
         fake.advance(1);
-        assert_eq!(dial(&mut fake, "5551001", Some(code), None).unwrap(), "a");
+        assert_eq!(with_code(&mut fake, code).unwrap(), "a");
     }
 
     #[test]
@@ -737,22 +727,13 @@ mod tests {
         let mut fake = world(Strategy::RoundRobin, &["5551001"], limited(2, 60));
         let code = take(&mut fake, "a", None).unwrap().access_code.unwrap();
         let wrong = if code == "000000" { "111111" } else { "000000" };
-        assert_eq!(
-            dial(&mut fake, "5551001", Some(wrong), None),
-            Err(Error::NoMatch)
-        );
+        assert_eq!(with_code(&mut fake, wrong), Err(Error::NoMatch));
         fake.advance(30);
         take(&mut fake, "a", None).unwrap();
         fake.advance(31);
         // The first wrong code was 61 s ago: this one opens a new window.
-        assert_eq!(
-            dial(&mut fake, "5551001", Some(wrong), None),
-            Err(Error::NoMatch)
-        );
-        assert_eq!(
-            dial(&mut fake, "5551001", Some(wrong), None),
-            Err(Error::TooManyAttempts)
-        );
+        assert_eq!(with_code(&mut fake, wrong), Err(Error::NoMatch));
+        assert_eq!(with_code(&mut fake, wrong), Err(Error::TooManyAttempts));
     }
 
     #[test]
@@ -858,8 +839,8 @@ mod tests {
         assert_eq!(free(&mut fake), 0);
     }
 
-    #[test]
-    fn a_service_may_hold_a_seat_of_its_own_and_one_lent_for_the_group_that_fell_back() {
+    /// G (5551001, lent whole) falling back to SHARED (5552001, `seats` per number).
+    fn falling_back_to_shared(seats: u32) -> Fake {
         let mut fake = Fake::new(vec![
             group("G", Strategy::RoundRobin, &["5551001"]),
             group("SHARED", Strategy::RoundRobin, &["5552001"]),
@@ -869,7 +850,13 @@ mod tests {
             ..Policy::WHOLE
         };
         fake.policies.insert("G".into(), fallback);
-        fake.policies.insert("SHARED".into(), shared(2));
+        fake.policies.insert("SHARED".into(), shared(seats));
+        fake
+    }
+
+    #[test]
+    fn a_service_may_hold_a_seat_of_its_own_and_one_lent_for_the_group_that_fell_back() {
+        let mut fake = falling_back_to_shared(2);
         let mut rng = StdRng::seed_from_u64(4);
         let mut ask = |fake: &mut Fake, id: &str, group: &str| {
             let request = CreateRequest {
@@ -918,16 +905,7 @@ mod tests {
 
     #[test]
     fn an_exhausted_group_falls_back_to_a_shared_one() {
-        let mut fake = Fake::new(vec![
-            group("G", Strategy::RoundRobin, &["5551001"]),
-            group("SHARED", Strategy::RoundRobin, &["5552001"]),
-        ]);
-        let fallback = Policy {
-            fallback_group: Some("SHARED".into()),
-            ..Policy::WHOLE
-        };
-        fake.policies.insert("G".into(), fallback);
-        fake.policies.insert("SHARED".into(), shared(3));
+        let mut fake = falling_back_to_shared(3);
         let mut rng = StdRng::seed_from_u64(3);
         let mut place = |fake: &mut Fake, id: &str| {
             let request = CreateRequest {

@@ -2,7 +2,7 @@
 //! WASI-only host (in process, and the real `wasmtime` CLI when installed), and the
 //! minimal embedding example.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use request_access_host::runtime::{PLUGIN_WASM, STANDALONE_WASM};
@@ -174,6 +174,18 @@ fn wasmtime_invoke(wasmtime: &str, component: &Path, state: &Path, call: &str) -
     stdout
 }
 
+/// The standalone component in a temporary directory, and its state directory holding
+/// `config` as `config.toml`.
+fn standalone_with(config: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("request-access-standalone.wasm");
+    std::fs::write(&component, STANDALONE_WASM).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("config.toml"), config).unwrap();
+    (dir, component, state)
+}
+
 /// The text between `key: "` and the next `"`.
 fn quoted<'a>(text: &'a str, key: &str) -> &'a str {
     let start = text
@@ -189,12 +201,7 @@ fn the_wasmtime_cli_allocates_matches_and_releases_with_the_standalone_component
     let Some(wasmtime) = tool("wasmtime") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("request-access-standalone.wasm");
-    std::fs::write(&component, STANDALONE_WASM).unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    std::fs::write(state.join("config.toml"), CONFIG).unwrap();
+    let (_dir, component, state) = standalone_with(CONFIG);
 
     let first = wasmtime_invoke(
         &wasmtime,
@@ -250,16 +257,8 @@ fn under_wasmtime_a_bad_configuration_is_an_error_result_not_a_trap() {
     let Some(wasmtime) = tool("wasmtime") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("request-access-standalone.wasm");
-    std::fs::write(&component, STANDALONE_WASM).unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    std::fs::write(
-        state.join("config.toml"),
-        "[[resource_group]]\nname = \"DNIS\"\nnumbers = [\"abc\"]\n",
-    )
-    .unwrap();
+    let (_dir, component, state) =
+        standalone_with("[[resource_group]]\nname = \"DNIS\"\nnumbers = [\"abc\"]\n");
     let why = "configuration: /state/config.toml:3: resource_group.numbers: \\\"abc\\\" is not";
     // Every call answers the configuration's line, as a result (`wasmtime_invoke`
     // asserts a clean exit: no trap), and changes nothing.
