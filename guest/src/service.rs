@@ -162,7 +162,7 @@ fn reclaim_expired<I: Imports>(
         let res = match holding {
             Some(Holding::One(res)) => res,
             Some(Holding::Shared(record)) => {
-                reclaim_seat(txn, group, grace, record, &key, now)?;
+                reclaim_seat(txn, (group, policy), record, &key, now)?;
                 continue;
             }
             None => {
@@ -189,20 +189,17 @@ fn reclaim_expired<I: Imports>(
     Ok(())
 }
 
-/// Reclaim the seat of a shared number that expiry-index entry `key` of `group` (whose
-/// grace window lasts `grace` ms) was filed for, once it is past its grace window.
+/// Reclaim the seat of a shared number that expiry-index entry `key` of `group` was
+/// filed for: the entry is due (past `policy`'s grace window), as the scan that found it
+/// only reaches those.
 fn reclaim_seat<I: Imports>(
     txn: &mut Txn<'_, I>,
-    group: &Group,
-    grace: u64,
+    (group, policy): (&Group, &Policy),
     record: SharedNumber,
     key: &str,
     now: u64,
 ) -> Result<(), Error> {
-    let Some(at) = keys::expiry_instant(key) else {
-        txn.delete(key.to_string());
-        return Ok(());
-    };
+    // Ending the seat deletes its entry; any other entry goes too.
     txn.delete(key.to_string());
     if record.group != group.name {
         // Filed by this group's ring, which parked the number: it comes back to that
@@ -217,16 +214,12 @@ fn reclaim_seat<I: Imports>(
         }
         return Ok(());
     }
+    let at = keys::expiry_instant(key);
     let seat = record.seats.iter().position(
-        |seat| matches!(seat.state, SeatState::Held { expires_at, .. } if expires_at == at),
+        |seat| matches!(seat.state, SeatState::Held { expires_at, .. } if Some(expires_at) == at),
     );
     match seat {
-        Some(seat) if at.saturating_add(grace) <= now => shared::end(txn, record, seat, now),
-        // Still in its grace window: the entry stays.
-        Some(_) => {
-            txn.put(key.to_string(), Vec::new());
-            Ok(())
-        }
+        Some(seat) => shared::end(txn, record, seat, policy, now),
         // An entry whose seat ended.
         None => Ok(()),
     }
@@ -585,7 +578,8 @@ fn end_held<I: Imports>(
         Some(Holding::Shared(record)) => {
             if let Some((seat, expires_at)) = record.seat_of(service_id, group_name) {
                 let number = record.number.clone();
-                shared::end(txn, record, seat, now)?;
+                let policy = txn.imports().policy(&record.group);
+                shared::end(txn, record, seat, &policy, now)?;
                 return Ok(Some((number, expires_at)));
             }
         }
@@ -769,6 +763,9 @@ pub fn pool_status<I: Imports>(imports: &mut I, group_name: &str) -> Result<Pool
             };
             if txn.imports().index_of(&group.name, d).is_none() {
                 return false;
+            }
+            if !policy.shared() {
+                return true;
             }
             match read_holding(txn, d) {
                 Ok(Some(Holding::Shared(record))) => {

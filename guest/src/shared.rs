@@ -220,24 +220,16 @@ fn unused_code<R: Rng>(record: &SharedNumber, length: u8, rng: &mut R) -> Result
 
 /// End seat `index` of `record` now (its reservation was matched, released, replaced,
 /// revoked or reclaimed) and store what is left; the number comes back to its ring if it
-/// was full.
+/// was full. `policy` is the record's group's.
 pub fn end<I: Imports>(
     txn: &mut Txn<'_, I>,
     mut record: SharedNumber,
     index: usize,
+    policy: &Policy,
     now: u64,
 ) -> Result<(), Error> {
-    let policy = txn.imports().policy(&record.group);
-    end_seat(txn, &mut record, index, &policy, now)?;
-    match txn.imports().group(&record.group) {
-        Some(group) if group.name == record.group => put_back(txn, &group, &policy, record, now),
-        // Its group retired: the ring it came from will not get it back.
-        _ => {
-            ring::forget(txn, &record.group, record.ring_id)?;
-            record.queue = Queue::Off;
-            store(txn, record, now)
-        }
-    }
+    end_seat(txn, &mut record, index, policy, now)?;
+    back_to_its_group(txn, record, policy, now)
 }
 
 /// End every seat of `record` past its group's grace window by `now`, and store what is
@@ -252,14 +244,27 @@ pub fn end_expired<I: Imports>(
     end_due(txn, &mut record, &policy, now)?;
     let latest = record.expiries().max();
     if record != before {
-        match txn.imports().group(&record.group) {
-            Some(group) if group.name == record.group => {
-                put_back(txn, &group, &policy, record, now)?
-            }
-            _ => store(txn, record, now)?,
-        }
+        back_to_its_group(txn, record, &policy, now)?;
     }
     Ok(latest)
+}
+
+/// [`put_back`] to the record's group, if it is still configured; otherwise the ring it
+/// came from will not get the number back, and is forgotten.
+fn back_to_its_group<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    mut record: SharedNumber,
+    policy: &Policy,
+    now: u64,
+) -> Result<(), Error> {
+    match txn.imports().group(&record.group) {
+        Some(group) if group.name == record.group => put_back(txn, &group, policy, record, now),
+        _ => {
+            ring::forget(txn, &record.group, record.ring_id)?;
+            record.queue = Queue::Off;
+            store(txn, record, now)
+        }
+    }
 }
 
 /// End the seats of `record` whose grace window (under `policy`, their group's) is over
@@ -465,7 +470,7 @@ pub fn match_call<I: Imports>(
     };
     let in_grace = expires_at.saturating_add(u64::from(policy.match_grace) * 1000) > now;
     let group = record.group.clone();
-    end(txn, record, found, now)?;
+    end(txn, record, found, &policy, now)?;
     Ok(match in_grace {
         true => Ok(Matched {
             service_id,
