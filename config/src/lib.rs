@@ -95,13 +95,17 @@ pub struct ServerConfig {
     pub plugin: Option<PathBuf>,
 }
 
-/// `[store]`: a shared state store (Redis) instead of the embedded data file.
+/// `[store]`: a shared state store (Redis, Redis Sentinel or etcd) instead of the
+/// embedded data file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// `redis://[user:password@]host:port/db` or `rediss://...`; the embedded data file
-    /// serves when unset. `--store` and `REQUEST_ACCESS_STORE` take precedence.
+    /// `redis://[user:password@]host:port/db`, `rediss://...`,
+    /// `redis-sentinel://host:port,host:port/primary-name` or `etcd://host:port,...`; the
+    /// embedded data file serves when unset. `--store` and `REQUEST_ACCESS_STORE` take
+    /// precedence.
     pub url: Option<String>,
-    /// Prepended to every Redis key, so that several deployments share one Redis.
+    /// Prepended to every key in the shared store, so that several deployments share one
+    /// Redis or one etcd cluster.
     pub prefix: String,
     /// Longest a connection attempt may take.
     pub connect_timeout: Duration,
@@ -150,9 +154,15 @@ impl Default for StoreConfig {
     }
 }
 
-/// Whether `location` names a Redis server rather than a data file.
-pub fn is_redis_url(location: &str) -> bool {
-    location.starts_with("redis://") || location.starts_with("rediss://")
+/// The URL schemes of the shared stores: one Redis primary (`redis://`, `rediss://`
+/// with TLS), a primary found through Redis Sentinel (`redis-sentinel://`) and an etcd
+/// cluster (`etcd://`).
+pub const STORE_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis-sentinel://", "etcd://"];
+
+/// Whether `location` names a store server (see [`STORE_SCHEMES`]) rather than a data
+/// file.
+pub fn is_server_url(location: &str) -> bool {
+    STORE_SCHEMES.iter().any(|scheme| location.starts_with(scheme))
 }
 
 /// `url` with its password replaced by `***`, for messages and logs.
@@ -459,13 +469,13 @@ impl Config {
         let store = {
             let section = file.store;
             if let Some(url) = &section.url
-                && !is_redis_url(url.get_ref())
+                && !is_server_url(url.get_ref())
             {
                 // Not echoed: a URL may carry a password.
                 return Err(fail(
                     url.span(),
                     "store.url",
-                    "must be a redis:// or rediss:// URL".into(),
+                    "must be a redis://, rediss://, redis-sentinel:// or etcd:// URL".into(),
                 ));
             }
             let prefix = section.prefix.get_ref();

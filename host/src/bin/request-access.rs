@@ -230,7 +230,7 @@ fn store_location(cli: &Cli, config: &Config) -> String {
 async fn open_store(location: &str, config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
     let opened = store::open(location, &config.store).await.map_err(|e| {
         // A data file's errors name the file and what to do; a server's get its URL.
-        match request_access_host::config::is_redis_url(location) {
+        match request_access_host::config::is_server_url(location) {
             true => anyhow::anyhow!(
                 "cannot open the state store {}: {}",
                 redact_url(location),

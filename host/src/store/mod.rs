@@ -21,12 +21,13 @@ pub use redis::RedisStore;
 use std::path::Path;
 use std::sync::Arc;
 
-use request_access_config::{StoreConfig, is_redis_url};
+use request_access_config::{StoreConfig, is_server_url};
 
-/// The store at `location`: a `redis://` or `rediss://` URL (a shared state, with
-/// `config`'s prefix and timeouts), or the path of an embedded data file.
+/// The store at `location`: a `redis://`, `rediss://` or `redis-sentinel://` URL (a
+/// shared state on one Redis primary, with `config`'s prefix and timeouts), or the path
+/// of an embedded data file.
 pub async fn open(location: &str, config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreError> {
-    if is_redis_url(location) {
+    if is_server_url(location) {
         Ok(Arc::new(RedisStore::connect(location, config).await?))
     } else {
         Ok(Arc::new(DurableStore::open(Path::new(location))?))
