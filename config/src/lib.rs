@@ -121,6 +121,11 @@ pub struct StoreConfig {
     /// The certificate authority (PEM) a `rediss://` server's certificate must chain
     /// to; the system's trusted roots when unset.
     pub tls_ca_file: Option<PathBuf>,
+    /// Most operations one etcd transaction may hold: the cluster's `--max-txn-ops`.
+    /// A commit needing more is refused whole, naming both settings.
+    pub etcd_max_txn_ops: u32,
+    /// Largest request the etcd cluster accepts: its `--max-request-bytes`.
+    pub etcd_max_request_bytes: u32,
 }
 
 /// The URL's password never reaches a log, so neither does `Debug`.
@@ -135,6 +140,8 @@ impl std::fmt::Debug for StoreConfig {
             .field("wait_timeout", &self.wait_timeout)
             .field("accept_weaker_durability", &self.accept_weaker_durability)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("etcd_max_txn_ops", &self.etcd_max_txn_ops)
+            .field("etcd_max_request_bytes", &self.etcd_max_request_bytes)
             .finish()
     }
 }
@@ -150,6 +157,8 @@ impl Default for StoreConfig {
             wait_timeout: Duration::from_millis(StoreWaitMs::default().0),
             accept_weaker_durability: false,
             tls_ca_file: None,
+            etcd_max_txn_ops: EtcdMaxTxnOps::default().0,
+            etcd_max_request_bytes: EtcdMaxRequestBytes::default().0,
         }
     }
 }
@@ -162,7 +171,9 @@ pub const STORE_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis-sentinel:/
 /// Whether `location` names a store server (see [`STORE_SCHEMES`]) rather than a data
 /// file.
 pub fn is_server_url(location: &str) -> bool {
-    STORE_SCHEMES.iter().any(|scheme| location.starts_with(scheme))
+    STORE_SCHEMES
+        .iter()
+        .any(|scheme| location.starts_with(scheme))
 }
 
 /// `url` with its password replaced by `***`, for messages and logs.
@@ -500,6 +511,8 @@ impl Config {
                 wait_timeout: Duration::from_millis(section.wait_timeout_ms.0),
                 accept_weaker_durability: section.accept_weaker_durability,
                 tls_ca_file: section.tls_ca_file,
+                etcd_max_txn_ops: section.etcd_max_txn_ops.0,
+                etcd_max_request_bytes: section.etcd_max_request_bytes.0,
             }
         };
         let limits = Limits {
@@ -570,6 +583,10 @@ struct StoreSection {
     #[serde(default)]
     accept_weaker_durability: bool,
     tls_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    etcd_max_txn_ops: EtcdMaxTxnOps,
+    #[serde(default)]
+    etcd_max_request_bytes: EtcdMaxRequestBytes,
 }
 
 fn default_prefix() -> String {
@@ -591,6 +608,8 @@ impl Default for StoreSection {
             wait_timeout_ms: StoreWaitMs::default(),
             accept_weaker_durability: false,
             tls_ca_file: None,
+            etcd_max_txn_ops: EtcdMaxTxnOps::default(),
+            etcd_max_request_bytes: EtcdMaxRequestBytes::default(),
         }
     }
 }
@@ -797,6 +816,15 @@ bounded_option!(
 );
 bounded_option!(WaitReplicas, u32, "wait_replicas", 0..=16, 0);
 bounded_option!(StoreWaitMs, u64, "wait_timeout_ms", 1..=60_000, 100);
+// etcd's own defaults: 128 operations and 1.5 MiB per request.
+bounded_option!(EtcdMaxTxnOps, u32, "etcd_max_txn_ops", 3..=100_000, 128);
+bounded_option!(
+    EtcdMaxRequestBytes,
+    u32,
+    "etcd_max_request_bytes",
+    65_536..=1_073_741_824,
+    1_572_864
+);
 
 #[cfg(test)]
 mod tests {

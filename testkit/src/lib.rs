@@ -1,7 +1,11 @@
-//! What the tests need from outside the project: external tools, found or skipped, and a
+//! What the tests need from outside the project: external tools, found or skipped, a
 //! real `redis-server` on a free loopback port in a temporary directory, stopped by its
-//! pid.
+//! pid, and a real etcd cluster the same way ([`EtcdCluster`]).
 #![warn(missing_docs)]
+
+mod etcd;
+
+pub use etcd::EtcdCluster;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

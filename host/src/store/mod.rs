@@ -10,11 +10,13 @@ use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 pub use request_access_state::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, mutation_key};
 
 mod durable;
+mod etcd;
 mod log;
 mod memory;
 mod redis;
 
 pub use durable::DurableStore;
+pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
@@ -23,11 +25,13 @@ use std::sync::Arc;
 
 use request_access_config::{StoreConfig, is_server_url};
 
-/// The store at `location`: a `redis://`, `rediss://` or `redis-sentinel://` URL (a
-/// shared state on one Redis primary, with `config`'s prefix and timeouts), or the path
-/// of an embedded data file.
+/// The store at `location`: an `etcd://` URL (a consensus cluster), a `redis://`,
+/// `rediss://` or `redis-sentinel://` URL (a shared state on one Redis primary), each
+/// with `config`'s prefix and timeouts, or the path of an embedded data file.
 pub async fn open(location: &str, config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreError> {
-    if is_server_url(location) {
+    if location.starts_with("etcd://") {
+        Ok(Arc::new(EtcdStore::connect(location, config).await?))
+    } else if is_server_url(location) {
         Ok(Arc::new(RedisStore::connect(location, config).await?))
     } else {
         Ok(Arc::new(DurableStore::open(Path::new(location))?))
@@ -103,9 +107,16 @@ pub trait StateStore: Send + Sync {
 /// The largest key of all: scans to it reach the end of the key space.
 pub const KEY_SPACE_END: &str = "\u{10ffff}";
 
-/// Copy every entry of `from` (registrations included) into `to`, a page of
-/// [`MAX_KEYS_PER_CALL`] entries per commit: to move the state to another backend, or to
-/// seed one. Revisions are `to`'s own, which is all the plugin relies on. Run it while
+/// Entries per commit of [`copy_state`]: within etcd's default limit of 128 operations
+/// per transaction.
+const COPY_PAGE_ENTRIES: usize = 100;
+
+/// Bytes of values per commit of [`copy_state`]: within etcd's default 1.5 MiB request.
+const COPY_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Copy every entry of `from` (registrations included) into `to`, in commits small
+/// enough for every backend's limits: to move the state to another backend, or to seed
+/// one. Revisions are `to`'s own, which is all the plugin relies on. Run it while
 /// nothing else writes to either store.
 pub async fn copy_state(from: &dyn StateStore, to: &dyn StateStore) -> Result<u64, StoreError> {
     let mut copied = 0;
@@ -118,12 +129,20 @@ pub async fn copy_state(from: &dyn StateStore, to: &dyn StateStore) -> Result<u6
         // The smallest key after `last`.
         start = format!("{}\0", last.key);
         let full = page.len() == MAX_KEYS_PER_CALL;
-        let mutations: Vec<Mutation> = page
-            .into_iter()
-            .map(|e| Mutation::Put(e.key, e.value))
-            .collect();
-        copied += mutations.len() as u64;
-        to.commit(&[], &mutations).await?;
+        let mut batch: Vec<Mutation> = Vec::with_capacity(COPY_PAGE_ENTRIES);
+        let mut bytes = 0;
+        for entry in page {
+            if batch.len() == COPY_PAGE_ENTRIES || bytes + entry.value.len() > COPY_PAGE_BYTES {
+                to.commit(&[], &std::mem::take(&mut batch)).await?;
+                bytes = 0;
+            }
+            bytes += entry.key.len() + entry.value.len();
+            batch.push(Mutation::Put(entry.key, entry.value));
+            copied += 1;
+        }
+        if !batch.is_empty() {
+            to.commit(&[], &batch).await?;
+        }
         if !full {
             break;
         }
@@ -482,6 +501,23 @@ pub(crate) mod contract {
             .await
             .unwrap();
         assert_eq!(store.get(&["c".into()]).await.unwrap(), vec![None]);
+        // A commit that changes nothing (it deletes an absent key) still takes a
+        // revision greater than every earlier one.
+        let CommitOutcome::Committed(r3) = store
+            .commit(&[], &[Mutation::Delete("zz".into())])
+            .await
+            .unwrap()
+        else {
+            panic!("an unconditional commit commits")
+        };
+        let CommitOutcome::Committed(r4) = store
+            .commit(&[], &[Mutation::Delete("zz".into())])
+            .await
+            .unwrap()
+        else {
+            panic!("an unconditional commit commits")
+        };
+        assert!(r3 > r2 && r4 > r3, "{r2} {r3} {r4}");
         assert!(matches!(
             store
                 .commit(&[absent("c")], &[put("c", b"7")])
