@@ -100,7 +100,8 @@ pub struct ServerConfig {
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// `redis://[user:password@]host:port/db`, `rediss://...`,
-    /// `redis-sentinel://host:port,host:port/primary-name` or `etcd://host:port,...`; the
+    /// `redis-sentinel://[user:password@]host:port,host:port/primary-name[/db]` (the
+    /// password is the data servers') or `etcd://host:port,...`; the
     /// embedded data file serves when unset. `--store` and `REQUEST_ACCESS_STORE` take
     /// precedence.
     pub url: Option<String>,
@@ -162,7 +163,9 @@ pub const STORE_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis-sentinel:/
 /// Whether `location` names a store server (see [`STORE_SCHEMES`]) rather than a data
 /// file.
 pub fn is_server_url(location: &str) -> bool {
-    STORE_SCHEMES.iter().any(|scheme| location.starts_with(scheme))
+    STORE_SCHEMES
+        .iter()
+        .any(|scheme| location.starts_with(scheme))
 }
 
 /// `url` with its password replaced by `***`, for messages and logs.
@@ -952,6 +955,14 @@ services = ["static-service-1"]
         assert_eq!(redact_url("redis://pw@h"), "redis://***@h");
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
         assert_eq!(redact_url("redis://u:p@ss@h/0"), "redis://u:***@h/0");
+        assert_eq!(
+            redact_url("redis-sentinel://u:pw@h1:26379,h2:26379/main/0"),
+            "redis-sentinel://u:***@h1:26379,h2:26379/main/0"
+        );
+        assert_eq!(
+            redact_url("redis-sentinel://:pw@h1,h2/main"),
+            "redis-sentinel://:***@h1,h2/main"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod durable;
 mod log;
 mod memory;
 mod redis;
+mod sentinel;
 
 pub use durable::DurableStore;
 pub use memory::MemoryStore;
@@ -24,8 +25,8 @@ use std::sync::Arc;
 use request_access_config::{StoreConfig, is_server_url};
 
 /// The store at `location`: a `redis://`, `rediss://` or `redis-sentinel://` URL (a
-/// shared state on one Redis primary, with `config`'s prefix and timeouts), or the path
-/// of an embedded data file.
+/// shared state on one Redis primary, found through Sentinel for the last, with
+/// `config`'s prefix and timeouts), or the path of an embedded data file.
 pub async fn open(location: &str, config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreError> {
     if is_server_url(location) {
         Ok(Arc::new(RedisStore::connect(location, config).await?))
@@ -87,7 +88,7 @@ pub trait StateStore: Send + Sync {
         false
     }
 
-    /// What backs it, for operators (`memory`, `redb`, `redis`).
+    /// What backs it, for operators (`memory`, `redb`, `redis`, `redis-sentinel`).
     fn kind(&self) -> &'static str {
         "custom"
     }
