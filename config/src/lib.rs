@@ -100,7 +100,8 @@ pub struct ServerConfig {
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// `redis://[user:password@]host:port/db`, `rediss://...`,
-    /// `redis-sentinel://host:port,host:port/primary-name` or `etcd://host:port,...`; the
+    /// `redis-sentinel://[user:password@]host:port,host:port/primary-name[/db]` (the
+    /// password is the data servers') or `etcd://host:port,...`; the
     /// embedded data file serves when unset. `--store` and `REQUEST_ACCESS_STORE` take
     /// precedence.
     pub url: Option<String>,
@@ -980,6 +981,14 @@ services = ["static-service-1"]
         assert_eq!(redact_url("redis://pw@h"), "redis://***@h");
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
         assert_eq!(redact_url("redis://u:p@ss@h/0"), "redis://u:***@h/0");
+        assert_eq!(
+            redact_url("redis-sentinel://u:pw@h1:26379,h2:26379/main/0"),
+            "redis-sentinel://u:***@h1:26379,h2:26379/main/0"
+        );
+        assert_eq!(
+            redact_url("redis-sentinel://:pw@h1,h2/main"),
+            "redis-sentinel://:***@h1,h2/main"
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! What the tests need from outside the project: external tools, found or skipped, a
 //! real `redis-server` on a free loopback port in a temporary directory, stopped by its
-//! pid, and a real etcd cluster the same way ([`EtcdCluster`]).
+//! pid (or a primary, replicas and sentinels: [`RedisSentinelSet`]), and a real etcd
+//! cluster the same way ([`EtcdCluster`]).
 #![warn(missing_docs)]
 
 mod etcd;
+mod sentinel;
 
 pub use etcd::EtcdCluster;
+pub use sentinel::{PRIMARY_NAME, RedisSentinelSet};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -270,28 +273,12 @@ impl RedisServer {
     }
 
     fn pid(&self) -> Option<String> {
-        std::fs::read_to_string(self.pid_file())
-            .ok()
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
+        read_pid(&self.pid_file())
     }
 
     /// Send `signal` to it by its pid and wait until it has gone.
     fn signal(&self, signal: &str) {
-        let Some(pid) = self.pid() else { return };
-        let _ = Command::new("kill").args([signal, &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-            // A zombie's /proc entry stays until its parent reaps it; redis daemonized
-            // itself, so init reaps it.
-            if std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z "))
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = std::fs::remove_file(self.pid_file());
+        signal_pid_file(&self.pid_file(), signal);
     }
 
     /// `kill -9`: gone without a chance to write anything more.
@@ -342,4 +329,30 @@ impl Drop for RedisServer {
         self.thaw();
         self.signal("-KILL");
     }
+}
+
+/// The pid a daemon wrote to `pid_file`, if it is there.
+fn read_pid(pid_file: &Path) -> Option<String> {
+    std::fs::read_to_string(pid_file)
+        .ok()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+}
+
+/// Send `signal` to the daemon whose pid is in `pid_file` and wait until it has gone.
+fn signal_pid_file(pid_file: &Path, signal: &str) {
+    let Some(pid) = read_pid(pid_file) else {
+        return;
+    };
+    let _ = Command::new("kill").args([signal, &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        // A zombie's /proc entry stays until its parent reaps it; a daemon has detached
+        // itself, so init reaps it.
+        if std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_file(pid_file);
 }

@@ -14,6 +14,7 @@ mod etcd;
 mod log;
 mod memory;
 mod redis;
+mod sentinel;
 
 pub use durable::DurableStore;
 pub use etcd::EtcdStore;
@@ -26,8 +27,9 @@ use std::sync::Arc;
 use request_access_config::{StoreConfig, is_server_url};
 
 /// The store at `location`: an `etcd://` URL (a consensus cluster), a `redis://`,
-/// `rediss://` or `redis-sentinel://` URL (a shared state on one Redis primary), each
-/// with `config`'s prefix and timeouts, or the path of an embedded data file.
+/// `rediss://` or `redis-sentinel://` URL (a shared state on one Redis primary, found
+/// through Sentinel for the last), each with `config`'s prefix and timeouts, or the
+/// path of an embedded data file.
 pub async fn open(location: &str, config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreError> {
     if location.starts_with("etcd://") {
         Ok(Arc::new(EtcdStore::connect(location, config).await?))
@@ -91,7 +93,7 @@ pub trait StateStore: Send + Sync {
         false
     }
 
-    /// What backs it, for operators (`memory`, `redb`, `redis`).
+    /// What backs it, for operators (`memory`, `redb`, `redis`, `redis-sentinel`).
     fn kind(&self) -> &'static str {
         "custom"
     }

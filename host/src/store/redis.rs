@@ -23,15 +23,21 @@
 //! [`StateStore`] contract allows. With `wait_replicas`, a commit is acknowledged once
 //! that many replicas hold it (`WAIT`); otherwise it fails as unavailable although the
 //! primary holds it.
+//!
+//! Behind Sentinel (`redis-sentinel://`, see `sentinel.rs`) the primary is the server
+//! the sentinels name, and the store follows it through a failover.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::{ErrorKind, Script, ServerErrorKind, Value};
 use request_access_config::{StoreConfig, redact_url};
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 use request_access_state::{check_commit, check_keys, clamp_limit};
 
+use super::sentinel::{self, Link, Primary, Sentinels};
 use super::{StateStore, StoreError};
 
 /// The one rule that names a key's hash, shared by every script: `P{tag}key`.
@@ -119,7 +125,7 @@ const DURABLE_SETTINGS: [(&str, &str, &str); 3] = [
 
 /// Many hosts' shared state on one Redis primary.
 pub struct RedisStore {
-    connection: ConnectionManager,
+    primary: Arc<Primary>,
     prefix: String,
     command_timeout: Duration,
     wait: Option<(u32, Duration)>,
@@ -142,57 +148,172 @@ fn script(writes: bool, body: &str) -> Script {
     Script::new(&format!("{header}\n{KEY_NAME}{body}"))
 }
 
+/// The client for `url` (with `config`'s certificate authority for `rediss://`).
+pub(super) fn client(
+    url: &str,
+    config: &StoreConfig,
+    location: &str,
+) -> Result<redis::Client, StoreError> {
+    let unusable = |e: redis::RedisError| StoreError::Unavailable(format!("{location}: {e}"));
+    match &config.tls_ca_file {
+        Some(ca) => {
+            let root = std::fs::read(ca).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "{location}: cannot read tls_ca_file {}: {e}",
+                    ca.display()
+                ))
+            })?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            };
+            redis::Client::build_with_tls(url, certificates).map_err(unusable)
+        }
+        None => redis::Client::open(url).map_err(unusable),
+    }
+}
+
+/// The longest one command may take on a connection: `WAIT` holds its answer up to its
+/// own timeout, on top of the command's.
+pub(super) fn response_timeout(config: &StoreConfig) -> Duration {
+    if config.wait_replicas > 0 {
+        config.command_timeout + config.wait_timeout
+    } else {
+        config.command_timeout
+    }
+}
+
+/// Refuse a server whose settings could lose an acknowledged commit (see
+/// [`durability_problems`]), unless `config` accepts weaker durability (then logged).
+pub(super) async fn vet(
+    link: &Link,
+    config: &StoreConfig,
+    location: &str,
+) -> Result<(), StoreError> {
+    let problems = durability_problems(link, config.command_timeout, location).await?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list = problems.join("; ");
+    if !config.accept_weaker_durability {
+        return Err(StoreError::Unavailable(format!(
+            "{location}: refused, it could lose acknowledged reservations: {list} (set [store] \
+             accept_weaker_durability = true to start anyway)"
+        )));
+    }
+    tracing::warn!(store = %location, problems = %list, "weaker durability accepted");
+    Ok(())
+}
+
+/// Where each of the server's settings would let an acknowledged commit be lost, in
+/// words; a server that refuses `CONFIG GET` (some managed services do) is reported
+/// once, as unchecked.
+async fn durability_problems(
+    link: &Link,
+    limit: Duration,
+    location: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut problems = Vec::new();
+    for (setting, wanted, otherwise) in DURABLE_SETTINGS {
+        let mut command = redis::cmd("CONFIG");
+        command.arg("GET").arg(setting);
+        let answer: Result<Vec<String>, _> =
+            bounded(location, limit, command.query_async(&mut link.clone())).await?;
+        match answer {
+            Ok(pair) => {
+                let value = pair.get(1).map(String::as_str).unwrap_or("");
+                if value != wanted {
+                    problems.push(format!(
+                        "{setting} is {value:?}, not {wanted:?}: {otherwise}"
+                    ));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(store = %location, error = %e, "cannot read the server's settings; durability unchecked");
+                break;
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// `future` within `limit`; a timeout or a lost connection is
+/// [`StoreError::Unavailable`], naming the server as `location` (without its password).
+pub(super) async fn bounded<T>(
+    location: &str,
+    limit: Duration,
+    future: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<redis::RedisResult<T>, StoreError> {
+    let late = || {
+        StoreError::Unavailable(format!(
+            "{location}: no answer within {} ms",
+            limit.as_millis()
+        ))
+    };
+    // The connection's own response timeout (the same limit) fires first and has it
+    // reconnect, which matters when a server stops answering without closing the
+    // connection; this one is the backstop.
+    match tokio::time::timeout(limit + Duration::from_millis(100), future).await {
+        Err(_) => Err(late()),
+        Ok(Err(e)) if e.is_timeout() => Err(late()),
+        Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            Err(StoreError::Unavailable(format!("{location}: {e}")))
+        }
+        Ok(answer) => Ok(answer),
+    }
+}
+
+/// A connection manager for the one server at `url`.
+async fn manage(
+    url: &str,
+    config: &StoreConfig,
+    location: &str,
+) -> Result<ConnectionManager, StoreError> {
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(response_timeout(config)))
+        // Reconnection happens in the background; a call never waits for more than
+        // one attempt, the command timeout bounding it anyway.
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(config.connect_timeout);
+    tokio::time::timeout(
+        config.connect_timeout + config.command_timeout,
+        ConnectionManager::new_with_config(client(url, config, location)?, manager_config),
+    )
+    .await
+    .map_err(|_| {
+        StoreError::Unavailable(format!(
+            "{location}: no connection within {} ms",
+            config.connect_timeout.as_millis()
+        ))
+    })?
+    .map_err(|e| StoreError::Unavailable(format!("{location}: {e}")))
+}
+
 impl RedisStore {
     /// Connect to `url` with `config`'s timeouts, prefix and replica wait, and check
     /// that the server keeps what it acknowledges ([`RedisStore::durability_problems`]):
     /// refused where it would not, unless `accept_weaker_durability` (then logged).
+    /// A `redis-sentinel://` URL names sentinels, which name the primary (see
+    /// `sentinel.rs`); a failover then moves the store to the promoted replica.
     pub async fn connect(url: &str, config: &StoreConfig) -> Result<RedisStore, StoreError> {
         let location = redact_url(url);
-        // `WAIT` holds its answer up to its own timeout, on top of the command's.
-        let wait_timeout = if config.wait_replicas > 0 {
-            config.wait_timeout
+        let (link, sentinels) = if url.starts_with(sentinel::SCHEME) {
+            let sentinels = Sentinels::parse(url, config)?;
+            let (link, address) = sentinels.find().await?;
+            tracing::info!(store = %location, primary = %address, "primary found through the sentinels");
+            (link, Some(sentinels))
         } else {
-            Duration::ZERO
+            let link = Link::Managed(manage(url, config, &location).await?);
+            vet(&link, config, &location).await?;
+            (link, None)
         };
-        let unusable = |e: redis::RedisError| StoreError::Unavailable(format!("{location}: {e}"));
-        let client = match &config.tls_ca_file {
-            Some(ca) => {
-                let root = std::fs::read(ca).map_err(|e| {
-                    StoreError::Unavailable(format!(
-                        "{location}: cannot read tls_ca_file {}: {e}",
-                        ca.display()
-                    ))
-                })?;
-                let certificates = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root),
-                };
-                redis::Client::build_with_tls(url, certificates).map_err(unusable)?
-            }
-            None => redis::Client::open(url).map_err(unusable)?,
-        };
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.command_timeout + wait_timeout))
-            // Reconnection happens in the background; a call never waits for more than
-            // one attempt, the command timeout bounding it anyway.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(config.connect_timeout);
-        let connection = tokio::time::timeout(
-            config.connect_timeout + config.command_timeout,
-            ConnectionManager::new_with_config(client, manager_config),
-        )
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!(
-                "{location}: no connection within {} ms",
-                config.connect_timeout.as_millis()
-            ))
-        })?
-        .map_err(|e| StoreError::Unavailable(format!("{location}: {e}")))?;
-        let store = RedisStore {
-            connection,
+        Ok(RedisStore {
+            primary: Arc::new(Primary {
+                link: ArcSwapOption::from_pointee(link),
+                sentinels,
+            }),
             prefix: config.prefix.clone(),
             command_timeout: config.command_timeout,
             wait: (config.wait_replicas > 0).then_some((config.wait_replicas, config.wait_timeout)),
@@ -200,80 +321,56 @@ impl RedisStore {
             get: script(false, GET),
             scan: script(false, SCAN),
             commit: script(true, COMMIT),
-        };
-        let problems = store.durability_problems().await?;
-        if !problems.is_empty() {
-            let list = problems.join("; ");
-            if !config.accept_weaker_durability {
-                return Err(StoreError::Unavailable(format!(
-                    "{}: refused, it could lose acknowledged reservations: {list} (set [store] \
-                     accept_weaker_durability = true to start anyway)",
-                    store.location
-                )));
-            }
-            tracing::warn!(store = %store.location, problems = %list, "weaker durability accepted");
-        }
-        Ok(store)
+        })
     }
 
-    /// Where each of the server's settings would let an acknowledged commit be lost, in
+    /// Where each of the primary's settings would let an acknowledged commit be lost, in
     /// words; a server that refuses `CONFIG GET` (some managed services do) is reported
     /// once, as unchecked.
     pub async fn durability_problems(&self) -> Result<Vec<String>, StoreError> {
-        let mut problems = Vec::new();
-        for (setting, wanted, otherwise) in DURABLE_SETTINGS {
-            let mut command = redis::cmd("CONFIG");
-            command.arg("GET").arg(setting);
-            let answer: Result<Vec<String>, _> = self
-                .bounded(
-                    self.command_timeout,
-                    command.query_async(&mut self.connection.clone()),
-                )
-                .await?;
-            match answer {
-                Ok(pair) => {
-                    let value = pair.get(1).map(String::as_str).unwrap_or("");
-                    if value != wanted {
-                        problems.push(format!(
-                            "{setting} is {value:?}, not {wanted:?}: {otherwise}"
-                        ));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(store = %self.location, error = %e, "cannot read the server's settings; durability unchecked");
-                    break;
-                }
-            }
-        }
-        Ok(problems)
+        durability_problems(&*self.link()?, self.command_timeout, &self.location).await
     }
 
-    /// `future` within the command timeout; a timeout or a lost connection is
-    /// [`StoreError::Unavailable`], naming the server without its password.
-    async fn bounded<T>(
+    /// Hold `link` from now on, as if it had been found (for tests: a demoted primary).
+    #[cfg(test)]
+    pub(super) fn hold(&self, link: Link) {
+        self.primary.link.store(Some(Arc::new(link)));
+    }
+
+    /// The current connection; none while a lost primary's successor is looked for.
+    fn link(&self) -> Result<Arc<Link>, StoreError> {
+        self.primary.link.load_full().ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "{}: the primary is lost; the sentinels are asked for the current one",
+                self.location
+            ))
+        })
+    }
+
+    /// `future`, a call on `link`, within `limit` (see [`bounded`]); a failure that
+    /// says the primary is gone, demoted or cut off has the store look for the current
+    /// one.
+    async fn call<T>(
         &self,
+        link: &Arc<Link>,
         limit: Duration,
         future: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<redis::RedisResult<T>, StoreError> {
-        let late = || {
-            StoreError::Unavailable(format!(
-                "{}: no answer within {} ms",
-                self.location,
-                limit.as_millis()
-            ))
-        };
-        // The connection's own response timeout (the same limit) fires first and has it
-        // reconnect, which matters when a server stops answering without closing the
-        // connection; this one is the backstop.
-        match tokio::time::timeout(limit + Duration::from_millis(100), future).await {
-            Err(_) => Err(late()),
-            Ok(Err(e)) if e.is_timeout() => Err(late()),
-            Ok(Err(e))
-                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
-            {
+    ) -> Result<T, StoreError> {
+        match bounded(&self.location, limit, future).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => {
+                // Demoted, or cut off from its replicas (`min-replicas-to-write`).
+                if e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+                    || e.code() == Some("NOREPLICAS")
+                {
+                    self.primary.lost(link);
+                }
                 Err(self.unavailable(e))
             }
-            Ok(answer) => Ok(answer),
+            Err(e) => {
+                self.primary.lost(link);
+                Err(e)
+            }
         }
     }
 
@@ -281,20 +378,26 @@ impl RedisStore {
         StoreError::Unavailable(format!("{}: {e}", self.location))
     }
 
-    /// Run `script` with the prefix and then `args`; any failure is unavailable.
-    async fn run(&self, script: &Script, args: Vec<Vec<u8>>) -> Result<Vec<Value>, StoreError> {
+    /// Run `script` on `link` with the prefix and then `args`; any failure is
+    /// unavailable.
+    async fn run(
+        &self,
+        link: &Arc<Link>,
+        script: &Script,
+        args: Vec<Vec<u8>>,
+    ) -> Result<Vec<Value>, StoreError> {
         let mut invocation = script.prepare_invoke();
         invocation.arg(self.prefix.as_bytes());
         for arg in args {
             invocation.arg(arg);
         }
-        let mut connection = self.connection.clone();
-        self.bounded(
+        let mut connection = (**link).clone();
+        self.call(
+            link,
             self.command_timeout,
             invocation.invoke_async(&mut connection),
         )
-        .await?
-        .map_err(|e| self.unavailable(e))
+        .await
     }
 
     fn malformed(&self, what: &str) -> StoreError {
@@ -326,7 +429,11 @@ fn revision(value: Value) -> Result<u64, ()> {
 #[async_trait::async_trait]
 impl StateStore for RedisStore {
     fn kind(&self) -> &'static str {
-        "redis"
+        if self.primary.sentinels.is_some() {
+            "redis-sentinel"
+        } else {
+            "redis"
+        }
     }
 
     async fn get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
@@ -336,6 +443,7 @@ impl StateStore for RedisStore {
         }
         let answer = self
             .run(
+                &self.link()?,
                 &self.get,
                 keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
             )
@@ -369,6 +477,7 @@ impl StateStore for RedisStore {
         }
         let answer = self
             .run(
+                &self.link()?,
                 &self.scan,
                 vec![
                     start.as_bytes().to_vec(),
@@ -436,7 +545,9 @@ impl StateStore for RedisStore {
                 }
             }
         }
-        let answer = self.run(&self.commit, args).await?;
+        // `WAIT` counts what its own connection wrote: it must follow on the commit's.
+        let link = self.link()?;
+        let answer = self.run(&link, &self.commit, args).await?;
         let [status, detail]: [Value; 2] =
             answer.try_into().map_err(|_| self.malformed("commit"))?;
         match status {
@@ -453,7 +564,7 @@ impl StateStore for RedisStore {
             Value::Int(1) => {
                 let revision = revision(detail).map_err(|_| self.malformed("commit"))?;
                 if let Some((replicas, timeout)) = self.wait {
-                    self.wait_for(replicas, timeout, revision).await?;
+                    self.wait_for(&link, replicas, timeout, revision).await?;
                 }
                 Ok(CommitOutcome::Committed(revision))
             }
@@ -471,20 +582,21 @@ impl RedisStore {
     /// that many replicas hold every write this connection made so far.
     async fn wait_for(
         &self,
+        link: &Arc<Link>,
         replicas: u32,
         timeout: Duration,
         revision: u64,
     ) -> Result<(), StoreError> {
         let mut command = redis::cmd("WAIT");
         command.arg(replicas).arg(timeout.as_millis() as u64);
-        let mut connection = self.connection.clone();
+        let mut connection = (**link).clone();
         let acknowledged: i64 = self
-            .bounded(
+            .call(
+                link,
                 self.command_timeout + timeout,
                 command.query_async(&mut connection),
             )
-            .await?
-            .map_err(|e| self.unavailable(e))?;
+            .await?;
         if acknowledged < i64::from(replicas) {
             return Err(StoreError::Unavailable(format!(
                 "{}: revision {revision} is on the primary but {acknowledged} of {replicas} \
