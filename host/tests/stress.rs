@@ -51,6 +51,10 @@ struct Tally {
     /// Of `store_unavailable`: calls a node shed because its group's earlier calls held
     /// the gate past the command timeout (load, not a failure of the store).
     shed: AtomicU64,
+    /// Of `store_unavailable`: answers without a Retry-After.
+    without_retry_after: AtomicU64,
+    /// The longest a `state-store-failure` answer took, in milliseconds.
+    slowest_unavailable_ms: AtomicU64,
 }
 
 /// Count a 503 `state-store-failure`.
@@ -71,8 +75,21 @@ type Target = Arc<Mutex<String>>;
 fn post(target: &Target, path: &str, fields: &[(&str, &str)], tally: &Tally) -> Option<Reply> {
     tally.requests.fetch_add(1, Ordering::Relaxed);
     let url = format!("{}{path}", target.lock().unwrap());
+    let sent = Instant::now();
     match agent().post(&url).send_form(fields.iter().copied()) {
-        Ok(r) => Some(reply(r)),
+        Ok(r) => {
+            let r = reply(r);
+            if r.status == 503 && r.body["code"] == "state-store-failure" {
+                let took = sent.elapsed().as_millis() as u64;
+                tally
+                    .slowest_unavailable_ms
+                    .fetch_max(took, Ordering::Relaxed);
+                if r.retry_after.is_none() {
+                    tally.without_retry_after.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Some(r)
+        }
         Err(_) => {
             tally.transport_errors.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(20));
@@ -283,13 +300,15 @@ fn verdict(what: &str, tally: &Tally, intervals: &[Interval], budget: u64, start
     let requests = tally.requests.load(Ordering::Relaxed);
     eprintln!(
         "stress: {requests} requests in {:?}, {} reservations, {} exhausted, {} transport \
-         errors, {} store unavailable ({} shed), {what}, lost {}, ambiguous {}, doubled {}",
+         errors, {} store unavailable ({} shed, slowest {} ms), {what}, lost {}, ambiguous {}, \
+         doubled {}",
         started.elapsed(),
         intervals.len(),
         tally.exhausted.load(Ordering::Relaxed),
         tally.transport_errors.load(Ordering::Relaxed),
         tally.store_unavailable.load(Ordering::Relaxed),
         tally.shed.load(Ordering::Relaxed),
+        tally.slowest_unavailable_ms.load(Ordering::Relaxed),
         tally.lost.load(Ordering::Relaxed),
         tally.ambiguous.load(Ordering::Relaxed),
         doubled.len()
@@ -391,6 +410,97 @@ fn a_three_node_cluster_loses_and_doubles_nothing_through_node_and_redis_kills()
         .map(|n| get(&n.url("/admin/pools"), Some(TOKEN)).body)
         .collect();
     assert!(pools.iter().all(|p| p == &pools[0]), "{pools:?}");
+}
+
+#[test]
+fn three_nodes_on_etcd_lose_and_double_nothing_through_leader_kill_node_kill_and_a_frozen_member() {
+    let Some(etcd) = request_access_testkit::EtcdCluster::start(3) else {
+        return;
+    };
+    let (clients, budget) = if long() { (64, 20_000) } else { (64, 3_000) };
+    let text = config(
+        50,
+        clients as u32,
+        &format!(
+            "[server]\nrequest_timeout_ms = 30000\nadmin_token = \"{TOKEN}\"\n\
+             [store]\nurl = \"{}\"\n",
+            etcd.url()
+        ),
+    );
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Server> = dirs
+        .iter()
+        .map(|d| Server::start(d.path(), &text, None))
+        .collect();
+    let targets: Vec<Target> = nodes
+        .iter()
+        .map(|n| Arc::new(Mutex::new(n.base.clone())))
+        .collect();
+    let Clients {
+        tally,
+        stop,
+        started,
+        handles,
+    } = spawn_clients(clients, budget, |id| targets[id % 3].clone());
+
+    // The etcd leader dies: the other two elect another and go on.
+    until_requests(&tally, budget / 5);
+    let leader = etcd.leader().expect("a leader");
+    etcd.kill9(leader);
+    let killed_at = Instant::now();
+    let next = etcd.wait_for_leader(Duration::from_secs(30));
+    assert_ne!(next, leader);
+    eprintln!(
+        "etcd: member {leader} killed, member {next} leads after {:?}",
+        killed_at.elapsed()
+    );
+
+    // A node dies mid-stream; its clients move to another node.
+    until_requests(&tally, 2 * budget / 5);
+    let listen = nodes[0].base.trim_start_matches("http://").to_string();
+    *targets[0].lock().unwrap() = nodes[1].base.clone();
+    nodes[0].child.kill().unwrap();
+    nodes[0].child.wait().unwrap();
+    // The killed member comes back and catches up from its peers.
+    etcd.launch(leader);
+    until_requests(&tally, 3 * budget / 5);
+    nodes[0] = Server::start_on(dirs[0].path(), &text, &listen);
+    *targets[0].lock().unwrap() = nodes[0].base.clone();
+
+    // The leader stops answering without closing its connections (SIGSTOP), for longer
+    // than an election, then goes on as a follower.
+    until_requests(&tally, 4 * budget / 5);
+    let frozen = etcd.leader().expect("a leader");
+    etcd.freeze(frozen);
+    std::thread::sleep(Duration::from_secs(3));
+    etcd.thaw(frozen);
+
+    let intervals = join(handles, &stop);
+    verdict(
+        "three nodes on etcd: the etcd leader killed, a node killed, a member frozen",
+        &tally,
+        &intervals,
+        budget,
+        started,
+    );
+    // Unavailability was a fast 503 with Retry-After, never a hang: each is bounded by
+    // the command timeout per store call (1 s), far below the 30 s request timeout.
+    assert_eq!(tally.without_retry_after.load(Ordering::Relaxed), 0);
+    let slowest = tally.slowest_unavailable_ms.load(Ordering::Relaxed);
+    assert!(slowest < 5_000, "a 503 took {slowest} ms");
+    // Every node, the two that never restarted included, serves and agrees.
+    let pools: Vec<_> = nodes
+        .iter()
+        .map(|n| get(&n.url("/admin/pools"), Some(TOKEN)).body)
+        .collect();
+    assert!(pools.iter().all(|p| p == &pools[0]), "{pools:?}");
+    for node in &nodes {
+        let created = post_form(
+            &create_url(node),
+            &[("_id", "s1"), ("_resource_group", "DNIS")],
+        );
+        assert_eq!(created.status, 200, "{:?}", created.body);
+    }
 }
 
 /// The pool the rolling update starts from and the one it ends with: five numbers

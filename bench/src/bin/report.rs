@@ -4,7 +4,8 @@
 //! It reads criterion's samples (`target/criterion`), and the JSON written in the results
 //! directory by the `component_vs_native` and `pool_size` benches (ratios measured in
 //! alternation, bytes per reservation), the `load` driver (`load.json`), `startup`
-//! (`startup.json`) and, where redis-server is installed, `shared` (`shared.json`).
+//! (`startup.json`) and, where redis-server is installed, `shared` (`shared.json`, with
+//! etcd's figures too where etcd is installed).
 //! Every figure is a ratio of two things measured in the same run, or a size; absolute
 //! times are printed for the record only.
 //!
@@ -268,6 +269,25 @@ fn main() -> anyhow::Result<()> {
                 );
                 out.insert(
                     "redis_store_calls_per_create".into(),
+                    run["store_calls_per_create"].clone(),
+                );
+            }
+        }
+        if let Some(trips) = shared.get("etcd_round_trips") {
+            out.insert("etcd_round_trips".into(), trips.clone());
+        }
+        for run in runs
+            .iter()
+            .filter(|r| r["store"] == "etcd" && r["clients"].as_u64() == busiest)
+        {
+            let nodes = run["nodes"].as_u64().unwrap_or(0);
+            out.insert(
+                format!("etcd_{nodes}_nodes_vs_durable_throughput"),
+                run["over_durable"].clone(),
+            );
+            if nodes == 1 {
+                out.insert(
+                    "etcd_store_calls_per_create".into(),
                     run["store_calls_per_create"].clone(),
                 );
             }

@@ -1,24 +1,30 @@
-//! `shared`: the service on a shared Redis against the embedded durable store, in one
-//! run.
+//! `shared`: the service on a shared Redis and on a shared etcd cluster against the
+//! embedded durable store, in one run.
 //!
 //! It starts its own `redis-server` (loopback, a temporary directory, the append-only
-//! file synced on every write, as the README recommends), then, for each client count:
-//! the service on the durable store (one node, the baseline), then on Redis with one
-//! node, then with each further node count (every node a full service with its own
+//! file synced on every write, as the README recommends) and its own three-member etcd
+//! cluster (loopback, every member's data in a temporary directory), then, for each
+//! client count: the service on the durable store (one node, the baseline), then, for
+//! each shared store, with each node count (every node a full service with its own
 //! connection, clients spread over the nodes), all driven by the same closed-loop
 //! generator as `load`. It also counts the store calls (each a network round trip on
-//! Redis) of a lone `create`, `match` and `release`, and reads Redis's own time per
-//! create from `INFO commandstats`.
+//! Redis and on etcd) of a lone `create`, `match` and `release`, and reads Redis's own
+//! time per create from `INFO commandstats`. `--stores` picks the shared stores (default
+//! `redis,etcd`); the durable baseline always runs.
 //!
 //! ```text
 //! cargo run --release -p request-access-bench --bin shared -- --clients 64 --nodes 1,3
 //! ```
 //!
 //! stdout gets one JSON object: `{"round_trips":{"create":..,"match":..,"release":..},
+//! "etcd_round_trips":{"create":..,"match":..,"release":..},
 //! "runs":[{"clients":64,"store":"durable","nodes":1,"throughput":..,"p99_ms":..},
 //! {"clients":64,"store":"redis","nodes":1,"throughput":..,"over_durable":..,
-//! "store_calls_per_create":..,"redis_usec_per_create":..,"ceiling_creates_per_s":..},..]}`.
-//! The exit code is 1 when any request failed.
+//! "store_calls_per_create":..,"redis_usec_per_create":..,"ceiling_creates_per_s":..},..,
+//! {"clients":64,"store":"etcd","nodes":1,"throughput":..,"over_durable":..,
+//! "store_calls_per_create":..},..]}` (`round_trips` is Redis's; a store left out of
+//! `--stores` has no round trips and no runs). The exit code is 1 when any request
+//! failed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,20 +37,23 @@ use request_access_host::api::{
     CommitOutcome, CreateRequest, Entry, MatchRequest, Mutation, Precondition,
 };
 use request_access_host::config::StoreConfig;
-use request_access_host::store::{DurableStore, RedisStore, StateStore, StoreError};
-use request_access_testkit::RedisServer;
+use request_access_host::store::{DurableStore, EtcdStore, RedisStore, StateStore, StoreError};
+use request_access_testkit::{EtcdCluster, RedisServer};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
 #[command(
     name = "shared",
-    about = "The service on a shared Redis against the durable store"
+    about = "The service on a shared Redis and etcd against the durable store"
 )]
 struct Cli {
     /// Concurrent clients, one set of runs per value.
     #[arg(long, value_delimiter = ',', default_value = "64")]
     clients: Vec<usize>,
-    /// Service nodes sharing the Redis, one run per value.
+    /// Shared stores to measure against the durable store.
+    #[arg(long, value_delimiter = ',', default_value = "redis,etcd")]
+    stores: Vec<Shared>,
+    /// Service nodes sharing the store, one run per value.
     #[arg(long, value_delimiter = ',', default_value = "1,3")]
     nodes: Vec<usize>,
     /// Measured seconds per run.
@@ -55,8 +64,33 @@ struct Cli {
     warmup: f64,
 }
 
+/// A shared store.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Shared {
+    Redis,
+    Etcd,
+}
+
+impl Shared {
+    fn name(self) -> &'static str {
+        match self {
+            Shared::Redis => "redis",
+            Shared::Etcd => "etcd",
+        }
+    }
+
+    /// A new connection to the store at `url`, its keys under `prefix`.
+    async fn connect(self, url: &str, prefix: &str) -> anyhow::Result<Arc<dyn StateStore>> {
+        let config = store_config(prefix);
+        Ok(match self {
+            Shared::Redis => Arc::new(RedisStore::connect(url, &config).await?),
+            Shared::Etcd => Arc::new(EtcdStore::connect(url, &config).await?),
+        })
+    }
+}
+
 /// A store that counts the calls reaching it into `calls` (shared by every node of a
-/// run): on Redis, each is a round trip.
+/// run): on Redis and etcd, each is a round trip.
 struct Counting {
     inner: Arc<dyn StateStore>,
     calls: Arc<AtomicU64>,
@@ -88,7 +122,7 @@ impl StateStore for Counting {
     }
 }
 
-fn redis_config(prefix: &str) -> StoreConfig {
+fn store_config(prefix: &str) -> StoreConfig {
     StoreConfig {
         prefix: prefix.into(),
         ..StoreConfig::default()
@@ -119,17 +153,16 @@ fn redis_usec(redis: &RedisServer) -> u64 {
         .sum()
 }
 
-/// Store calls of a lone create, match and release, averaged over 100 of each.
-fn round_trips(redis: &RedisServer) -> anyhow::Result<Value> {
+/// Store calls of a lone create, match and release on the store at `url`, averaged over
+/// 100 of each.
+fn round_trips(store: Shared, url: &str) -> anyhow::Result<Value> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     tokio.block_on(async {
         let calls = Arc::new(AtomicU64::new(0));
         let counting = Arc::new(Counting {
-            inner: Arc::new(
-                RedisStore::connect(&redis.url(), &redis_config("round-trips:")).await?,
-            ),
+            inner: store.connect(url, "round-trips:").await?,
             calls: calls.clone(),
         });
         let (_, runtime) = service_router(100, counting)?;
@@ -183,9 +216,38 @@ fn main_inner() -> anyhow::Result<bool> {
     let cli = Cli::parse();
     let seconds = seconds_arg("seconds", cli.seconds)?;
     let warmup = seconds_arg("warmup", cli.warmup)?;
-    let redis = RedisServer::start().context("redis-server is not installed")?;
-    let round_trips = round_trips(&redis)?;
-    eprintln!("shared: store calls per lone call: {round_trips}");
+    let wants = |store| cli.stores.contains(&store);
+    let redis = if wants(Shared::Redis) {
+        Some(RedisServer::start().context("redis-server is not installed")?)
+    } else {
+        None
+    };
+    let etcd = if wants(Shared::Etcd) {
+        Some(EtcdCluster::start(3).context("etcd (or etcdctl) is not installed")?)
+    } else {
+        None
+    };
+    // The shared stores in order, each with its URL.
+    let shared: Vec<(Shared, String)> = [
+        redis.as_ref().map(|r| (Shared::Redis, r.url())),
+        etcd.as_ref().map(|e| (Shared::Etcd, e.url())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut out = serde_json::Map::new();
+    for (store, url) in &shared {
+        let trips = round_trips(*store, url)?;
+        eprintln!(
+            "shared: store calls per lone call on {}: {trips}",
+            store.name()
+        );
+        let key = match store {
+            Shared::Redis => "round_trips",
+            Shared::Etcd => "etcd_round_trips",
+        };
+        out.insert(key.into(), trips);
+    }
     let generator = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -219,70 +281,86 @@ fn main_inner() -> anyhow::Result<bool> {
             "p99_ms": baseline.quantile_ms(0.99),
             "errors": baseline.errors,
         }));
-        for &nodes in &cli.nodes {
-            let prefix = format!("run-{clients}-{nodes}:");
-            let calls = Arc::new(AtomicU64::new(0));
-            let servers = (0..nodes)
-                .map(|_| {
-                    let url = redis.url();
-                    let (prefix, calls) = (prefix.clone(), calls.clone());
-                    Server::start_with(async move {
-                        // Each node its own connection, all counted together.
-                        let store = Counting {
-                            inner: Arc::new(
-                                RedisStore::connect(&url, &redis_config(&prefix)).await?,
-                            ),
-                            calls,
-                        };
-                        Ok(service_router(clients, Arc::new(store))?.0)
+        for (store, url) in &shared {
+            let (store, name) = (*store, store.name());
+            for &nodes in &cli.nodes {
+                let prefix = format!("run-{clients}-{nodes}:");
+                let calls = Arc::new(AtomicU64::new(0));
+                let servers = (0..nodes)
+                    .map(|_| {
+                        let (url, prefix, calls) = (url.clone(), prefix.clone(), calls.clone());
+                        Server::start_with(async move {
+                            // Each node its own connection, all counted together.
+                            let store = Counting {
+                                inner: store.connect(&url, &prefix).await?,
+                                calls,
+                            };
+                            Ok(service_router(clients, Arc::new(store))?.0)
+                        })
                     })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let addresses: Vec<_> = servers.iter().map(|s| s.address).collect();
-            for &address in &addresses {
-                probe(&generator, address, Target::Service)?;
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let addresses: Vec<_> = servers.iter().map(|s| s.address).collect();
+                for &address in &addresses {
+                    probe(&generator, address, Target::Service)?;
+                }
+                let redis_time = || {
+                    redis
+                        .as_ref()
+                        .filter(|_| store == Shared::Redis)
+                        .map(redis_usec)
+                };
+                let (calls_before, usec_before) = (calls.load(Ordering::Relaxed), redis_time());
+                let result = run(
+                    &generator,
+                    &addresses,
+                    Target::Service,
+                    clients,
+                    warmup,
+                    seconds,
+                )?;
+                let calls = calls.load(Ordering::Relaxed) - calls_before;
+                let usec = redis_time()
+                    .zip(usec_before)
+                    .map(|(after, before)| after - before);
+                for server in servers {
+                    server.stop();
+                }
+                failed |= result.errors > 0;
+                let creates = result.answered.max(1) as f64;
+                let over = result.throughput() / baseline.throughput().max(1.0);
+                let usec_per_create = usec.map(|usec| usec as f64 / creates);
+                eprintln!(
+                    "shared: {clients} clients, {name} x{nodes}: {:.0} creates/s ({over:.3} of durable), \
+                     p99 {:.2} ms, {:.1} store calls{} per create",
+                    result.throughput(),
+                    result.quantile_ms(0.99),
+                    calls as f64 / creates,
+                    usec_per_create
+                        .map(|usec| format!(" and {usec:.0} us of Redis"))
+                        .unwrap_or_default(),
+                );
+                if let Some(error) = &result.first_error {
+                    eprintln!("         first error: {error}");
+                }
+                let mut entry = json!({
+                    "clients": clients, "store": name, "nodes": nodes,
+                    "throughput": result.throughput().round(),
+                    "over_durable": (over * 1000.0).round() / 1000.0,
+                    "p99_ms": result.quantile_ms(0.99),
+                    "errors": result.errors,
+                    "store_calls_per_create": (calls as f64 / creates * 10.0).round() / 10.0,
+                });
+                if let Some(usec_per_create) = usec_per_create {
+                    entry["redis_usec_per_create"] = usec_per_create.round().into();
+                    entry["ceiling_creates_per_s"] =
+                        (1e6 / usec_per_create.max(1.0)).round().into();
+                }
+                runs.push(entry);
             }
-            let (calls_before, usec_before) = (calls.load(Ordering::Relaxed), redis_usec(&redis));
-            let result = run(
-                &generator,
-                &addresses,
-                Target::Service,
-                clients,
-                warmup,
-                seconds,
-            )?;
-            let calls = calls.load(Ordering::Relaxed) - calls_before;
-            let usec = redis_usec(&redis) - usec_before;
-            for server in servers {
-                server.stop();
-            }
-            failed |= result.errors > 0;
-            let creates = result.answered.max(1) as f64;
-            let usec_per_create = usec as f64 / creates;
-            let over = result.throughput() / baseline.throughput().max(1.0);
-            eprintln!(
-                "shared: {clients} clients, redis x{nodes}: {:.0} creates/s ({over:.3} of durable), \
-                 p99 {:.2} ms, {:.1} store calls and {usec_per_create:.0} us of Redis per create",
-                result.throughput(),
-                result.quantile_ms(0.99),
-                calls as f64 / creates,
-            );
-            if let Some(error) = &result.first_error {
-                eprintln!("         first error: {error}");
-            }
-            runs.push(json!({
-                "clients": clients, "store": "redis", "nodes": nodes,
-                "throughput": result.throughput().round(),
-                "over_durable": (over * 1000.0).round() / 1000.0,
-                "p99_ms": result.quantile_ms(0.99),
-                "errors": result.errors,
-                "store_calls_per_create": (calls as f64 / creates * 10.0).round() / 10.0,
-                "redis_usec_per_create": usec_per_create.round(),
-                "ceiling_creates_per_s": (1e6 / usec_per_create.max(1.0)).round(),
-            }));
         }
     }
     generator.shutdown_timeout(std::time::Duration::from_secs(2));
-    println!("{}", json!({ "round_trips": round_trips, "runs": runs }));
+    out.insert("runs".into(), runs.into());
+    println!("{}", Value::Object(out));
     Ok(!failed)
 }

@@ -4,7 +4,7 @@
 //! Backends implement a handful of backend-neutral primitives (batched get, ordered
 //! scan, atomic multi-key compare-and-swap commit) that hold no request-access logic.
 //! The memory and durable backends cost O(log n) per key, n being the number of
-//! stored keys; the Redis backend costs one network round trip per call on top.
+//! stored keys; the Redis and etcd backends cost one network round trip per call on top.
 
 use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
 pub use request_access_state::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, mutation_key};
@@ -93,7 +93,7 @@ pub trait StateStore: Send + Sync {
         false
     }
 
-    /// What backs it, for operators (`memory`, `redb`, `redis`, `redis-sentinel`).
+    /// What backs it, for operators (`memory`, `redb`, `redis`, `redis-sentinel`, `etcd`).
     fn kind(&self) -> &'static str {
         "custom"
     }
