@@ -28,10 +28,13 @@ use request_access_host::store::StateStore;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
-/// The resource group every request asks for.
+/// The resource group every request asks for when the load has one group (the first
+/// group otherwise).
 pub const GROUP: &str = "G";
 /// Its numbers.
 pub const NUMBERS: &str = "+15550000000..+15550009999";
+/// The most groups a load can spread over (each takes 10,000 numbers of its own).
+pub const MAX_GROUPS: usize = 1000;
 pub const SERVICE_PATH: &str = "/genesys/1/service/request-access";
 pub const BARE_PATH: &str = "/hello";
 
@@ -105,8 +108,23 @@ pub async fn hello(Form(form): Form<HashMap<String, String>>) -> axum::Json<Valu
     }))
 }
 
-/// The configuration: group `G` of 10,000 numbers, services `load-0..load-{clients-1}`.
-pub fn config_text(clients: usize) -> String {
+/// The name of group `index` (`G`, then `G1`, `G2`, ...).
+pub fn group_name(index: usize) -> String {
+    if index == 0 {
+        GROUP.into()
+    } else {
+        format!("{GROUP}{index}")
+    }
+}
+
+/// The group client `client` asks for when the load spreads over `groups` groups.
+pub fn group_of(client: usize, groups: usize) -> String {
+    group_name(client % groups.max(1))
+}
+
+/// The configuration: `groups` groups (`G`, `G1`, ...) of 10,000 numbers each (group 0's
+/// are [`NUMBERS`]), services `load-0..load-{clients-1}`.
+pub fn config_text(clients: usize, groups: usize) -> String {
     let mut services = String::new();
     for i in 0..clients {
         if i > 0 {
@@ -114,15 +132,19 @@ pub fn config_text(clients: usize) -> String {
         }
         let _ = write!(services, "\"{}\"", service_id(i));
     }
-    format!(
-        "[[resource_group]]\n\
-         name = \"{GROUP}\"\n\
-         strategy = \"round-robin\"\n\
-         numbers = [\"{NUMBERS}\"]\n\
-         \n\
-         [registry]\n\
-         services = [{services}]\n"
-    )
+    let mut text = String::new();
+    for index in 0..groups.clamp(1, MAX_GROUPS) {
+        let _ = write!(
+            text,
+            "[[resource_group]]\n\
+             name = \"{}\"\n\
+             strategy = \"round-robin\"\n\
+             numbers = [\"+1555{index:03}0000..+1555{index:03}9999\"]\n\n",
+            group_name(index)
+        );
+    }
+    let _ = write!(text, "[registry]\nservices = [{services}]\n");
+    text
 }
 
 pub fn service_id(client: usize) -> String {
@@ -130,12 +152,13 @@ pub fn service_id(client: usize) -> String {
 }
 
 /// The real service, built as `request-access serve` builds it, on `store`, for
-/// `clients` clients.
+/// `clients` clients spread over `groups` groups.
 pub fn service_router(
     clients: usize,
+    groups: usize,
     store: Arc<dyn StateStore>,
 ) -> anyhow::Result<(Router, Arc<Runtime>)> {
-    let config = Config::parse(&config_text(clients), "<load configuration>")?;
+    let config = Config::parse(&config_text(clients, groups), "<load configuration>")?;
     let image = PluginImage::embedded().map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let limits = config.limits.clone();
     let services = Arc::new(Services::new(config, store, Arc::new(SystemClock)));
@@ -190,10 +213,12 @@ impl Connection {
     }
 }
 
-pub fn request_body(client: usize) -> Bytes {
+/// Client `client`'s create, in the group [`group_of`] gives it.
+pub fn request_body(client: usize, groups: usize) -> Bytes {
     Bytes::from(format!(
-        "_id={}&_resource_group={GROUP}&_provide_code=true",
-        service_id(client)
+        "_id={}&_resource_group={}&_provide_code=true",
+        service_id(client),
+        group_of(client, groups)
     ))
 }
 
@@ -216,11 +241,11 @@ pub fn new_histogram() -> Histogram<u64> {
 pub async fn client_loop(
     address: SocketAddr,
     target: Target,
-    client: usize,
+    (client, groups): (usize, usize),
     measure_from: Instant,
     until: Instant,
 ) -> ClientTally {
-    let body = request_body(client);
+    let body = request_body(client, groups);
     let mut tally = ClientTally {
         histogram: new_histogram(),
         requests: 0,
@@ -318,13 +343,13 @@ impl RunResult {
     }
 }
 
-/// One run: `clients` clients against `target` (spread over `addresses`) for `warmup`
-/// + `seconds`.
+/// One run: `clients` clients against `target` (spread over `addresses`, their creates
+/// over `groups` groups) for `warmup` + `seconds`.
 pub fn run(
     generator: &tokio::runtime::Runtime,
     addresses: &[SocketAddr],
     target: Target,
-    clients: usize,
+    (clients, groups): (usize, usize),
     warmup: Duration,
     seconds: Duration,
 ) -> anyhow::Result<RunResult> {
@@ -337,7 +362,13 @@ pub fn run(
                 // Client i talks to node i mod n, as a round-robin balancer would spread
                 // long-lived connections.
                 let address = addresses[client % addresses.len()];
-                tokio::spawn(client_loop(address, target, client, measure_from, until))
+                tokio::spawn(client_loop(
+                    address,
+                    target,
+                    (client, groups),
+                    measure_from,
+                    until,
+                ))
             })
             .collect();
         let mut tallies = Vec::with_capacity(clients);
@@ -377,7 +408,7 @@ pub fn probe(
     generator.block_on(async {
         let mut connection = Connection::open(address).await?;
         let (status, body) = connection
-            .post(address, target.path(), &request_body(0))
+            .post(address, target.path(), &request_body(0, 1))
             .await?;
         let text = String::from_utf8_lossy(&body);
         if status != StatusCode::OK {

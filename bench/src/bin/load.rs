@@ -128,7 +128,7 @@ fn main_inner() -> anyhow::Result<bool> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let started = Instant::now();
     let (service_router, service_runtime) =
-        service_router(max_clients, open_store(cli.store, dir.path())?)?;
+        service_router(max_clients, 1, open_store(cli.store, dir.path())?)?;
     let service = Server::start(service_router)?;
     let bare = Server::start(Router::new().route(BARE_PATH, post(hello)))?;
     eprintln!(
@@ -161,7 +161,7 @@ fn main_inner() -> anyhow::Result<bool> {
                 &generator,
                 &[server.address],
                 target,
-                clients,
+                (clients, 1),
                 warmup,
                 seconds,
             )?;

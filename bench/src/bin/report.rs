@@ -5,7 +5,7 @@
 //! directory by the `component_vs_native` and `pool_size` benches (ratios measured in
 //! alternation, bytes per reservation), the `load` driver (`load.json`), `startup`
 //! (`startup.json`) and, where redis-server is installed, `shared` (`shared.json`, with
-//! etcd's figures too where etcd is installed).
+//! etcd's figures too where etcd is installed: see [`summarise_shared`]).
 //! Every figure is a ratio of two things measured in the same run, or a size; absolute
 //! times are printed for the record only.
 //!
@@ -81,6 +81,79 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{} (run the benchmark first)", path.display()))?;
     Ok(serde_json::from_str(&text)?)
+}
+
+/// The shared stores' figures at the busiest client count: for each store, each node
+/// count's throughput over the durable store's (one group; with more groups, the
+/// throughput itself and the same ratio), and, for one node and one group, its store
+/// calls and p99; the store's own ceiling with no service in the way, and what that
+/// ceiling allows at the measured calls per create.
+fn summarise_shared(shared: &Value, out: &mut Map<String, Value>) {
+    out.insert("redis_round_trips".into(), shared["round_trips"].clone());
+    if let Some(trips) = shared.get("etcd_round_trips") {
+        out.insert("etcd_round_trips".into(), trips.clone());
+    }
+    let runs = shared["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let busiest = runs.iter().filter_map(|r| r["clients"].as_u64()).max();
+    for store in ["redis", "etcd"] {
+        let ceiling = &shared["store_ceilings"][store];
+        if !ceiling.is_null() {
+            out.insert(format!("{store}_store_ceiling"), ceiling.clone());
+        }
+        for run in runs
+            .iter()
+            .filter(|r| r["store"] == store && r["clients"].as_u64() == busiest)
+        {
+            let nodes = run["nodes"].as_u64().unwrap_or(0);
+            let groups = run["groups"].as_u64().unwrap_or(1);
+            if groups > 1 {
+                let key = format!("{store}_{nodes}_nodes_{groups}_groups");
+                out.insert(format!("{key}_creates_per_s"), run["throughput"].clone());
+                out.insert(
+                    format!("{key}_vs_durable_throughput"),
+                    run["over_durable"].clone(),
+                );
+                continue;
+            }
+            out.insert(
+                format!("{store}_{nodes}_nodes_vs_durable_throughput"),
+                run["over_durable"].clone(),
+            );
+            if nodes != 1 {
+                continue;
+            }
+            out.insert(format!("{store}_clients"), run["clients"].clone());
+            out.insert(format!("{store}_p99_ms"), run["p99_ms"].clone());
+            out.insert(
+                format!("{store}_store_calls_per_create"),
+                run["store_calls_per_create"].clone(),
+            );
+            if store == "redis" {
+                out.insert(
+                    "redis_usec_per_create".into(),
+                    run["redis_usec_per_create"].clone(),
+                );
+                out.insert(
+                    "redis_ceiling_creates_per_s".into(),
+                    run["ceiling_creates_per_s"].clone(),
+                );
+            }
+            if let Some(bound) = store_bound_creates_per_s(ceiling, run) {
+                out.insert(format!("{store}_store_bound_creates_per_s"), bound.into());
+            }
+        }
+    }
+}
+
+/// Creates per second the store's own ceiling allows when every create makes the
+/// run's commits and other calls (each read costed as a get): the most one store could
+/// carry over all groups and nodes, whatever the service's own cost.
+fn store_bound_creates_per_s(ceiling: &Value, run: &Value) -> Option<f64> {
+    let commits = run["commits_per_create"].as_f64()?;
+    let reads = run["store_calls_per_create"].as_f64()? - commits;
+    let seconds_per_create =
+        commits / ceiling["commits_per_s"].as_f64()? + reads / ceiling["gets_per_s"].as_f64()?;
+    (seconds_per_create > 0.0).then(|| (1.0 / seconds_per_create).round())
 }
 
 fn round(x: f64, places: i32) -> f64 {
@@ -242,56 +315,10 @@ fn main() -> anyhow::Result<()> {
         out.insert("startup_cache_ms".into(), startup["cache_ms"].clone());
     }
 
-    // The shared store (`shared.json`, written where redis-server is installed).
+    // The shared stores (`shared.json`, written where redis-server is installed).
     let shared = read_json(&cli.results.join("shared.json")).ok();
     if let Some(shared) = &shared {
-        out.insert("redis_round_trips".into(), shared["round_trips"].clone());
-        let runs = shared["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        let busiest = runs.iter().filter_map(|r| r["clients"].as_u64()).max();
-        for run in runs
-            .iter()
-            .filter(|r| r["store"] == "redis" && r["clients"].as_u64() == busiest)
-        {
-            let nodes = run["nodes"].as_u64().unwrap_or(0);
-            out.insert(
-                format!("redis_{nodes}_nodes_vs_durable_throughput"),
-                run["over_durable"].clone(),
-            );
-            if nodes == 1 {
-                out.insert("redis_clients".into(), run["clients"].clone());
-                out.insert(
-                    "redis_usec_per_create".into(),
-                    run["redis_usec_per_create"].clone(),
-                );
-                out.insert(
-                    "redis_ceiling_creates_per_s".into(),
-                    run["ceiling_creates_per_s"].clone(),
-                );
-                out.insert(
-                    "redis_store_calls_per_create".into(),
-                    run["store_calls_per_create"].clone(),
-                );
-            }
-        }
-        if let Some(trips) = shared.get("etcd_round_trips") {
-            out.insert("etcd_round_trips".into(), trips.clone());
-        }
-        for run in runs
-            .iter()
-            .filter(|r| r["store"] == "etcd" && r["clients"].as_u64() == busiest)
-        {
-            let nodes = run["nodes"].as_u64().unwrap_or(0);
-            out.insert(
-                format!("etcd_{nodes}_nodes_vs_durable_throughput"),
-                run["over_durable"].clone(),
-            );
-            if nodes == 1 {
-                out.insert(
-                    "etcd_store_calls_per_create".into(),
-                    run["store_calls_per_create"].clone(),
-                );
-            }
-        }
+        summarise_shared(shared, &mut out);
     }
 
     let mut missed = Vec::new();
