@@ -10,25 +10,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::holdings::{Holding, double_bookings};
 use common::*;
 use request_access_testkit::RedisSentinelSet;
-
-/// A number held from `from` (create acknowledged) to `to` (release or match sent).
-#[derive(Debug, Clone)]
-struct Interval {
-    number: String,
-    #[allow(dead_code, reason = "shown when a double booking is reported")]
-    service: String,
-    from: Instant,
-    to: Instant,
-    /// Its match or release found nothing: the store lost the reservation.
-    lost: bool,
-}
 
 #[derive(Default)]
 struct Tally {
@@ -85,10 +73,10 @@ fn client(
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
     killed: Arc<Mutex<Option<Instant>>>,
-) -> Vec<Interval> {
+) -> Vec<Holding> {
     let service = format!("s{id}");
     let release = [("_id", service.as_str()), ("_resource_group", "DNIS")];
-    let mut intervals = Vec::new();
+    let mut holdings = Vec::new();
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
         round += 1;
@@ -150,34 +138,16 @@ fn client(
                 Some(r) => panic!("unexpected {} {:?}", r.status, r.body),
             }
         };
-        intervals.push(Interval {
+        holdings.push(Holding {
             number,
+            asked,
             service: service.clone(),
             from,
             to: first.unwrap_or(from),
             lost,
         });
     }
-    intervals
-}
-
-/// Pairs of overlapping holdings of one number, among the reservations the store kept
-/// (a lost one is counted as lost, and its number may rightly be lent again).
-fn double_bookings(intervals: &[Interval]) -> Vec<(Interval, Interval)> {
-    let mut by_number: HashMap<&str, Vec<&Interval>> = HashMap::new();
-    for i in intervals.iter().filter(|i| !i.lost) {
-        by_number.entry(&i.number).or_default().push(i);
-    }
-    let mut found = Vec::new();
-    for list in by_number.values_mut() {
-        list.sort_by_key(|i| i.from);
-        for pair in list.windows(2) {
-            if pair[1].from < pair[0].to {
-                found.push((pair[0].clone(), pair[1].clone()));
-            }
-        }
-    }
-    found
+    holdings
 }
 
 fn until(what: &str, within: Duration, done: impl Fn() -> bool) {
@@ -245,13 +215,13 @@ fn three_nodes_ride_out_a_sentinel_failover_without_a_restart_or_a_double_bookin
         requests() >= at + 1_000
     });
     stop.store(true, Ordering::Relaxed);
-    let mut intervals = Vec::new();
+    let mut holdings = Vec::new();
     for h in handles {
-        intervals.extend(h.join().expect("a client failed"));
+        holdings.extend(h.join().expect("a client failed"));
     }
 
-    let doubled = double_bookings(&intervals);
-    let lost = intervals.iter().filter(|i| i.lost).count();
+    let doubled = double_bookings(&holdings);
+    let lost = holdings.iter().filter(|i| i.lost).count();
     let resumed = Duration::from_micros(tally.resumed_after_us.load(Ordering::Relaxed));
     let slowest = Duration::from_micros(tally.slowest_unavailable_us.load(Ordering::Relaxed));
     eprintln!(
@@ -261,7 +231,7 @@ fn three_nodes_ride_out_a_sentinel_failover_without_a_restart_or_a_double_bookin
          ({} shed), slowest 503 {slowest:?}; lost {lost}, ambiguous {}, doubled {}",
         requests(),
         started.elapsed(),
-        intervals.len(),
+        holdings.len(),
         tally.exhausted.load(Ordering::Relaxed),
         tally.transport_errors.load(Ordering::Relaxed),
         tally.unavailable.load(Ordering::Relaxed),

@@ -1,5 +1,5 @@
 //! Concurrency stress and crash recovery over HTTP. Many clients create, match and
-//! release on a small pool; a checker replays every acknowledged interval and finds no
+//! release on a small pool; a checker replays every acknowledged holding and finds no
 //! number held by two services at once. The crash variant kills the server with
 //! SIGKILL at random moments and restarts it on the same data file; every acknowledged
 //! reservation must still match, and none may be lent twice.
@@ -16,28 +16,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::holdings::{Holding, double_bookings};
 use common::*;
 
 fn long() -> bool {
     std::env::var_os("REQUEST_ACCESS_LONG").is_some()
-}
-
-/// A number held by a service from `from` (create acknowledged) to `to` (release or
-/// match sent): inside the true holding time, so overlaps are real double bookings.
-#[derive(Debug, Clone)]
-struct Interval {
-    number: String,
-    /// When the create was sent.
-    asked: Instant,
-    #[allow(dead_code, reason = "shown when a double booking is reported")]
-    service: String,
-    from: Instant,
-    to: Instant,
 }
 
 #[derive(Default)]
@@ -105,9 +92,9 @@ fn client(
     budget: u64,
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
-) -> Vec<Interval> {
+) -> Vec<Holding> {
     let service = format!("s{id}");
-    let mut intervals = Vec::new();
+    let mut holdings = Vec::new();
     let mut round = 0u64;
     while tally.requests.load(Ordering::Relaxed) < budget && !stop.load(Ordering::Relaxed) {
         round += 1;
@@ -132,7 +119,7 @@ fn client(
             .is_none()
             {
                 if stop.load(Ordering::Relaxed) {
-                    return intervals;
+                    return holdings;
                 }
             }
             continue;
@@ -154,6 +141,7 @@ fn client(
         let matching = !round.is_multiple_of(3);
         let mut first_attempt: Option<Instant> = None;
         let mut attempts = 0;
+        let mut lost = false;
         loop {
             attempts += 1;
             let sent = Instant::now();
@@ -184,6 +172,7 @@ fn client(
                 Some(r) if r.status == 404 && attempts == 1 => {
                     // An acknowledged reservation that does not match: lost.
                     tally.lost.fetch_add(1, Ordering::Relaxed);
+                    lost = true;
                     break;
                 }
                 Some(r) if r.status == 404 => {
@@ -194,15 +183,16 @@ fn client(
                 Some(r) => panic!("unexpected {} {:?}", r.status, r.body),
             }
         }
-        intervals.push(Interval {
+        holdings.push(Holding {
             number,
             asked,
             service: service.clone(),
             from,
             to: first_attempt.unwrap(),
+            lost,
         });
     }
-    intervals
+    holdings
 }
 
 /// Running clients, their shared tally and the flag that stops them.
@@ -210,7 +200,7 @@ struct Clients {
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
     started: Instant,
-    handles: Vec<std::thread::JoinHandle<Vec<Interval>>>,
+    handles: Vec<std::thread::JoinHandle<Vec<Holding>>>,
 }
 
 /// Start `clients` clients, client `id` talking to `target(id)`, until `budget` requests.
@@ -229,24 +219,6 @@ fn spawn_clients(clients: usize, budget: u64, target: impl Fn(usize) -> Target) 
         started: Instant::now(),
         handles,
     }
-}
-
-/// Every pair of intervals on one number must be disjoint.
-fn double_bookings(intervals: &[Interval]) -> Vec<(Interval, Interval)> {
-    let mut by_number: HashMap<&str, Vec<&Interval>> = HashMap::new();
-    for i in intervals {
-        by_number.entry(&i.number).or_default().push(i);
-    }
-    let mut found = Vec::new();
-    for list in by_number.values_mut() {
-        list.sort_by_key(|i| i.from);
-        for pair in list.windows(2) {
-            if pair[1].from < pair[0].to {
-                found.push((pair[0].clone(), pair[1].clone()));
-            }
-        }
-    }
-    found
 }
 
 fn stress(kills: usize) {
@@ -274,36 +246,36 @@ fn stress(kills: usize) {
         server = Server::start_on(dir.path(), &text, &listen);
         restarts.push(server.startup);
     }
-    let intervals = join(handles, &stop);
+    let holdings = join(handles, &stop);
     verdict(
         &format!("{kills} kills (restarts {restarts:?})"),
         &tally,
-        &intervals,
+        &holdings,
         budget,
         started,
     );
 }
 
-/// Every client's intervals, once all have finished.
-fn join(handles: Vec<std::thread::JoinHandle<Vec<Interval>>>, stop: &AtomicBool) -> Vec<Interval> {
-    let mut intervals = Vec::new();
+/// Every client's holdings, once all have finished.
+fn join(handles: Vec<std::thread::JoinHandle<Vec<Holding>>>, stop: &AtomicBool) -> Vec<Holding> {
+    let mut holdings = Vec::new();
     for h in handles {
-        intervals.extend(h.join().expect("a client failed"));
+        holdings.extend(h.join().expect("a client failed"));
     }
     stop.store(true, Ordering::Relaxed);
-    intervals
+    holdings
 }
 
 /// Report the run, and fail it on a double booking or a lost reservation.
-fn verdict(what: &str, tally: &Tally, intervals: &[Interval], budget: u64, started: Instant) {
-    let doubled = double_bookings(intervals);
+fn verdict(what: &str, tally: &Tally, holdings: &[Holding], budget: u64, started: Instant) {
+    let doubled = double_bookings(holdings);
     let requests = tally.requests.load(Ordering::Relaxed);
     eprintln!(
         "stress: {requests} requests in {:?}, {} reservations, {} exhausted, {} transport \
          errors, {} store unavailable ({} shed, slowest {} ms), {what}, lost {}, ambiguous {}, \
          doubled {}",
         started.elapsed(),
-        intervals.len(),
+        holdings.len(),
         tally.exhausted.load(Ordering::Relaxed),
         tally.transport_errors.load(Ordering::Relaxed),
         tally.store_unavailable.load(Ordering::Relaxed),
@@ -345,46 +317,93 @@ fn until_requests(tally: &Tally, requests: u64) {
     }
 }
 
+/// Three `serve` nodes sharing the store at a URL, for stress clients that talk to node
+/// `id % 3` through `targets`.
+struct ThreeNodes {
+    dirs: Vec<tempfile::TempDir>,
+    text: String,
+    nodes: Vec<Server>,
+    targets: Vec<Target>,
+}
+
+impl ThreeNodes {
+    fn start(store_url: &str, clients: usize) -> ThreeNodes {
+        let text = config(
+            50,
+            clients as u32,
+            &format!(
+                "[server]\nrequest_timeout_ms = 30000\nadmin_token = \"{TOKEN}\"\n\
+                 [store]\nurl = \"{store_url}\"\n"
+            ),
+        );
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let nodes: Vec<Server> = dirs
+            .iter()
+            .map(|d| Server::start(d.path(), &text, None))
+            .collect();
+        let targets = nodes
+            .iter()
+            .map(|n| Arc::new(Mutex::new(n.base.clone())))
+            .collect();
+        ThreeNodes {
+            dirs,
+            text,
+            nodes,
+            targets,
+        }
+    }
+
+    /// Client `id`'s node.
+    fn target(&self, id: usize) -> Target {
+        self.targets[id % 3].clone()
+    }
+
+    /// `kill -9` node 0 mid-stream: its clients move to node 1. Answers its address, for
+    /// [`ThreeNodes::restart_first`].
+    fn kill_first(&mut self) -> String {
+        let listen = self.nodes[0].base.trim_start_matches("http://").to_string();
+        *self.targets[0].lock().unwrap() = self.nodes[1].base.clone();
+        self.nodes[0].child.kill().unwrap();
+        self.nodes[0].child.wait().unwrap();
+        listen
+    }
+
+    /// Node 0 back on `listen`, and its clients with it.
+    fn restart_first(&mut self, listen: &str) {
+        self.nodes[0] = Server::start_on(self.dirs[0].path(), &self.text, listen);
+        *self.targets[0].lock().unwrap() = self.nodes[0].base.clone();
+    }
+
+    /// Every node reports the same occupancy.
+    fn assert_agree(&self) {
+        let pools: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| get(&n.url("/admin/pools"), Some(TOKEN)).body)
+            .collect();
+        assert!(pools.iter().all(|p| p == &pools[0]), "{pools:?}");
+    }
+}
+
 #[test]
 fn a_three_node_cluster_loses_and_doubles_nothing_through_node_and_redis_kills() {
     let Some(redis) = request_access_testkit::RedisServer::start() else {
         return;
     };
     let (clients, budget) = if long() { (64, 20_000) } else { (64, 3_000) };
-    let text = config(
-        50,
-        clients as u32,
-        &format!(
-            "[server]\nrequest_timeout_ms = 30000\nadmin_token = \"{TOKEN}\"\n\
-             [store]\nurl = \"{}\"\n",
-            redis.url()
-        ),
-    );
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Server> = dirs
-        .iter()
-        .map(|d| Server::start(d.path(), &text, None))
-        .collect();
-    let targets: Vec<Target> = nodes
-        .iter()
-        .map(|n| Arc::new(Mutex::new(n.base.clone())))
-        .collect();
+    let mut cluster = ThreeNodes::start(&redis.url(), clients);
     let Clients {
         tally,
         stop,
         started,
         handles,
-    } = spawn_clients(clients, budget, |id| targets[id % 3].clone());
+    } = spawn_clients(clients, budget, |id| cluster.target(id));
 
     // A node dies mid-stream; its clients move to another node, the others go on.
     until_requests(&tally, budget / 4);
-    let listen = nodes[0].base.trim_start_matches("http://").to_string();
-    *targets[0].lock().unwrap() = nodes[1].base.clone();
-    nodes[0].child.kill().unwrap();
-    nodes[0].child.wait().unwrap();
+    let listen = cluster.kill_first();
     until_requests(&tally, budget / 2);
-    nodes[0] = Server::start_on(dirs[0].path(), &text, &listen);
-    *targets[0].lock().unwrap() = nodes[0].base.clone();
+    cluster.restart_first(&listen);
 
     // Redis itself dies, and comes back from its append-only file.
     until_requests(&tally, 2 * budget / 3);
@@ -392,11 +411,11 @@ fn a_three_node_cluster_loses_and_doubles_nothing_through_node_and_redis_kills()
     std::thread::sleep(Duration::from_millis(300));
     redis.launch();
 
-    let intervals = join(handles, &stop);
+    let holdings = join(handles, &stop);
     verdict(
         "three nodes on Redis, one node and Redis killed",
         &tally,
-        &intervals,
+        &holdings,
         budget,
         started,
     );
@@ -404,12 +423,7 @@ fn a_three_node_cluster_loses_and_doubles_nothing_through_node_and_redis_kills()
         tally.store_unavailable.load(Ordering::Relaxed) > 0,
         "the Redis outage went unnoticed"
     );
-    // Every node reports the same occupancy.
-    let pools: Vec<_> = nodes
-        .iter()
-        .map(|n| get(&n.url("/admin/pools"), Some(TOKEN)).body)
-        .collect();
-    assert!(pools.iter().all(|p| p == &pools[0]), "{pools:?}");
+    cluster.assert_agree();
 }
 
 #[test]
@@ -418,30 +432,13 @@ fn three_nodes_on_etcd_lose_and_double_nothing_through_leader_kill_node_kill_and
         return;
     };
     let (clients, budget) = if long() { (64, 20_000) } else { (64, 3_000) };
-    let text = config(
-        50,
-        clients as u32,
-        &format!(
-            "[server]\nrequest_timeout_ms = 30000\nadmin_token = \"{TOKEN}\"\n\
-             [store]\nurl = \"{}\"\n",
-            etcd.url()
-        ),
-    );
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Server> = dirs
-        .iter()
-        .map(|d| Server::start(d.path(), &text, None))
-        .collect();
-    let targets: Vec<Target> = nodes
-        .iter()
-        .map(|n| Arc::new(Mutex::new(n.base.clone())))
-        .collect();
+    let mut cluster = ThreeNodes::start(&etcd.url(), clients);
     let Clients {
         tally,
         stop,
         started,
         handles,
-    } = spawn_clients(clients, budget, |id| targets[id % 3].clone());
+    } = spawn_clients(clients, budget, |id| cluster.target(id));
 
     // The etcd leader dies: the other two elect another and go on.
     until_requests(&tally, budget / 5);
@@ -457,15 +454,11 @@ fn three_nodes_on_etcd_lose_and_double_nothing_through_leader_kill_node_kill_and
 
     // A node dies mid-stream; its clients move to another node.
     until_requests(&tally, 2 * budget / 5);
-    let listen = nodes[0].base.trim_start_matches("http://").to_string();
-    *targets[0].lock().unwrap() = nodes[1].base.clone();
-    nodes[0].child.kill().unwrap();
-    nodes[0].child.wait().unwrap();
+    let listen = cluster.kill_first();
     // The killed member comes back and catches up from its peers.
     etcd.launch(leader);
     until_requests(&tally, 3 * budget / 5);
-    nodes[0] = Server::start_on(dirs[0].path(), &text, &listen);
-    *targets[0].lock().unwrap() = nodes[0].base.clone();
+    cluster.restart_first(&listen);
 
     // The leader stops answering without closing its connections (SIGSTOP), for longer
     // than an election, then goes on as a follower.
@@ -475,11 +468,11 @@ fn three_nodes_on_etcd_lose_and_double_nothing_through_leader_kill_node_kill_and
     std::thread::sleep(Duration::from_secs(3));
     etcd.thaw(frozen);
 
-    let intervals = join(handles, &stop);
+    let holdings = join(handles, &stop);
     verdict(
         "three nodes on etcd: the etcd leader killed, a node killed, a member frozen",
         &tally,
-        &intervals,
+        &holdings,
         budget,
         started,
     );
@@ -489,12 +482,8 @@ fn three_nodes_on_etcd_lose_and_double_nothing_through_leader_kill_node_kill_and
     let slowest = tally.slowest_unavailable_ms.load(Ordering::Relaxed);
     assert!(slowest < 5_000, "a 503 took {slowest} ms");
     // Every node, the two that never restarted included, serves and agrees.
-    let pools: Vec<_> = nodes
-        .iter()
-        .map(|n| get(&n.url("/admin/pools"), Some(TOKEN)).body)
-        .collect();
-    assert!(pools.iter().all(|p| p == &pools[0]), "{pools:?}");
-    for node in &nodes {
+    cluster.assert_agree();
+    for node in &cluster.nodes {
         let created = post_form(
             &create_url(node),
             &[("_id", "s1"), ("_resource_group", "DNIS")],
@@ -558,11 +547,11 @@ fn a_rolling_update_of_the_pool_on_three_nodes_faults_nothing_and_lends_nothing_
         updated_at.push(Instant::now());
     }
 
-    let intervals = join(handles, &stop);
+    let holdings = join(handles, &stop);
     verdict(
         "three nodes on Redis, a rolling update of the pool",
         &tally,
-        &intervals,
+        &holdings,
         budget,
         started,
     );
@@ -576,7 +565,7 @@ fn a_rolling_update_of_the_pool_on_three_nodes_faults_nothing_and_lends_nothing_
     // configuration it started with: only creates sent after the last reload count).
     let all_updated = *updated_at.last().unwrap();
     let removed: Vec<String> = (5_550_000..5_550_005).map(|n| n.to_string()).collect();
-    let late: Vec<&Interval> = intervals.iter().filter(|i| i.asked > all_updated).collect();
+    let late: Vec<&Holding> = holdings.iter().filter(|i| i.asked > all_updated).collect();
     assert!(
         late.len() > 100,
         "{} reservations after the update",

@@ -2,6 +2,8 @@
 //! a blocking HTTP client that never treats a status as an error.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod holdings;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
