@@ -137,6 +137,14 @@ impl state::Guest for Adapter {
         with_store(|s| s.scan(&start, &end, limit)).map(each)
     }
 
+    fn read(
+        keys: Vec<String>,
+        ranges: Vec<state::KeyRange>,
+    ) -> Result<state::Snapshot, state::StateError> {
+        let ranges: Vec<api::KeyRange> = each(ranges);
+        with_store(|s| s.read(&keys, &ranges)).map(Into::into)
+    }
+
     fn commit(
         preconditions: Vec<state::Precondition>,
         mutations: Vec<state::Mutation>,

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
+use request_access_guest::api::{CommitOutcome, Entry, KeyRange, Mutation, Precondition, Snapshot};
 use request_access_state::RevisionedMap;
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,12 @@ impl FileStore {
     /// `reservation-state.scan`, on the file as it is now.
     pub fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, String> {
         Ok(self.load()?.scan(start, end, limit))
+    }
+
+    /// `reservation-state.read`: the keys and ranges from one load of the file, so one
+    /// state.
+    pub fn read(&self, keys: &[String], ranges: &[KeyRange]) -> Result<Snapshot, String> {
+        self.load()?.read(keys, ranges)
     }
 
     /// Under the lock: read the state afresh, check, apply, and persist before

@@ -253,6 +253,26 @@ pub struct Entry {
     pub revision: u64,
 }
 
+/// A range of keys as a scan reads it (`reservation-state.key-range`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    /// The first key that may be answered.
+    pub start: String,
+    /// The first key past the range.
+    pub end: String,
+    /// The most entries answered.
+    pub limit: u32,
+}
+
+/// What a batched read found (`reservation-state.snapshot`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// One element per key asked, in order.
+    pub entries: Vec<Option<Entry>>,
+    /// One list per range asked, in order.
+    pub ranges: Vec<Vec<Entry>>,
+}
+
 /// A commit precondition (`reservation-state.precondition`): `None` means "absent".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Precondition {
@@ -304,6 +324,19 @@ pub trait Imports {
     fn get(&mut self, keys: &[String]) -> Result<Vec<Option<Entry>>, String>;
     /// `reservation-state.scan`.
     fn scan(&mut self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, String>;
+    /// `reservation-state.read` (0.1.1): a host of the 0.1.0 contract has none, and the
+    /// keys and ranges are then read by a `get` and a `scan` each.
+    fn read(&mut self, keys: &[String], ranges: &[KeyRange]) -> Result<Snapshot, String> {
+        let entries = match keys.is_empty() {
+            true => Vec::new(),
+            false => self.get(keys)?,
+        };
+        let ranges = ranges
+            .iter()
+            .map(|r| self.scan(&r.start, &r.end, r.limit))
+            .collect::<Result<_, _>>()?;
+        Ok(Snapshot { entries, ranges })
+    }
     /// `reservation-state.commit`.
     fn commit(
         &mut self,

@@ -94,6 +94,14 @@ impl Imports for WitImports {
             .map_err(state_error)
     }
 
+    #[cfg(not(feature = "released-wit"))]
+    fn read(&mut self, keys: &[String], ranges: &[api::KeyRange]) -> Result<api::Snapshot, String> {
+        let ranges: Vec<state::KeyRange> = each(ranges.to_vec());
+        state::read(keys, &ranges)
+            .map(Into::into)
+            .map_err(state_error)
+    }
+
     fn commit(
         &mut self,
         preconditions: Vec<api::Precondition>,

@@ -42,13 +42,50 @@ macro_rules! __convert_record {
     };
 }
 
+/// `From` both ways for `reservation-state.key-range` and `snapshot` (since 0.1.1), in
+/// bindings that have them.
+#[cfg(not(feature = "released-wit"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __convert_read {
+    ($($wit:ident)::+) => {
+        $crate::__convert_record!($crate::api::KeyRange, $($wit)::+::KeyRange { start, end, limit });
+        impl ::core::convert::From<$crate::api::Snapshot> for $($wit)::+::Snapshot {
+            fn from(s: $crate::api::Snapshot) -> Self {
+                Self {
+                    entries: $crate::conversions::each_present(s.entries),
+                    ranges: s.ranges.into_iter().map($crate::conversions::each).collect(),
+                }
+            }
+        }
+        impl ::core::convert::From<$($wit)::+::Snapshot> for $crate::api::Snapshot {
+            fn from(s: $($wit)::+::Snapshot) -> Self {
+                Self {
+                    entries: $crate::conversions::each_present(s.entries),
+                    ranges: s.ranges.into_iter().map($crate::conversions::each).collect(),
+                }
+            }
+        }
+    };
+}
+
+/// The 0.1.0 contract has no `read`: nothing to convert.
+#[cfg(feature = "released-wit")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __convert_read {
+    ($($wit:ident)::+) => {};
+}
+
 /// `From` both ways for the types of `reservation-state` (`entry`, `precondition`,
-/// `mutation`, `commit-outcome`) in the generated module `$wit`.
+/// `mutation`, `commit-outcome`, and since 0.1.1 `key-range` and `snapshot`) in the
+/// generated module `$wit`.
 #[macro_export]
 macro_rules! convert_reservation_state {
     ($($wit:ident)::+) => {
         $crate::__convert_record!($crate::api::Entry, $($wit)::+::Entry { key, value, revision });
         $crate::__convert_record!($crate::api::Precondition, $($wit)::+::Precondition { key, revision });
+        $crate::__convert_read!($($wit)::+);
         impl ::core::convert::From<$crate::api::Mutation> for $($wit)::+::Mutation {
             fn from(m: $crate::api::Mutation) -> Self {
                 match m {

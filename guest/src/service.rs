@@ -8,15 +8,15 @@ use rand::distr::{Distribution, Uniform};
 use subtle::ConstantTimeEq;
 
 use crate::api::{
-    AccessInfo, CreateRequest, Entry, Error, Group, Imports, MatchRequest, Matched, Placed, Policy,
-    PoolStatus, Refused,
+    AccessInfo, CreateRequest, Entry, Error, Group, Imports, KeyRange, MatchRequest, Matched,
+    Placed, Policy, PoolStatus, Refused,
 };
 use crate::keys;
 use crate::records::{Holding, Queue, Reservation, SeatState, SharedNumber};
 use crate::ring;
 use crate::shared;
 use crate::sticky;
-use crate::txn::Txn;
+use crate::txn::{Outcome, Txn};
 use crate::validate::{self, digits};
 
 /// Attempts at a transaction before giving up with a state-store failure.
@@ -143,6 +143,18 @@ fn end_reservation<I: Imports>(
     Ok(())
 }
 
+/// The expiry-index entries [`reclaim_expired`] looks at: those of `group` due by `now`
+/// under `policy`'s grace window, the earliest [`RECLAIM_BATCH`].
+fn reclaim_range(group: &Group, policy: &Policy, now: u64) -> KeyRange {
+    let grace = u64::from(policy.match_grace) * 1000;
+    let (start, end) = keys::expired_by(&group.name, now.saturating_sub(grace));
+    KeyRange {
+        start,
+        end,
+        limit: RECLAIM_BATCH,
+    }
+}
+
 /// Reclaim up to [`RECLAIM_BATCH`] reservations that expired by `now` from `group`'s
 /// expiry index (`policy` is the group's): the group's own, and other rings' holding
 /// numbers the group parked.
@@ -153,8 +165,8 @@ fn reclaim_expired<I: Imports>(
     now: u64,
 ) -> Result<(), Error> {
     let grace = u64::from(policy.match_grace) * 1000;
-    let (start, end) = keys::expired_by(&group.name, now.saturating_sub(grace));
-    for (key, _) in txn.scan(&start, &end, RECLAIM_BATCH)? {
+    let range = reclaim_range(group, policy, now);
+    for (key, _) in txn.scan(&range.start, &range.end, range.limit)? {
         let holding = keys::digits_of_expiry(&key)
             .map(|d| read_holding(txn, d))
             .transpose()?
@@ -251,14 +263,17 @@ enum Take {
 /// Take a free number off `group`'s ring (a shared number with a seat free for `ask`,
 /// if `policy` shares numbers). `unseen` counts the ring entries not looked at yet by
 /// this `create` (set on the first call): numbers still held go back behind them, so
-/// each entry is looked at once at most, in either strategy.
+/// each entry is looked at once at most, in either strategy. `assume_free`: take the
+/// first number off the ring to be free without reading its reservation key (a number
+/// on the ring is nearly always free, and the commit checks it is), unless `policy`
+/// shares numbers (a shared number on the ring usually has its record).
 fn take_number<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     (group, policy): (&Group, &Policy),
     ask: &Ask<'_>,
     now: u64,
     rng: &mut R,
-    unseen: &mut Option<u64>,
+    (unseen, assume_free): (&mut Option<u64>, bool),
 ) -> Result<Take, Error> {
     if policy.reuse_cooldown > 0 {
         ring::wake(txn, group, now)?;
@@ -277,6 +292,10 @@ fn take_number<I: Imports, R: Rng>(
         let number_digits = digits(&number);
         if number_digits.is_empty() {
             continue;
+        }
+        if assume_free && !policy.shared() {
+            txn.assume_absent(&keys::reservation(&number_digits));
+            return Ok(Take::Number(number));
         }
         let free = match read_holding(txn, &number_digits)? {
             None => None,
@@ -441,6 +460,8 @@ fn lend<I: Imports, R: Rng>(
 ) -> Result<Lent, Error> {
     let request = ask.request;
     let mut unseen = None;
+    // Until a commit finds a number on the ring held after all (see `take_number`).
+    let mut assume_free = true;
     for _ in 0..MAX_ATTEMPTS {
         let now = imports.now();
         let expires_at = now.saturating_add(u64::from(ask.timeout) * 1000);
@@ -454,7 +475,9 @@ fn lend<I: Imports, R: Rng>(
             holder.clone(),
         ];
         wanted.extend(sticky_caller.map(|c| keys::remembered(&group.name, c)));
-        txn.prefetch(&wanted)?;
+        // One host call for the keys and the expiry index: one round trip on a
+        // networked store.
+        txn.prefetch_with(&wanted, Some(reclaim_range(group, policy, now)))?;
         reclaim_expired(&mut txn, group, policy, now)?;
         if policy.sticky() {
             sticky::forget_callers(&mut txn, group, now)?;
@@ -476,7 +499,10 @@ fn lend<I: Imports, R: Rng>(
         };
         let taken = match remembered {
             Some(number) => Take::Number(number),
-            None => take_number(&mut txn, (group, policy), ask, now, rng, &mut unseen)?,
+            None => {
+                let reads = (&mut unseen, assume_free);
+                take_number(&mut txn, (group, policy), ask, now, rng, reads)?
+            }
         };
         let (number, access_code, expires_at) = match taken {
             Take::Number(number) => {
@@ -494,30 +520,34 @@ fn lend<I: Imports, R: Rng>(
             // the next call does not redo it; a plain exhausted ring writes nothing.
             Take::Exhausted => {
                 let retry_at = first_lendable(&mut txn, group, policy, now)?;
-                if txn.commit()? {
-                    return Ok(Lent::Exhausted { retry_at });
+                match txn.commit_for_outcome()? {
+                    Outcome::Committed => return Ok(Lent::Exhausted { retry_at }),
+                    Outcome::Conflict { on_assumed } => assume_free &= !on_assumed,
                 }
                 unseen = None;
                 continue;
             }
             Take::Unfinished => {
-                if !txn.commit()? {
+                if let Outcome::Conflict { on_assumed } = txn.commit_for_outcome()? {
+                    assume_free &= !on_assumed;
                     unseen = None;
                 }
                 continue;
             }
         };
         txn.put(holder, digits(&number).into_bytes());
-        if txn.commit()? {
-            return Ok(Lent::Placed(Placed {
-                access: AccessInfo {
-                    access_number: number,
-                    access_code,
-                    expiration_time: ask.timeout,
-                    expires_at,
-                },
-                resource_group: group.name.clone(),
-            }));
+        let placed = Placed {
+            access: AccessInfo {
+                access_number: number,
+                access_code,
+                expiration_time: ask.timeout,
+                expires_at,
+            },
+            resource_group: group.name.clone(),
+        };
+        match txn.commit_for_outcome()? {
+            Outcome::Committed => return Ok(Lent::Placed(placed)),
+            Outcome::Conflict { on_assumed } => assume_free &= !on_assumed,
         }
         // Lost to another commit: what this one looked at is to be looked at again.
         unseen = None;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::api::{CommitOutcome, Entry, Error, Imports, Mutation, Precondition};
+use crate::api::{CommitOutcome, Entry, Error, Imports, KeyRange, Mutation, Precondition};
 
 pub struct Txn<'a, I: Imports> {
     imports: &'a mut I,
@@ -14,10 +14,41 @@ pub struct Txn<'a, I: Imports> {
     /// A B-tree, not a hash map: a handful of keys, and no hashing to pay for.
     view: BTreeMap<String, Option<Vec<u8>>>,
     writes: BTreeMap<String, Option<Vec<u8>>>,
+    /// Ranges read ahead by [`Txn::prefetch_with`], answered to the first scan of each.
+    read_ahead: Vec<(KeyRange, Vec<Entry>)>,
+    /// Keys taken to be absent unread ([`Txn::assume_absent`]).
+    assumed: Vec<String>,
+}
+
+/// How a commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    /// A key read changed since; `on_assumed`: the key was one taken to be absent.
+    Conflict {
+        on_assumed: bool,
+    },
 }
 
 fn store_failure(why: String) -> Error {
     Error::StateStoreFailure(why)
+}
+
+/// What the host answered for `range`, cut to its limit; a key outside it is a host
+/// fault, not something to act on.
+fn checked_range(range: &KeyRange, mut entries: Vec<Entry>) -> Result<Vec<Entry>, Error> {
+    entries.truncate(range.limit as usize);
+    let (start, end) = (range.start.as_str(), range.end.as_str());
+    if let Some(stray) = entries
+        .iter()
+        .find(|e| !(start <= e.key.as_str() && e.key.as_str() < end))
+    {
+        return Err(store_failure(format!(
+            "scan answered {:?}, outside the range asked for",
+            stray.key
+        )));
+    }
+    Ok(entries)
 }
 
 impl<'a, I: Imports> Txn<'a, I> {
@@ -27,6 +58,8 @@ impl<'a, I: Imports> Txn<'a, I> {
             read_revisions: BTreeMap::new(),
             view: BTreeMap::new(),
             writes: BTreeMap::new(),
+            read_ahead: Vec::new(),
+            assumed: Vec::new(),
         }
     }
 
@@ -36,15 +69,35 @@ impl<'a, I: Imports> Txn<'a, I> {
 
     /// Fetch the keys not yet seen in one host call.
     pub fn prefetch(&mut self, keys: &[String]) -> Result<(), Error> {
+        self.prefetch_with(keys, None)
+    }
+
+    /// Fetch the keys not yet seen and read `range` ahead, in one host call: the first
+    /// [`Txn::scan`] of exactly that range is answered from it.
+    pub fn prefetch_with(&mut self, keys: &[String], range: Option<KeyRange>) -> Result<(), Error> {
         let missing: Vec<String> = keys
             .iter()
             .filter(|k| !self.view.contains_key(*k))
             .cloned()
             .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let entries = self.imports.get(&missing).map_err(store_failure)?;
+        let entries = match range {
+            None if missing.is_empty() => return Ok(()),
+            None => self.imports.get(&missing).map_err(store_failure)?,
+            Some(range) => {
+                let ranges = std::slice::from_ref(&range);
+                let mut snapshot = self.imports.read(&missing, ranges).map_err(store_failure)?;
+                let Some(entries) = snapshot.ranges.pop().filter(|_| snapshot.ranges.is_empty())
+                else {
+                    return Err(store_failure(format!(
+                        "read answered {} ranges for 1",
+                        snapshot.ranges.len() + 1
+                    )));
+                };
+                let entries = checked_range(&range, entries)?;
+                self.read_ahead.push((range, entries));
+                snapshot.entries
+            }
+        };
         if entries.len() != missing.len() {
             return Err(store_failure(format!(
                 "get answered {} entries for {} keys",
@@ -58,6 +111,17 @@ impl<'a, I: Imports> Txn<'a, I> {
             self.view.insert(key, entry.map(|e| e.value));
         }
         Ok(())
+    }
+
+    /// Take `key` to be absent without reading it: the commit checks it is. For a key
+    /// that is nearly always absent where the caller looks, this saves a round trip; when
+    /// it is there after all, the commit conflicts and the caller reads it next time.
+    pub fn assume_absent(&mut self, key: &str) {
+        if !self.view.contains_key(key) {
+            self.read_revisions.insert(key.to_string(), None);
+            self.view.insert(key.to_string(), None);
+            self.assumed.push(key.to_string());
+        }
     }
 
     pub fn get(&mut self, key: &str) -> Result<Option<&[u8]>, Error> {
@@ -97,21 +161,23 @@ impl<'a, I: Imports> Txn<'a, I> {
         end: &str,
         limit: u32,
     ) -> Result<Vec<Entry>, Error> {
-        let mut entries = self
+        let ahead = self
+            .read_ahead
+            .iter()
+            .position(|(r, _)| r.start == start && r.end == end && r.limit == limit);
+        if let Some(ahead) = ahead {
+            return Ok(self.read_ahead.swap_remove(ahead).1);
+        }
+        let entries = self
             .imports
             .scan(start, end, limit)
             .map_err(store_failure)?;
-        entries.truncate(limit as usize);
-        if let Some(stray) = entries
-            .iter()
-            .find(|e| !(start <= e.key.as_str() && e.key.as_str() < end))
-        {
-            return Err(store_failure(format!(
-                "scan answered {:?}, outside the range asked for",
-                stray.key
-            )));
-        }
-        Ok(entries)
+        let range = KeyRange {
+            start: start.to_string(),
+            end: end.to_string(),
+            limit,
+        };
+        checked_range(&range, entries)
     }
 
     /// The first key of `start..end` as this transaction sees it: committed keys it has
@@ -153,8 +219,13 @@ impl<'a, I: Imports> Txn<'a, I> {
 
     /// Apply the writes if nothing read has changed since. `Ok(false)` on a conflict.
     pub fn commit(self) -> Result<bool, Error> {
+        Ok(self.commit_for_outcome()? == Outcome::Committed)
+    }
+
+    /// [`Txn::commit`], telling a conflict on a key taken to be absent from others.
+    pub fn commit_for_outcome(self) -> Result<Outcome, Error> {
         if self.writes.is_empty() {
-            return Ok(true);
+            return Ok(Outcome::Committed);
         }
         let preconditions = self
             .read_revisions
@@ -174,8 +245,10 @@ impl<'a, I: Imports> Txn<'a, I> {
             .commit(preconditions, mutations)
             .map_err(store_failure)?
         {
-            CommitOutcome::Committed(_) => Ok(true),
-            CommitOutcome::Conflict(_) => Ok(false),
+            CommitOutcome::Committed(_) => Ok(Outcome::Committed),
+            CommitOutcome::Conflict(key) => Ok(Outcome::Conflict {
+                on_assumed: self.assumed.contains(&key),
+            }),
         }
     }
 }

@@ -112,6 +112,15 @@ impl state::Host for Host {
     async fn scan(&mut self, start: String, end: String, limit: u32) -> Entries {
         Ok(each(self.state.scan(&start, &end, limit)))
     }
+    async fn read(
+        &mut self,
+        keys: Vec<String>,
+        ranges: Vec<state::KeyRange>,
+    ) -> Result<state::Snapshot, state::StateError> {
+        let ranges: Vec<api::KeyRange> = each(ranges);
+        let snapshot = self.state.read(&keys, &ranges);
+        snapshot.map(Into::into).map_err(state::StateError::Refused)
+    }
     async fn commit(
         &mut self,
         pre: Vec<state::Precondition>,

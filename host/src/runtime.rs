@@ -729,6 +729,20 @@ impl state::Host for InstanceState {
             .map_err(|e| state_error(&mut self.call, e))
     }
 
+    async fn read(
+        &mut self,
+        keys: Vec<String>,
+        ranges: Vec<state::KeyRange>,
+    ) -> Result<state::Snapshot, state::StateError> {
+        let ranges: Vec<api::KeyRange> = each(ranges);
+        self.call.ended_in_conflict = false;
+        let services = self.services.clone();
+        off_the_clock(&mut self.call, services.guest_read(&keys, &ranges))
+            .await
+            .map(Into::into)
+            .map_err(|e| state_error(&mut self.call, e))
+    }
+
     async fn commit(
         &mut self,
         preconditions: Vec<state::Precondition>,

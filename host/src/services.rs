@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::executor::block_on;
 
 use request_access_guest::api::{
-    self, CommitOutcome, Entry, Group, Imports, Mutation, Precondition,
+    self, CommitOutcome, Entry, Group, Imports, KeyRange, Mutation, Precondition, Snapshot,
 };
 
 use crate::clock::Clock;
@@ -78,12 +78,22 @@ impl Services {
         end: &str,
         limit: u32,
     ) -> Result<Vec<Entry>, StoreError> {
-        let host_keys = HOST_KEY_PREFIX.to_string();
-        // Host keys are those in [U+001E, U+001F).
-        if start < "\u{1f}" && end > host_keys.as_str() && start < end {
-            return Err(host_keys_refused());
-        }
+        guest_range(start, end)?;
         self.store.scan(start, end, limit).await
+    }
+
+    /// `reservation-state.read` for the plugin: the host's own keys are refused, named
+    /// or in a range.
+    pub async fn guest_read(
+        &self,
+        keys: &[String],
+        ranges: &[KeyRange],
+    ) -> Result<Snapshot, StoreError> {
+        guest_keys(keys.iter().map(String::as_str))?;
+        for range in ranges {
+            guest_range(&range.start, &range.end)?;
+        }
+        self.store.read(keys, ranges).await
     }
 
     /// `reservation-state.commit` for the plugin: the host's own keys are refused.
@@ -102,6 +112,16 @@ fn host_keys_refused() -> StoreError {
     StoreError::Refused(format!(
         "keys starting with {HOST_KEY_PREFIX:?} belong to the host"
     ))
+}
+
+/// Refuse the plugin a range that reaches the host's own keys, those in
+/// [U+001E, U+001F).
+fn guest_range(start: &str, end: &str) -> Result<(), StoreError> {
+    let host_keys = HOST_KEY_PREFIX.to_string();
+    match start < "\u{1f}" && end > host_keys.as_str() && start < end {
+        true => Err(host_keys_refused()),
+        false => Ok(()),
+    }
 }
 
 /// Refuse the plugin any of the host's own keys (the registrations): it must not
@@ -149,6 +169,9 @@ impl Imports for NativeImports<'_> {
     }
     fn scan(&mut self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, String> {
         block_on(self.0.guest_scan(start, end, limit)).map_err(|e| e.to_string())
+    }
+    fn read(&mut self, keys: &[String], ranges: &[KeyRange]) -> Result<Snapshot, String> {
+        block_on(self.0.guest_read(keys, ranges)).map_err(|e| e.to_string())
     }
     fn commit(
         &mut self,

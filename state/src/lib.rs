@@ -10,10 +10,12 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
+use request_access_guest::api::{CommitOutcome, Entry, KeyRange, Mutation, Precondition, Snapshot};
 
 /// Most keys one `get` or commit may name, and most entries one `scan` answers.
 pub const MAX_KEYS_PER_CALL: usize = 1024;
+/// Most ranges one `read` may name.
+pub const MAX_RANGES_PER_READ: usize = 16;
 /// Longest key, in bytes: room for the longest key the plugin makes, a group name of
 /// 128 and a service id of 256 four-byte characters (1,539 bytes).
 pub const MAX_KEY_BYTES: usize = 2048;
@@ -38,6 +40,18 @@ pub fn check_keys<'a>(keys: impl ExactSizeIterator<Item = &'a str>) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Refuse a `read` of more than [`MAX_RANGES_PER_READ`] ranges, or whose keys break
+/// [`check_keys`]'s limits (each range is limited as one `scan`: see [`clamp_limit`]).
+pub fn check_read(keys: &[String], ranges: &[KeyRange]) -> Result<(), String> {
+    if ranges.len() > MAX_RANGES_PER_READ {
+        return Err(format!(
+            "{} ranges in one read, at most {MAX_RANGES_PER_READ}",
+            ranges.len()
+        ));
+    }
+    check_keys(keys.iter().map(String::as_str))
 }
 
 /// Check a commit's size before touching a backend.
@@ -128,6 +142,19 @@ impl RevisionedMap {
             .take(clamp_limit(limit))
             .map(|(k, v)| entry(k, v))
             .collect()
+    }
+
+    /// `get` of `keys` and `scan` of each range, at this one revision. Enforces the
+    /// limits.
+    pub fn read(&self, keys: &[String], ranges: &[KeyRange]) -> Result<Snapshot, String> {
+        check_read(keys, ranges)?;
+        Ok(Snapshot {
+            entries: self.get(keys)?,
+            ranges: ranges
+                .iter()
+                .map(|r| self.scan(&r.start, &r.end, r.limit))
+                .collect(),
+        })
     }
 
     /// Check every precondition, then apply every mutation under the next revision.

@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use request_access_host::api::{
-    AccessInfo, CommitOutcome, CreateRequest, Entry, MatchRequest, Matched, Mutation, Placed,
-    PoolStatus, Precondition,
+    AccessInfo, CommitOutcome, CreateRequest, Entry, KeyRange, MatchRequest, Matched, Mutation,
+    Placed, PoolStatus, Precondition, Snapshot,
 };
 use request_access_host::clock::ManualClock;
 use request_access_host::config::Config;
@@ -182,6 +182,8 @@ pub fn match_with_code(number: &str, code: &str) -> MatchRequest {
 /// A store wrapper that counts the work asked of it and can be made slow.
 pub struct ProbeStore {
     inner: Arc<dyn StateStore>,
+    /// Calls of any kind: on a networked store, each is a round trip.
+    pub calls: AtomicU64,
     pub keys_read: AtomicU64,
     pub commits: AtomicU64,
     /// When set, every `get` sleeps 100 ms first.
@@ -197,6 +199,7 @@ impl ProbeStore {
     pub fn new(inner: Arc<dyn StateStore>) -> Self {
         ProbeStore {
             inner,
+            calls: AtomicU64::new(0),
             keys_read: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             slow: AtomicBool::new(false),
@@ -214,6 +217,7 @@ impl ProbeStore {
     }
 
     fn check(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.broken.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("backend unreachable".into()));
         }
@@ -238,6 +242,14 @@ impl StateStore for ProbeStore {
         self.keys_read
             .fetch_add(entries.len() as u64, Ordering::SeqCst);
         Ok(entries)
+    }
+    async fn read(&self, keys: &[String], ranges: &[KeyRange]) -> Result<Snapshot, StoreError> {
+        self.check()?;
+        let snapshot = self.inner.read(keys, ranges).await?;
+        let scanned: usize = snapshot.ranges.iter().map(Vec::len).sum();
+        self.keys_read
+            .fetch_add((keys.len() + scanned) as u64, Ordering::SeqCst);
+        Ok(snapshot)
     }
     async fn commit(
         &self,

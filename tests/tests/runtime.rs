@@ -202,3 +202,34 @@ fn the_durable_store_keeps_every_reservation_across_a_reopen() {
         "only app's last one"
     );
 }
+
+#[test]
+fn a_lone_create_costs_three_store_calls_and_the_released_plugin_four() {
+    // Each store call is a network round trip on Redis or etcd: the keys and the expiry
+    // index in one `read`, the ring's head slot, and the commit, which checks that the
+    // number taken is free instead of reading it first. A plugin of the 0.1.0 contract
+    // has no `read` (a get, then a scan) and reads the number's reservation too.
+    for (image, per_create) in [
+        (image(), 3),
+        (PluginImage::new(RELEASED_WIT_PLUGIN_WASM).unwrap(), 4),
+    ] {
+        let config = Config::parse(TEN_NUMBERS, "test").unwrap();
+        let store = Arc::new(ProbeStore::new(Arc::new(MemoryStore::new())));
+        let services = Arc::new(Services::new(
+            config,
+            store.clone(),
+            Arc::new(ManualClock::new(T0)),
+        ));
+        let runtime = Blocking::new(Runtime::new(image, services, Limits::default()));
+        for (i, service) in ["svc-1", "svc-2", "svc-3"].into_iter().enumerate() {
+            let info = runtime.create(&create(service, "DNIS")).unwrap();
+            assert_eq!(info.access_number, format!("+1800555010{i}"));
+            let calls = store.calls.swap(0, Ordering::SeqCst);
+            // The first create also builds the group's ring (and looks for one kept
+            // where older versions kept it).
+            if i > 0 {
+                assert_eq!(calls, per_create, "{service}");
+            }
+        }
+    }
+}

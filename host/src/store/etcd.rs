@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use request_access_config::{StoreConfig, redact_url};
-use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
-use request_access_state::{check_commit, check_keys, clamp_limit, mutation_key};
+use request_access_guest::api::{CommitOutcome, Entry, KeyRange, Mutation, Precondition, Snapshot};
+use request_access_state::{check_commit, check_keys, check_read, clamp_limit, mutation_key};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 
@@ -495,6 +495,79 @@ impl StateStore for EtcdStore {
             return Err(self.malformed("scan"));
         }
         answer.kvs.into_iter().map(|kv| self.entry(kv)).collect()
+    }
+
+    async fn read(
+        &self,
+        keys: &[String],
+        asked_ranges: &[KeyRange],
+    ) -> Result<Snapshot, StoreError> {
+        check_read(keys, asked_ranges).map_err(StoreError::Refused)?;
+        // An empty range is answered empty without asking.
+        let asked: Vec<(usize, &KeyRange)> = asked_ranges
+            .iter()
+            .map(|r| (clamp_limit(r.limit), r))
+            .filter(|(limit, r)| r.start < r.end && *limit > 0)
+            .collect();
+        if keys.len() + asked.len() > self.max_txn_ops {
+            // More than one transaction holds: a get, then a scan per range.
+            let entries = self.get(keys).await?;
+            let mut scanned = Vec::with_capacity(asked_ranges.len());
+            for range in asked_ranges {
+                scanned.push(self.scan(&range.start, &range.end, range.limit).await?);
+            }
+            return Ok(Snapshot {
+                entries,
+                ranges: scanned,
+            });
+        }
+        // One read-only transaction: a range read per key, then one per range.
+        let mut success: Vec<proto::RequestOp> = keys.iter().map(|k| range(self.key(k))).collect();
+        success.extend(asked.iter().map(|(limit, r)| proto::RequestOp {
+            request: Some(request_op::Request::Range(proto::RangeRequest {
+                key: self.key(&r.start),
+                range_end: self.key(&r.end),
+                limit: *limit as i64,
+                ..Default::default()
+            })),
+        }));
+        let txn = proto::TxnRequest {
+            success,
+            ..Default::default()
+        };
+        let answer: proto::TxnResponse = self.call(proto::TXN, txn, Retry::Read).await?;
+        let mut answers =
+            ranges(answer, keys.len() + asked.len()).ok_or_else(|| self.malformed("read"))?;
+        let mut entries = Vec::with_capacity(keys.len());
+        for kvs in answers.by_ref().take(keys.len()) {
+            entries.push(
+                kvs.into_iter()
+                    .next()
+                    .map(|kv| self.entry(kv))
+                    .transpose()?,
+            );
+        }
+        let mut scanned = Vec::with_capacity(asked_ranges.len());
+        for range in asked_ranges {
+            let limit = clamp_limit(range.limit);
+            if range.start >= range.end || limit == 0 {
+                scanned.push(Vec::new());
+                continue;
+            }
+            let kvs = answers.next().ok_or_else(|| self.malformed("read"))?;
+            if kvs.len() > limit {
+                return Err(self.malformed("read"));
+            }
+            scanned.push(
+                kvs.into_iter()
+                    .map(|kv| self.entry(kv))
+                    .collect::<Result<_, _>>()?,
+            );
+        }
+        Ok(Snapshot {
+            entries,
+            ranges: scanned,
+        })
     }
 
     async fn commit(

@@ -6,8 +6,10 @@
 //! The memory and durable backends cost O(log n) per key, n being the number of
 //! stored keys; the Redis and etcd backends cost one network round trip per call on top.
 
-use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
-pub use request_access_state::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, mutation_key};
+use request_access_guest::api::{CommitOutcome, Entry, KeyRange, Mutation, Precondition, Snapshot};
+pub use request_access_state::{
+    MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_RANGES_PER_READ, MAX_VALUE_BYTES, mutation_key,
+};
 
 mod durable;
 mod etcd;
@@ -86,6 +88,25 @@ pub trait StateStore: Send + Sync {
         preconditions: &[Precondition],
         mutations: &[Mutation],
     ) -> Result<CommitOutcome, StoreError>;
+
+    /// `get` of `keys` and `scan` of each range, as those calls would answer them. A
+    /// networked backend answers in one round trip; this default makes the calls one
+    /// after the other, which an in-process store can afford.
+    async fn read(&self, keys: &[String], ranges: &[KeyRange]) -> Result<Snapshot, StoreError> {
+        request_access_state::check_read(keys, ranges).map_err(StoreError::Refused)?;
+        let entries = match keys.is_empty() {
+            true => Vec::new(),
+            false => self.get(keys).await?,
+        };
+        let mut scanned = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            scanned.push(self.scan(&range.start, &range.end, range.limit).await?);
+        }
+        Ok(Snapshot {
+            entries,
+            ranges: scanned,
+        })
+    }
 
     /// Whether each call crosses a network, so that a caller's reads and its commit are
     /// round trips apart (the host then admits fewer concurrent writers per group).
@@ -526,6 +547,32 @@ pub(crate) mod contract {
                 .await
                 .unwrap(),
             CommitOutcome::Committed(_)
+        ));
+
+        // A batched read answers what a get and a scan per range would, an empty or
+        // inverted range with nothing.
+        let range = |start: &str, end: &str, limit| KeyRange {
+            start: start.into(),
+            end: end.into(),
+            limit,
+        };
+        let asked = ["a".to_string(), "zz".to_string(), "c".to_string()];
+        let ranges = [range("a", "z", 2), range("b", "z", 10), range("z", "a", 5)];
+        let read = store.read(&asked, &ranges).await.unwrap();
+        assert_eq!(read.entries, store.get(&asked).await.unwrap());
+        assert_eq!(read.ranges.len(), 3);
+        assert_eq!(read.ranges[0], store.scan("a", "z", 2).await.unwrap());
+        assert_eq!(keys(read.ranges[1].clone()), ["b", "c"]);
+        assert_eq!(read.ranges[2], vec![]);
+        let only_ranges = store.read(&[], &ranges[..1]).await.unwrap();
+        assert_eq!(
+            (only_ranges.entries, only_ranges.ranges),
+            (vec![], vec![read.ranges[0].clone()])
+        );
+        let too_many = vec![range("a", "z", 1); MAX_RANGES_PER_READ + 1];
+        assert!(matches!(
+            store.read(&[], &too_many).await,
+            Err(StoreError::Refused(_))
         ));
 
         // Limits.

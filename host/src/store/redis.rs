@@ -34,8 +34,8 @@ use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, Script, ServerErrorKind, Value};
 use request_access_config::{StoreConfig, redact_url};
-use request_access_guest::api::{CommitOutcome, Entry, Mutation, Precondition};
-use request_access_state::{check_commit, check_keys, clamp_limit};
+use request_access_guest::api::{CommitOutcome, Entry, KeyRange, Mutation, Precondition, Snapshot};
+use request_access_state::{check_commit, check_keys, check_read, clamp_limit};
 
 use super::sentinel::{self, Link, Primary, Sentinels};
 use super::{StateStore, StoreError};
@@ -70,6 +70,34 @@ for _, key in ipairs(keys) do
   answer[#answer + 1] = key
   answer[#answer + 1] = found[1]
   answer[#answer + 1] = found[2]
+end
+return answer
+"#;
+
+/// `read`: ARGV = prefix, n, n keys, then (start, end, limit) per range. Answers {get's
+/// answer for the keys, scan's answer for each range...}, all from one snapshot.
+const READ: &str = r#"
+local function entries(keys)
+  local answer = {}
+  for _, key in ipairs(keys) do
+    local found = redis.call('HMGET', name(key), 'v', 'r')
+    answer[#answer + 1] = key
+    answer[#answer + 1] = found[1]
+    answer[#answer + 1] = found[2]
+  end
+  return answer
+end
+local n = tonumber(ARGV[2])
+local got = {}
+for i = 3, 2 + n do
+  local found = redis.call('HMGET', name(ARGV[i]), 'v', 'r')
+  got[#got + 1] = found[1]
+  got[#got + 1] = found[2]
+end
+local answer = {got}
+for j = 3 + n, #ARGV, 3 do
+  answer[#answer + 1] = entries(redis.call('ZRANGE', prefix .. 'index', '[' .. ARGV[j],
+    '(' .. ARGV[j + 1], 'BYLEX', 'LIMIT', 0, tonumber(ARGV[j + 2])))
 end
 return answer
 "#;
@@ -133,6 +161,7 @@ pub struct RedisStore {
     location: String,
     get: Script,
     scan: Script,
+    read: Script,
     commit: Script,
 }
 
@@ -320,6 +349,7 @@ impl RedisStore {
             location,
             get: script(false, GET),
             scan: script(false, SCAN),
+            read: script(false, READ),
             commit: script(true, COMMIT),
         })
     }
@@ -400,6 +430,65 @@ impl RedisStore {
         .await
     }
 
+    /// The entries of `keys` from a get's answer: value and revision per key.
+    fn entries_of(
+        &self,
+        keys: &[String],
+        answer: Vec<Value>,
+    ) -> Result<Vec<Option<Entry>>, StoreError> {
+        if answer.len() != 2 * keys.len() {
+            return Err(self.malformed("get"));
+        }
+        let mut values = answer.into_iter();
+        keys.iter()
+            .map(|key| {
+                let (value, rev) = (values.next(), values.next());
+                let (Some(value), Some(rev)) = (value, rev) else {
+                    return Err(self.malformed("get"));
+                };
+                match bytes(value).map_err(|_| self.malformed("get"))? {
+                    None => Ok(None),
+                    Some(value) => Ok(Some(Entry {
+                        key: key.clone(),
+                        value,
+                        revision: revision(rev).map_err(|_| self.malformed("get"))?,
+                    })),
+                }
+            })
+            .collect()
+    }
+
+    /// The entries of a scan's answer: key, value and revision per entry, at most
+    /// `limit`.
+    fn scanned(&self, answer: Vec<Value>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        if !answer.len().is_multiple_of(3) || answer.len() / 3 > limit {
+            return Err(self.malformed("scan"));
+        }
+        let mut entries = Vec::with_capacity(answer.len() / 3);
+        let mut values = answer.into_iter();
+        while let (Some(key), Some(value), Some(rev)) =
+            (values.next(), values.next(), values.next())
+        {
+            let key = bytes(key)
+                .ok()
+                .flatten()
+                .and_then(|k| String::from_utf8(k).ok())
+                .ok_or_else(|| self.malformed("scan"))?;
+            // A key indexed without its hash would be a broken commit; say so.
+            let value = bytes(value)
+                .ok()
+                .flatten()
+                .ok_or_else(|| self.malformed("scan"))?;
+            let revision = revision(rev).map_err(|_| self.malformed("scan"))?;
+            entries.push(Entry {
+                key,
+                value,
+                revision,
+            });
+        }
+        Ok(entries)
+    }
+
     fn malformed(&self, what: &str) -> StoreError {
         StoreError::Unavailable(format!("{}: malformed answer to {what}", self.location))
     }
@@ -448,26 +537,7 @@ impl StateStore for RedisStore {
                 keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
             )
             .await?;
-        if answer.len() != 2 * keys.len() {
-            return Err(self.malformed("get"));
-        }
-        let mut values = answer.into_iter();
-        keys.iter()
-            .map(|key| {
-                let (value, rev) = (values.next(), values.next());
-                let (Some(value), Some(rev)) = (value, rev) else {
-                    return Err(self.malformed("get"));
-                };
-                match bytes(value).map_err(|_| self.malformed("get"))? {
-                    None => Ok(None),
-                    Some(value) => Ok(Some(Entry {
-                        key: key.clone(),
-                        value,
-                        revision: revision(rev).map_err(|_| self.malformed("get"))?,
-                    })),
-                }
-            })
-            .collect()
+        self.entries_of(keys, answer)
     }
 
     async fn scan(&self, start: &str, end: &str, limit: u32) -> Result<Vec<Entry>, StoreError> {
@@ -486,32 +556,49 @@ impl StateStore for RedisStore {
                 ],
             )
             .await?;
-        if answer.len() % 3 != 0 || answer.len() / 3 > limit {
-            return Err(self.malformed("scan"));
+        self.scanned(answer, limit)
+    }
+
+    async fn read(&self, keys: &[String], ranges: &[KeyRange]) -> Result<Snapshot, StoreError> {
+        check_read(keys, ranges).map_err(StoreError::Refused)?;
+        let mut args = Vec::with_capacity(1 + keys.len() + 3 * ranges.len());
+        args.push(keys.len().to_string().into_bytes());
+        args.extend(keys.iter().map(|k| k.as_bytes().to_vec()));
+        // An empty range is answered empty without asking (ZRANGE refuses start > end).
+        let asked: Vec<(usize, &KeyRange)> = ranges
+            .iter()
+            .map(|r| (clamp_limit(r.limit), r))
+            .filter(|(limit, r)| r.start < r.end && *limit > 0)
+            .collect();
+        for (limit, range) in &asked {
+            args.push(range.start.as_bytes().to_vec());
+            args.push(range.end.as_bytes().to_vec());
+            args.push(limit.to_string().into_bytes());
         }
-        let mut entries = Vec::with_capacity(answer.len() / 3);
-        let mut values = answer.into_iter();
-        while let (Some(key), Some(value), Some(rev)) =
-            (values.next(), values.next(), values.next())
-        {
-            let key = bytes(key)
-                .ok()
-                .flatten()
-                .and_then(|k| String::from_utf8(k).ok())
-                .ok_or_else(|| self.malformed("scan"))?;
-            // A key indexed without its hash would be a broken commit; say so.
-            let value = bytes(value)
-                .ok()
-                .flatten()
-                .ok_or_else(|| self.malformed("scan"))?;
-            let revision = revision(rev).map_err(|_| self.malformed("scan"))?;
-            entries.push(Entry {
-                key,
-                value,
-                revision,
-            });
+        let answer = self.run(&self.link()?, &self.read, args).await?;
+        if answer.len() != 1 + asked.len() {
+            return Err(self.malformed("read"));
         }
-        Ok(entries)
+        let mut answers = answer.into_iter().map(|part| match part {
+            Value::Array(items) => Ok(items),
+            _ => Err(self.malformed("read")),
+        });
+        let got = answers.next().ok_or_else(|| self.malformed("read"))??;
+        let entries = self.entries_of(keys, got)?;
+        let mut scanned = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            let limit = clamp_limit(range.limit);
+            if range.start < range.end && limit > 0 {
+                let part = answers.next().ok_or_else(|| self.malformed("read"))??;
+                scanned.push(self.scanned(part, limit)?);
+            } else {
+                scanned.push(Vec::new());
+            }
+        }
+        Ok(Snapshot {
+            entries,
+            ranges: scanned,
+        })
     }
 
     async fn commit(
