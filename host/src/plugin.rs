@@ -121,6 +121,11 @@ impl PluginImage {
     fn engine_config() -> wasmtime::Config {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
+        // `REQUEST_ACCESS_PERF_MAP=1` names the plugin's compiled functions for `perf`
+        // (in /tmp/perf-<pid>.map); without it a profile shows them as bare addresses.
+        if std::env::var_os("REQUEST_ACCESS_PERF_MAP").is_some_and(|v| !v.is_empty() && v != "0") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // Calls run on a fiber so that the imports can await: wasmtime's `async`
         // feature (not `component-model-async`) turns that on for `*_async` linking.
         config

@@ -315,6 +315,16 @@ fn main() -> anyhow::Result<()> {
         out.insert("startup_cache_ms".into(), startup["cache_ms"].clone());
     }
 
+    // wrk against the service and its own bare route (`wrk.json`, where wrk is installed).
+    let wrk = read_json(&cli.results.join("wrk.json")).ok();
+    if let Some(wrk) = &wrk {
+        out.insert("wrk_vs_bare_throughput".into(), wrk["ratio"].clone());
+        if let Some(service) = wrk["runs"].as_array().and_then(|runs| runs.last()) {
+            out.insert("wrk_throughput".into(), service["throughput"].clone());
+            out.insert("wrk_p99_ms".into(), service["p99_ms"].clone());
+        }
+    }
+
     // The shared stores (`shared.json`, written where redis-server is installed).
     let shared = read_json(&cli.results.join("shared.json")).ok();
     if let Some(shared) = &shared {
@@ -344,6 +354,9 @@ fn main() -> anyhow::Result<()> {
     }
     if out["http_vs_bare_throughput"].as_f64().unwrap_or(0.0) < 0.5 {
         missed.push("http_vs_bare_throughput".into());
+    }
+    if wrk.is_some() && out["wrk_vs_bare_throughput"].as_f64().unwrap_or(0.0) < 0.35 {
+        missed.push("wrk_vs_bare_throughput".into());
     }
     if out["http_p99_ms"].as_f64().unwrap_or(f64::INFINITY) >= 5.0 {
         missed.push("http_p99_ms".into());
