@@ -423,6 +423,20 @@ pub fn probe(
     })
 }
 
+/// A load driver's exit code: 0 when every request succeeded (`Ok(true)`), 1 when some
+/// failed (`Ok(false)`: a load test that silently counts failures is worthless), 2 when
+/// the run could not start or finish (the error goes to stderr after `tool`'s name).
+pub fn exit_code(tool: &str, outcome: anyhow::Result<bool>) -> std::process::ExitCode {
+    match outcome {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{tool}: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 pub fn seconds_arg(name: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()

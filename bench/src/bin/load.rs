@@ -104,14 +104,7 @@ fn open_store(store: StoreKind, dir: &std::path::Path) -> anyhow::Result<Arc<dyn
 }
 
 fn main() -> ExitCode {
-    match main_inner() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("load: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code("load", main_inner())
 }
 
 /// `Ok(false)` when some request failed.

@@ -318,14 +318,7 @@ where
 }
 
 fn main() -> ExitCode {
-    match main_inner() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("shared: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code("shared", main_inner())
 }
 
 fn main_inner() -> anyhow::Result<bool> {
@@ -516,4 +509,35 @@ fn main_inner() -> anyhow::Result<bool> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use request_access_host::store::MemoryStore;
+
+    /// The round-trip figures count what the backend is asked: a `read` of keys and a
+    /// range is one call (one round trip on Redis and etcd), not a get and a scan.
+    #[test]
+    fn a_read_counts_as_one_store_call() {
+        let calls = Arc::new(Calls::default());
+        let counting = Counting {
+            inner: Arc::new(MemoryStore::new()),
+            calls: calls.clone(),
+        };
+        let range = KeyRange {
+            start: "a".into(),
+            end: "z".into(),
+            limit: 10,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let snapshot = runtime
+            .block_on(counting.read(&["k".into()], &[range]))
+            .unwrap();
+        assert_eq!(snapshot.entries.len(), 1);
+        assert_eq!(snapshot.ranges.len(), 1);
+        assert_eq!(calls.read(), (1, 0));
+    }
 }

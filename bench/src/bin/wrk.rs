@@ -56,14 +56,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match main_inner() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("wrk: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code("wrk", main_inner())
 }
 
 /// `Ok(false)` when some request failed.
