@@ -3,6 +3,10 @@
 //! the same stack to measure against, and the real service built as
 //! `request-access serve` builds it, on any state store.
 
+/// The allocator `request-access serve` runs on, so the drivers measure what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;

@@ -138,9 +138,12 @@ const PARTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "allocator and memory copies (libc malloc/free, memcpy)",
+        "allocator and memory copies (mimalloc, libc malloc/free, memcpy)",
         &[
             "malloc",
+            "mi_free",
+            "_mi_",
+            "mi_heap_",
             "_int_free",
             "=free",
             "cfree",
@@ -412,6 +415,11 @@ mod tests {
             PARTS[4].0
         );
         assert_eq!(part_of("libc.so.6", "_int_malloc"), PARTS[9].0);
+        assert_eq!(
+            part_of("request-access", "_mi_page_malloc_zero"),
+            PARTS[9].0
+        );
+        assert_eq!(part_of("request-access", "mi_free"), PARTS[9].0);
         assert_eq!(
             part_of("[kernel.kallsyms]", "tcp_sendmsg_locked"),
             PARTS[12].0
