@@ -144,6 +144,8 @@ const PARTS: &[(&str, &[&str])] = &[
             "mi_free",
             "_mi_",
             "mi_heap_",
+            "mi_page_",
+            "mi_theap_",
             "_int_free",
             "=free",
             "cfree",
@@ -414,12 +416,15 @@ mod tests {
             part_of("request-access", "redb::tree_store::btree::Btree<K,V>::get"),
             PARTS[4].0
         );
-        assert_eq!(part_of("libc.so.6", "_int_malloc"), PARTS[9].0);
-        assert_eq!(
-            part_of("request-access", "_mi_page_malloc_zero"),
-            PARTS[9].0
-        );
-        assert_eq!(part_of("request-access", "mi_free"), PARTS[9].0);
+        // glibc's allocator and mimalloc's (the service's `#[global_allocator]`).
+        for (dso, symbol) in [
+            ("libc.so.6", "_int_malloc"),
+            ("request-access", "_mi_page_malloc_zero"),
+            ("request-access", "mi_free"),
+            ("request-access", "mi_page_queue_find_free_ex"),
+        ] {
+            assert_eq!(part_of(dso, symbol), PARTS[9].0, "{symbol}");
+        }
         assert_eq!(
             part_of("[kernel.kallsyms]", "tcp_sendmsg_locked"),
             PARTS[12].0

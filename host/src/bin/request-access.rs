@@ -11,8 +11,8 @@
 //! else. State persists across invocations in the `--data` file.
 
 /// mimalloc rather than the system allocator: a create allocates and frees across tokio's
-/// worker threads, and under wrk (BENCHMARKS.md) the service answered about 12% more
-/// requests per second on it.
+/// worker threads, and glibc's malloc was the largest part of its CPU a crate could cut
+/// (`bench/profile`: 84.8 -> 65.7 µs per create, BENCHMARKS.md section 4).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
