@@ -17,6 +17,9 @@ request_access_guest::convert_resource_groups!(
 request_access_guest::convert_group_policy!(
     bindings::exports::contact_center::request_access::resource_groups
 );
+request_access_guest::convert_lease_policy!(
+    bindings::exports::contact_center::request_access::resource_groups
+);
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -119,6 +122,12 @@ impl groups::Guest for Adapter {
 
     fn policy(name: String) -> Option<groups::GroupPolicy> {
         with_config(|c| c.group(&name).map(|g| g.policy.clone().into()))
+            .ok()
+            .flatten()
+    }
+
+    fn lease_policy(name: String) -> Option<groups::GroupLease> {
+        with_config(|c| c.group(&name).map(|g| g.lease.into()))
             .ok()
             .flatten()
     }

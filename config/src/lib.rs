@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use request_access_guest::api::{Group, Options, Policy, Strategy};
+use request_access_guest::api::{Group, LeasePolicy, Options, Policy, Strategy};
 use request_access_guest::validate;
 use serde::Deserialize;
 use toml::Spanned;
@@ -211,6 +211,8 @@ pub struct GroupConfig {
     pub pool: Pool,
     /// Its cool-off and grace window (its own, or `[options]`'s).
     pub policy: Policy,
+    /// How long its reservations may be kept, and whether a match keeps them.
+    pub lease: LeasePolicy,
 }
 
 impl GroupConfig {
@@ -388,6 +390,17 @@ impl Config {
             if let Some(fallback) = &group.fallback_group {
                 fallbacks.push((name.clone(), fallback.clone()));
             }
+            let lease = LeasePolicy {
+                max_lifetime: group
+                    .max_lifetime
+                    .or(file.options.max_lifetime)
+                    .unwrap_or_default()
+                    .0,
+                sliding_expiry: group
+                    .sliding_expiry
+                    .or(file.options.sliding_expiry)
+                    .unwrap_or(false),
+            };
             groups.push(GroupConfig {
                 name,
                 strategy: group.strategy.into(),
@@ -402,6 +415,7 @@ impl Config {
                     wrong_code_limit,
                     wrong_code_window,
                 },
+                lease,
             });
         }
         // One hop: a fallback group lends from its own pool only, so no request is sent
@@ -670,6 +684,8 @@ struct OptionsSection {
     sticky_memory: Option<StickyMemory>,
     wrong_code_limit: Option<WrongCodeLimit>,
     wrong_code_window: Option<WrongCodeWindow>,
+    max_lifetime: Option<MaxLifetime>,
+    sliding_expiry: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -687,6 +703,8 @@ struct GroupSection {
     reservations_per_number: Option<Spanned<Seats>>,
     wrong_code_limit: Option<WrongCodeLimit>,
     wrong_code_window: Option<WrongCodeWindow>,
+    max_lifetime: Option<MaxLifetime>,
+    sliding_expiry: Option<bool>,
     numbers: Vec<Spanned<String>>,
 }
 
@@ -770,6 +788,14 @@ bounded_option!(StickyMemory, u32, "sticky_memory", 60..=2_592_000, 86_400);
 bounded_option!(Seats, u32, "reservations_per_number", 1..=100, 1);
 bounded_option!(WrongCodeLimit, u32, "wrong_code_limit", 1..=1000, 10);
 bounded_option!(WrongCodeWindow, u32, "wrong_code_window", 1..=86_400, 3_600);
+// At least the longest booking, so that no create outlives it; at most a week.
+bounded_option!(
+    MaxLifetime,
+    u32,
+    "max_lifetime",
+    1_800..=604_800,
+    LeasePolicy::DEFAULT_MAX_LIFETIME
+);
 bounded_option!(BodyBytes, u64, "max_body_bytes", 1024..=16 << 20, 64 << 10);
 bounded_option!(
     RequestTimeoutMs,

@@ -81,6 +81,30 @@ pub struct Matched {
     pub resource_group: String,
 }
 
+/// Which reservation to extend, and for how long (`lease.extend-request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendRequest {
+    /// `_id`: the service whose reservation it is.
+    pub service_id: String,
+    /// `_resource_group`: the group the service asked for.
+    pub resource_group: String,
+    /// `_booking_expiration_timeout`: seconds from now; the group's, then the global one.
+    pub booking_expiration_timeout: Option<u32>,
+}
+
+/// A reservation's expiry after an extension (`lease.extended`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extended {
+    /// The reservation's number, unchanged.
+    pub access_number: String,
+    /// Whole seconds from now until it expires (rounded up).
+    pub expiration_time: u32,
+    /// When it expires now.
+    pub expires_at: Instant,
+    /// The group's maximum lifetime cut the extension short.
+    pub capped: bool,
+}
+
 /// Occupancy of one group (`request-access.pool-status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStatus {
@@ -227,6 +251,30 @@ impl Default for Policy {
     }
 }
 
+/// How long a group keeps a reservation (`resource-groups.lease-policy`, 0.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeasePolicy {
+    /// Seconds a reservation may last from its create, however often it is extended.
+    pub max_lifetime: u32,
+    /// A matched call keeps the reservation and restarts its timeout, instead of
+    /// releasing it.
+    pub sliding_expiry: bool,
+}
+
+impl LeasePolicy {
+    /// The default maximum lifetime, in seconds: an hour.
+    pub const DEFAULT_MAX_LIFETIME: u32 = 3600;
+}
+
+impl Default for LeasePolicy {
+    fn default() -> LeasePolicy {
+        LeasePolicy {
+            max_lifetime: LeasePolicy::DEFAULT_MAX_LIFETIME,
+            sliding_expiry: false,
+        }
+    }
+}
+
 /// One resource group (`resource-groups.group`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
@@ -315,6 +363,11 @@ pub trait Imports {
     /// group then lends as 0.1.0 did.
     fn policy(&mut self, _group: &str) -> Policy {
         Policy::default()
+    }
+    /// `resource-groups.lease-policy` (0.1.1): without one, the defaults (an hour at
+    /// most, and a match releases).
+    fn lease_policy(&mut self, _group: &str) -> LeasePolicy {
+        LeasePolicy::default()
     }
     /// `resource-groups.number-at`.
     fn number_at(&mut self, group: &str, index: u32) -> Option<String>;

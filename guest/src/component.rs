@@ -31,9 +31,13 @@ crate::convert_reservation_state!(bindings::contact_center::request_access::rese
 crate::convert_resource_groups!(bindings::contact_center::request_access::resource_groups);
 #[cfg(not(feature = "released-wit"))]
 crate::convert_group_policy!(bindings::contact_center::request_access::resource_groups);
+#[cfg(not(feature = "released-wit"))]
+crate::convert_lease_policy!(bindings::contact_center::request_access::resource_groups);
 crate::convert_request_access!(bindings::exports::contact_center::request_access::request_access);
 #[cfg(not(feature = "released-wit"))]
 crate::convert_placement!(bindings::exports::contact_center::request_access::placement);
+#[cfg(not(feature = "released-wit"))]
+crate::convert_lease!(bindings::exports::contact_center::request_access::lease);
 
 struct Component;
 bindings::export!(Component with_types_in bindings);
@@ -82,6 +86,13 @@ impl Imports for WitImports {
     #[cfg(not(feature = "released-wit"))]
     fn policy(&mut self, group: &str) -> api::Policy {
         groups::policy(group).map(Into::into).unwrap_or_default()
+    }
+
+    #[cfg(not(feature = "released-wit"))]
+    fn lease_policy(&mut self, group: &str) -> api::LeasePolicy {
+        groups::lease_policy(group)
+            .map(Into::into)
+            .unwrap_or_default()
     }
 
     fn get(&mut self, keys: &[String]) -> Result<Vec<Option<api::Entry>>, String> {
@@ -156,6 +167,18 @@ impl bindings::exports::contact_center::request_access::placement::Guest for Com
         bindings::exports::contact_center::request_access::placement::Refused,
     > {
         crate::create_placed(&mut WitImports, &mut call_rng(), &request.into())
+            .map(Into::into)
+            .map_err(Into::into)
+    }
+}
+
+#[cfg(not(feature = "released-wit"))]
+impl bindings::exports::contact_center::request_access::lease::Guest for Component {
+    fn extend(
+        request: bindings::exports::contact_center::request_access::lease::ExtendRequest,
+    ) -> Result<bindings::exports::contact_center::request_access::lease::Extended, wit::Error>
+    {
+        crate::extend(&mut WitImports, &request.into())
             .map(Into::into)
             .map_err(Into::into)
     }

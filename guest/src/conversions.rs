@@ -163,6 +163,31 @@ macro_rules! convert_group_policy {
     };
 }
 
+/// `From` both ways for `resource-groups.group-lease` (since 0.1.1) in the generated
+/// module `$wit`.
+#[macro_export]
+macro_rules! convert_lease_policy {
+    ($($wit:ident)::+) => {
+        $crate::__convert_record!($crate::api::LeasePolicy, $($wit)::+::GroupLease {
+            max_lifetime, sliding_expiry,
+        });
+    };
+}
+
+/// `From` both ways for the types of `lease` (since 0.1.1) in the generated module
+/// `$wit`; its `error` converts by [`convert_request_access!`].
+#[macro_export]
+macro_rules! convert_lease {
+    ($($wit:ident)::+) => {
+        $crate::__convert_record!($crate::api::ExtendRequest, $($wit)::+::ExtendRequest {
+            service_id, resource_group, booking_expiration_timeout,
+        });
+        $crate::__convert_record!($crate::api::Extended, $($wit)::+::Extended {
+            access_number, expiration_time, expires_at, capped,
+        });
+    };
+}
+
 /// `From` both ways for the types of `placement` (since 0.1.1) in the generated module
 /// `$wit`; its `request-access` types convert by [`convert_request_access!`].
 #[macro_export]

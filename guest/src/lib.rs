@@ -18,6 +18,7 @@ pub mod api;
 mod arena;
 pub mod conversions;
 mod keys;
+mod lease;
 mod records;
 mod ring;
 mod service;
@@ -28,6 +29,7 @@ mod testing;
 mod txn;
 pub mod validate;
 
+pub use lease::extend;
 pub use service::{MAX_ATTEMPTS, create, create_placed, match_access, pool_status, release};
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]

@@ -31,6 +31,23 @@ pub struct Reservation {
     /// the rest (postcard ignores trailing bytes).
     #[serde(skip)]
     pub asked_group: Option<String>,
+    /// When it was made and for how long, for extensions (stored after `asked_group`,
+    /// likewise). `None` in one written before the field existed.
+    #[serde(skip)]
+    pub lease: Option<Lease>,
+}
+
+/// What bounds and restarts a reservation's expiry ([`crate::lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// When its create made it: it lasts at most the group's maximum lifetime from then.
+    pub created_at: u64,
+    /// Seconds its create asked for: what a sliding expiry restarts.
+    pub timeout: u32,
+}
+
+fn undecodable(key: &str) -> impl Fn(postcard::Error) -> Error + '_ {
+    move |e| Error::StateStoreFailure(format!("undecodable value at {key:?}: {e}"))
 }
 
 impl Reservation {
@@ -43,21 +60,25 @@ impl Reservation {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = encode(self);
-        if self.asked_group.is_some() {
+        if self.asked_group.is_some() || self.lease.is_some() {
             out.extend(postcard::to_stdvec(&self.asked_group).unwrap_or_default());
+        }
+        if let Some(lease) = &self.lease {
+            out.extend(postcard::to_stdvec(lease).unwrap_or_default());
         }
         out
     }
 
     pub fn decode(key: &str, bytes: &[u8]) -> Result<Reservation, Error> {
-        let undecodable = |e: postcard::Error| {
-            Error::StateStoreFailure(format!("undecodable value at {key:?}: {e}"))
-        };
         let body = body(key, bytes)?;
         let (mut res, rest) =
-            postcard::take_from_bytes::<Reservation>(body).map_err(undecodable)?;
+            postcard::take_from_bytes::<Reservation>(body).map_err(undecodable(key))?;
         if !rest.is_empty() {
-            res.asked_group = postcard::from_bytes(rest).map_err(undecodable)?;
+            let (asked_group, rest) = postcard::take_from_bytes(rest).map_err(undecodable(key))?;
+            res.asked_group = asked_group;
+            if !rest.is_empty() {
+                res.lease = Some(postcard::from_bytes(rest).map_err(undecodable(key))?);
+            }
         }
         Ok(res)
     }
@@ -75,11 +96,7 @@ pub enum Holding {
 impl Holding {
     pub fn decode(key: &str, bytes: &[u8]) -> Result<Holding, Error> {
         match bytes.first() {
-            Some(&FORMAT_SHARED) => postcard::from_bytes(&bytes[1..])
-                .map(Holding::Shared)
-                .map_err(|e| {
-                    Error::StateStoreFailure(format!("undecodable value at {key:?}: {e}"))
-                }),
+            Some(&FORMAT_SHARED) => SharedNumber::decode(key, &bytes[1..]).map(Holding::Shared),
             _ => Reservation::decode(key, bytes).map(Holding::One),
         }
     }
@@ -101,6 +118,11 @@ pub struct SharedNumber {
     pub seats: Vec<Seat>,
     /// Wrong access codes tried on the number in its current window.
     pub wrong_codes: WrongCodes,
+    /// The leases of held seats, by the seat's expiry (unique among them). Stored after
+    /// the rest, so that a plugin that does not know them reads the rest; one that
+    /// rewrites the record drops them, and its seats then count as having none.
+    #[serde(skip)]
+    pub leases: Vec<(u64, Lease)>,
 }
 
 /// Where a shared number waits to be lent again.
@@ -151,9 +173,21 @@ pub struct WrongCodes {
 impl SharedNumber {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![FORMAT_SHARED];
-        // Serialising this plain struct into a Vec cannot fail.
+        // Serialising these plain structs into a Vec cannot fail.
         out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        if !self.leases.is_empty() {
+            out.extend(postcard::to_stdvec(&self.leases).unwrap_or_default());
+        }
         out
+    }
+
+    fn decode(key: &str, body: &[u8]) -> Result<SharedNumber, Error> {
+        let (mut record, rest) =
+            postcard::take_from_bytes::<SharedNumber>(body).map_err(undecodable(key))?;
+        if !rest.is_empty() {
+            record.leases = postcard::from_bytes(rest).map_err(undecodable(key))?;
+        }
+        Ok(record)
     }
 }
 
@@ -283,6 +317,7 @@ mod tests {
             failed_attempts: 0,
             pool_id: 3,
             asked_group: asked_group.map(String::from),
+            lease: None,
         }
     }
 
@@ -304,5 +339,48 @@ mod tests {
         );
         assert!(fallback.held_in("s", "DNIS") && fallback.held_in("s", "SHARED"));
         assert!(!plain.held_in("s", "DNIS") && !fallback.held_in("t", "DNIS"));
+    }
+
+    #[test]
+    fn the_lease_round_trips_and_readers_without_it_read_the_rest() {
+        let lease = Lease {
+            created_at: 1_767_225_600_000,
+            timeout: 30,
+        };
+        for asked_group in [None, Some("DNIS")] {
+            let leased = Reservation {
+                lease: Some(lease),
+                ..reservation(asked_group)
+            };
+            assert_eq!(Reservation::decode("k", &leased.encode()).unwrap(), leased);
+            // An earlier plugin reads the asked group (and ignores what follows).
+            let body = &leased.encode()[1..];
+            let (_, rest) = postcard::take_from_bytes::<Reservation>(body).unwrap();
+            let asked: Option<String> = postcard::from_bytes(rest).unwrap();
+            assert_eq!(asked.as_deref(), asked_group);
+        }
+        let shared = SharedNumber {
+            group: "SHARED".into(),
+            number: "+15550000001".into(),
+            ring_id: 3,
+            queue: Queue::Ring,
+            seats: Vec::new(),
+            wrong_codes: WrongCodes::default(),
+            leases: vec![(9, lease)],
+        };
+        let bytes = shared.encode();
+        assert_eq!(
+            Holding::decode("k", &bytes).unwrap(),
+            Holding::Shared(shared.clone())
+        );
+        // An earlier plugin reads the record without its leases.
+        let earlier: SharedNumber = postcard::from_bytes(&bytes[1..]).unwrap();
+        assert_eq!(
+            earlier,
+            SharedNumber {
+                leases: Vec::new(),
+                ..shared
+            }
+        );
     }
 }

@@ -12,7 +12,8 @@ use crate::api::{
     Placed, Policy, PoolStatus, Refused,
 };
 use crate::keys;
-use crate::records::{Holding, Queue, Reservation, SeatState, SharedNumber};
+use crate::lease;
+use crate::records::{Holding, Lease, Queue, Reservation, SeatState, SharedNumber};
 use crate::ring;
 use crate::shared;
 use crate::sticky;
@@ -31,7 +32,7 @@ const STATUS_PAGE: u32 = 512;
 /// must stay within the store's key limit.
 const TAKE_BATCH: u64 = 64;
 
-fn group_of<I: Imports>(imports: &mut I, name: &str) -> Result<Group, Error> {
+pub(crate) fn group_of<I: Imports>(imports: &mut I, name: &str) -> Result<Group, Error> {
     validate::resource_group(name)?;
     match imports.group(name) {
         Some(group) if group.size > 0 && group.name == name => Ok(group),
@@ -39,7 +40,7 @@ fn group_of<I: Imports>(imports: &mut I, name: &str) -> Result<Group, Error> {
     }
 }
 
-fn contended() -> Error {
+pub(crate) fn contended() -> Error {
     Error::StateStoreFailure(format!(
         "the reservation state stayed contended for {MAX_ATTEMPTS} attempts"
     ))
@@ -580,6 +581,10 @@ fn lend_whole<I: Imports, R: Rng>(
         failed_attempts: 0,
         pool_id: ring_id,
         asked_group: (group.name != ask.group).then(|| ask.group.to_string()),
+        lease: Some(Lease {
+            created_at: expires_at.saturating_sub(u64::from(ask.timeout) * 1000),
+            timeout: ask.timeout,
+        }),
     };
     txn.put(keys::reservation(&number_digits), reservation.encode());
     txn.put(
@@ -677,24 +682,24 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
             // A call from another number: not this reservation's caller. Nothing changes.
             return Err(Error::NoMatch);
         } else {
-            match (&res.code, &request.access_code) {
-                (None, _) => {
-                    end_reservation(&mut txn, &res, Number::Back(None), now)?;
-                    Ok(Matched {
-                        service_id: res.service_id.clone(),
-                        resource_group: res.group.clone(),
-                    })
-                }
+            let right = match (&res.code, &request.access_code) {
+                (None, _) => true,
                 // The caller has not typed the code yet: no match, and no strike.
                 (Some(_), None) => return Err(Error::NoMatch),
-                (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => {
-                    end_reservation(&mut txn, &res, Number::Back(None), now)?;
+                (Some(want), Some(got)) => bool::from(want.as_bytes().ct_eq(got.as_bytes())),
+            };
+            match right {
+                true => {
+                    // A sliding expiry keeps the reservation for the session's next call.
+                    if !lease::slide(&mut txn, &mut res, now)? {
+                        end_reservation(&mut txn, &res, Number::Back(None), now)?;
+                    }
                     Ok(Matched {
                         service_id: res.service_id.clone(),
                         resource_group: res.group.clone(),
                     })
                 }
-                (Some(_), Some(_)) => {
+                false => {
                     res.failed_attempts += 1;
                     if res.failed_attempts >= txn.imports().options().max_code_attempts {
                         end_reservation(&mut txn, &res, Number::Back(None), now)?;

@@ -24,7 +24,8 @@ use subtle::ConstantTimeEq;
 
 use crate::api::{Error, Group, Imports, Matched, Policy};
 use crate::keys;
-use crate::records::{Place, Queue, Reservation, Seat, SeatState, SharedNumber};
+use crate::lease;
+use crate::records::{Lease, Place, Queue, Reservation, Seat, SeatState, SharedNumber};
 use crate::ring;
 use crate::service::{Ask, access_code};
 use crate::txn::Txn;
@@ -50,6 +51,7 @@ impl SharedNumber {
             queue: Queue::Off,
             seats: Vec::new(),
             wrong_codes: Default::default(),
+            leases: Vec::new(),
         }
     }
 
@@ -113,6 +115,7 @@ impl SharedNumber {
             failed_attempts: 0,
             pool_id: self.ring_id,
             asked_group: None,
+            lease: None,
         }
     }
 
@@ -196,6 +199,11 @@ pub fn seat<I: Imports, R: Rng>(
             expires_at,
         },
     });
+    let lease = Lease {
+        created_at: now,
+        timeout: ask.timeout,
+    };
+    record.leases.push((expires_at, lease));
     put_back(txn, group, policy, record, now)?;
     Ok((code, expires_at))
 }
@@ -388,6 +396,8 @@ fn store<I: Imports>(
 ) -> Result<(), Error> {
     let key = keys::reservation(&digits(&record.number));
     if record.taken(now) > 0 {
+        let held: Vec<u64> = record.expiries().collect();
+        record.leases.retain(|(at, _)| held.contains(at));
         txn.put(key, record.encode());
         return Ok(());
     }
@@ -470,7 +480,12 @@ pub fn match_call<I: Imports>(
     };
     let in_grace = expires_at.saturating_add(u64::from(policy.match_grace) * 1000) > now;
     let group = record.group.clone();
-    end(txn, record, found, &policy, now)?;
+    // A sliding expiry keeps the seat for the session's next call.
+    if in_grace && lease::slide_seat(txn, &mut record, found, now)? {
+        store(txn, record, now)?;
+    } else {
+        end(txn, record, found, &policy, now)?;
+    }
     Ok(match in_grace {
         true => Ok(Matched {
             service_id,

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::api::{
-    CommitOutcome, Entry, Group, Imports, Instant, Mutation, Options, Policy, Precondition,
-    Strategy,
+    CommitOutcome, Entry, Group, Imports, Instant, LeasePolicy, Mutation, Options, Policy,
+    Precondition, Strategy,
 };
 
 /// The world as one test sees it.
@@ -17,6 +17,8 @@ pub struct Fake {
     pub groups: Vec<(Group, Vec<String>)>,
     /// Policies by group name; absent: the default.
     pub policies: BTreeMap<String, Policy>,
+    /// Lease policies by group name; absent: the default.
+    pub leases: BTreeMap<String, LeasePolicy>,
     pub state: BTreeMap<String, (Vec<u8>, u64)>,
     revision: u64,
 }
@@ -51,6 +53,7 @@ impl Fake {
             },
             groups,
             policies: BTreeMap::new(),
+            leases: BTreeMap::new(),
             state: BTreeMap::new(),
             revision: 0,
         }
@@ -84,6 +87,9 @@ impl Imports for Fake {
     }
     fn policy(&mut self, group: &str) -> Policy {
         self.policies.get(group).cloned().unwrap_or_default()
+    }
+    fn lease_policy(&mut self, group: &str) -> LeasePolicy {
+        self.leases.get(group).copied().unwrap_or_default()
     }
     fn number_at(&mut self, group: &str, index: u32) -> Option<String> {
         self.pool(group)?.1.get(index as usize).cloned()

@@ -20,6 +20,7 @@ use request_access_host::bindings::Plugin;
 use request_access_host::bindings::contact_center::request_access::{
     clock, reservation_state as state, resource_groups as groups, service_registry,
 };
+use request_access_host::bindings::exports::contact_center::request_access::lease::ExtendRequest;
 use request_access_host::bindings::exports::contact_center::request_access::request_access::{
     CreateRequest, MatchRequest,
 };
@@ -99,6 +100,13 @@ impl groups::Host for Host {
             wrong_code_window: 0,
         })
     }
+    fn lease_policy(&mut self, name: String) -> Option<groups::GroupLease> {
+        // A reservation may be extended up to an hour from its create; a match ends it.
+        (name == "DNIS").then_some(groups::GroupLease {
+            max_lifetime: 3600,
+            sliding_expiry: false,
+        })
+    }
 }
 
 impl state::Host for Host {
@@ -165,6 +173,23 @@ async fn create_and_match(wasm: &[u8]) -> wasmtime::Result<(String, String)> {
     println!(
         "reserved {} with code {:?} for {} s",
         info.access_number, info.access_code, info.expiration_time
+    );
+    // The page is still open: keep the number two more minutes (a heartbeat).
+    let extended = plugin
+        .contact_center_request_access_lease()
+        .call_extend(
+            &mut store,
+            &ExtendRequest {
+                service_id: "demo-service".into(),
+                resource_group: "DNIS".into(),
+                booking_expiration_timeout: Some(120),
+            },
+        )
+        .await?
+        .map_err(|e| wasmtime::format_err!("{e:?}"))?;
+    println!(
+        "extended {} for {} s",
+        extended.access_number, extended.expiration_time
     );
     let call = MatchRequest {
         access_number: info.access_number.clone(),

@@ -4,8 +4,8 @@
 //! of every binding set's conversions).
 //!
 //! A host instantiates through [`instantiate`] rather than `Plugin::instantiate`: the
-//! `placement` export (since 0.1.1) is optional, so that a plugin built against 0.1.0
-//! still loads.
+//! `placement` and `lease` exports (since 0.1.1) are optional, so that a plugin built
+//! against 0.1.0 still loads.
 //!
 //! They are asynchronous (the engine needs `Config::async_support`): the exports are
 //! `async` calls, and so are the imports that may wait, `reservation-state` and
@@ -31,13 +31,16 @@ request_access_guest::convert_request_access!(
     exports::contact_center::request_access::request_access
 );
 request_access_guest::convert_placement!(exports::contact_center::request_access::placement);
+request_access_guest::convert_lease_policy!(contact_center::request_access::resource_groups);
+request_access_guest::convert_lease!(exports::contact_center::request_access::lease);
 
-use exports::contact_center::request_access::{placement, request_access};
+use exports::contact_center::request_access::{lease, placement, request_access};
 
 /// Where a plugin's exports are, found once per loaded component.
 pub struct ExportIndices {
     request_access: request_access::GuestIndices,
     placement: Option<placement::GuestIndices>,
+    lease: Option<lease::GuestIndices>,
 }
 
 impl ExportIndices {
@@ -47,6 +50,7 @@ impl ExportIndices {
         Ok(ExportIndices {
             request_access: request_access::GuestIndices::new(pre)?,
             placement: placement::GuestIndices::new(pre).ok(),
+            lease: lease::GuestIndices::new(pre).ok(),
         })
     }
 }
@@ -57,6 +61,8 @@ pub struct PluginExports {
     pub request_access: request_access::Guest,
     /// `placement`, when the plugin exports it (a plugin built against 0.1.0 does not).
     pub placement: Option<placement::Guest>,
+    /// `lease`, when the plugin exports it (a plugin built against 0.1.0 does not).
+    pub lease: Option<lease::Guest>,
 }
 
 /// Instantiate the component behind `pre` in `store`, finding its exports by `indices`.
@@ -72,6 +78,11 @@ pub async fn instantiate<T: Send + 'static>(
             .placement
             .as_ref()
             .map(|p| p.load(&mut *store, &instance))
+            .transpose()?,
+        lease: indices
+            .lease
+            .as_ref()
+            .map(|l| l.load(&mut *store, &instance))
             .transpose()?,
     })
 }

@@ -56,6 +56,10 @@ pub enum CallError {
     /// retrying shortly. Nothing was half-applied.
     #[error("state store unavailable: {0}")]
     StoreUnavailable(String),
+    /// The plugin does not offer the operation (it was built against an earlier
+    /// contract); the text names it. Nothing was changed.
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 /// A create that failed, and, for an exhausted pool, when a number is first known to
@@ -604,6 +608,32 @@ impl Runtime {
         Ok(number)
     }
 
+    /// Extend a service's live reservation without changing its number. A plugin that
+    /// does not export `lease` (built against 0.1.0) cannot: [`CallError::Unsupported`].
+    pub async fn extend(&self, request: &api::ExtendRequest) -> Result<api::Extended, CallError> {
+        let services = self.services.load_full();
+        let _admitted = self.gate(&services, Some(&request.resource_group)).await?;
+        let wit_request = request.clone().into();
+        let before = services.clock.now_ms();
+        let (generation, mut warm) = self.check_out(&services).await?;
+        let Some(lease) = &warm.plugin.lease else {
+            self.check_in(generation, warm, Ok(Ok::<(), api::Error>(())))?;
+            return Err(CallError::Unsupported(
+                "extend: the plugin does not export `lease` (it was built against the 0.1.0 \
+                 contract)"
+                    .into(),
+            ));
+        };
+        let outcome = lease
+            .call_extend(&mut warm.store, &wit_request)
+            .await
+            .map(|answer| answer.map(api::Extended::from).map_err(api::Error::from));
+        let extended = self.check_in(generation, warm, outcome)?;
+        let after = services.clock.now_ms();
+        validate_answer::extended(&extended, before..=after).map_err(|why| self.fault(why))?;
+        Ok(extended)
+    }
+
     /// The occupancy of a group.
     pub async fn pool_status(&self, resource_group: &str) -> Result<api::PoolStatus, CallError> {
         let services = self.services.load_full();
@@ -671,6 +701,10 @@ impl groups::Host for InstanceState {
 
     fn policy(&mut self, name: String) -> Option<groups::GroupPolicy> {
         self.services.policy(&name).map(Into::into)
+    }
+
+    fn lease_policy(&mut self, name: String) -> Option<groups::GroupLease> {
+        self.services.lease_policy(&name).map(Into::into)
     }
 }
 

@@ -64,6 +64,11 @@ impl Services {
         Some(self.config.group(group)?.policy.clone())
     }
 
+    /// The lease policy of `group`, if it is configured.
+    pub fn lease_policy(&self, group: &str) -> Option<api::LeasePolicy> {
+        Some(self.config.group(group)?.lease)
+    }
+
     /// `reservation-state.get` for the plugin: the host's own keys are refused.
     pub async fn guest_get(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, StoreError> {
         guest_keys(keys.iter().map(String::as_str))?;
@@ -163,6 +168,9 @@ impl Imports for NativeImports<'_> {
     }
     fn policy(&mut self, group: &str) -> api::Policy {
         self.0.policy(group).unwrap_or_default()
+    }
+    fn lease_policy(&mut self, group: &str) -> api::LeasePolicy {
+        self.0.lease_policy(group).unwrap_or_default()
     }
     fn get(&mut self, keys: &[String]) -> Result<Vec<Option<Entry>>, String> {
         block_on(self.0.guest_get(keys)).map_err(|e| e.to_string())

@@ -9,7 +9,9 @@
 
 use std::ops::RangeInclusive;
 
-use request_access_guest::api::{AccessInfo, CreateRequest, Instant, Matched, Placed, PoolStatus};
+use request_access_guest::api::{
+    AccessInfo, CreateRequest, Extended, Instant, Matched, Placed, PoolStatus,
+};
 use request_access_guest::validate;
 
 use crate::services::Services;
@@ -136,6 +138,31 @@ pub fn released(number: &str) -> Result<(), String> {
     validate::phone_number("number", number)
         .map(drop)
         .map_err(|e| format!("answered a bad number {number:?}: {e}"))
+}
+
+/// An `extend` answer, from a call made while the clock read `called`: a number, and an
+/// expiry ahead within the longest booking from the call's end that the expiration time
+/// agrees with. The number is checked for its form only (see [`matched`]).
+pub fn extended(e: &Extended, called: RangeInclusive<u64>) -> Result<(), String> {
+    released(&e.access_number)?;
+    let longest = u64::from(*validate::TIMEOUT_RANGE.end()) * 1000;
+    let (earliest, latest) = (called.start() + 1, called.end().saturating_add(longest));
+    if !(earliest..=latest).contains(&e.expires_at) {
+        return Err(format!(
+            "answered an expiry of {} ms, outside {earliest}..={latest}",
+            e.expires_at
+        ));
+    }
+    // Whole seconds from some instant of the call, rounded up.
+    let seconds = |from: u64| e.expires_at.saturating_sub(from).div_ceil(1000);
+    let agreeing = seconds(*called.end())..=seconds(*called.start());
+    if !agreeing.contains(&u64::from(e.expiration_time)) {
+        return Err(format!(
+            "answered an expiration time of {} s for an expiry {agreeing:?} s ahead",
+            e.expiration_time
+        ));
+    }
+    Ok(())
 }
 
 /// A `pool-status` answer for `group`.

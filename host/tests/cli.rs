@@ -54,6 +54,21 @@ fn create_and_match_on_the_embedded_default_persist_across_invocations() {
         3,
     );
 
+    let extended = cli.json(&[
+        "extend",
+        "--id",
+        "app-2",
+        "--resource-group",
+        "DNIS",
+        "--booking-expiration-timeout",
+        "900",
+    ]);
+    assert_eq!(extended["_access_number"], "+18005550101");
+    assert_eq!(extended["_expiration_time"], 900);
+    assert_eq!(extended["_lifetime_capped"], false);
+    // Nothing to extend: the same exit code as a match that finds nothing.
+    cli.fails(&["extend", "--id", "nobody", "--resource-group", "DNIS"], 3);
+
     let released = cli.json(&["release", "--id", "app-2", "--resource-group", "DNIS"]);
     assert_eq!(released["_access_number"], "+18005550101");
     assert_eq!(cli.json(&["groups"])["groups"][0]["live"], 0);

@@ -343,7 +343,7 @@ fn metrics_health_and_the_openapi_document_cover_the_real_routes() {
         serde_json::json!(["DNIS"])
     );
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 16);
+    assert_eq!(paths.len(), 17);
     for (path, methods) in paths {
         for method in methods.as_object().unwrap().keys() {
             let url = s.url(&path.replace("{id}", "nobody").replace("{asset}", "app.js"));
@@ -670,4 +670,93 @@ fn sighup_reloads_the_plugin_and_the_service_keeps_serving() {
         &[("_id", "s0"), ("_resource_group", "DNIS")],
     );
     assert_eq!(created.status, 200);
+}
+
+#[test]
+fn a_page_heartbeat_extends_its_reservation_over_http_and_a_sliding_group_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sliding = "[[resource_group]]\nname = \"SESSION\"\nsliding_expiry = true\n\
+                   numbers = [\"5559000\"]\n";
+    let s = Server::start(dir.path(), &config(2, 3, sliding), None);
+    let extend_url = s.url("/genesys/1/service/extend-access");
+    let created = post_form(
+        &create_url(&s),
+        &[
+            ("_id", "s0"),
+            ("_resource_group", "DNIS"),
+            ("_booking_expiration_timeout", "10"),
+        ],
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let number = created.body["_access_number"].as_str().unwrap().to_string();
+
+    let extended = post_raw(
+        &extend_url,
+        "application/json",
+        r#"{"_id":"s0","_resource_group":"DNIS","_booking_expiration_timeout":600}"#,
+    );
+    assert_eq!(extended.status, 200, "{:?}", extended.body);
+    assert_eq!(extended.body["_access_number"], number.as_str());
+    assert_eq!(extended.body["_expiration_time"], 600);
+    assert_eq!(extended.body["_lifetime_capped"], false);
+    assert!(
+        extended.body["_expires_at"].as_str().unwrap()
+            > created.body["_expires_at"].as_str().unwrap()
+    );
+
+    // Refusals name their field or their cause, as every route's do.
+    let short = post_form(
+        &extend_url,
+        &[
+            ("_id", "s0"),
+            ("_resource_group", "DNIS"),
+            ("_booking_expiration_timeout", "4"),
+        ],
+    );
+    assert_eq!(
+        (short.status, short.body["field"].as_str()),
+        (400, Some("_booking_expiration_timeout"))
+    );
+    let nameless = post_form(&extend_url, &[("_resource_group", "DNIS")]);
+    assert_eq!(
+        (nameless.status, nameless.body["field"].as_str()),
+        (400, Some("_id"))
+    );
+    let unknown = post_form(&extend_url, &[("_id", "s0"), ("_resource_group", "NOPE")]);
+    assert_eq!(
+        (unknown.status, unknown.body["code"].as_str()),
+        (400, Some("unknown-resource-group"))
+    );
+    let none_held = post_form(&extend_url, &[("_id", "s1"), ("_resource_group", "DNIS")]);
+    assert_eq!(
+        (none_held.status, none_held.body["code"].as_str()),
+        (404, Some("no-match"))
+    );
+
+    // A sliding group: each matched call keeps the number for the session.
+    let session = post_form(
+        &create_url(&s),
+        &[("_id", "s1"), ("_resource_group", "SESSION")],
+    );
+    assert_eq!(session.status, 200, "{:?}", session.body);
+    for _ in 0..2 {
+        let call = post_form(&match_url(&s), &[("_access_number", "5559000")]);
+        assert_eq!(
+            (call.status, &call.body),
+            (200, &serde_json::json!({"_id": "s1"}))
+        );
+    }
+    let crowded = post_form(
+        &create_url(&s),
+        &[("_id", "s2"), ("_resource_group", "SESSION")],
+    );
+    assert_eq!(
+        (crowded.status, crowded.body["code"].as_str()),
+        (503, Some("no-access-number-available"))
+    );
+    let released = post_form(
+        &s.url("/genesys/1/service/release-access"),
+        &[("_id", "s1"), ("_resource_group", "SESSION")],
+    );
+    assert_eq!(released.body["_access_number"], "5559000");
 }

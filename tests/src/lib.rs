@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use request_access_host::api::{
-    AccessInfo, CommitOutcome, CreateRequest, Entry, KeyRange, MatchRequest, Matched, Mutation,
-    Placed, PoolStatus, Precondition, Snapshot,
+    AccessInfo, CommitOutcome, CreateRequest, Entry, ExtendRequest, Extended, KeyRange,
+    MatchRequest, Matched, Mutation, Placed, PoolStatus, Precondition, Snapshot,
 };
 use request_access_host::clock::ManualClock;
 use request_access_host::config::Config;
@@ -77,6 +77,9 @@ impl Blocking {
     }
     pub fn pool_status(&self, group: &str) -> Result<PoolStatus, CallError> {
         wait(self.0.pool_status(group))
+    }
+    pub fn extend(&self, request: &ExtendRequest) -> Result<Extended, CallError> {
+        wait(self.0.extend(request))
     }
     pub fn reload(&self, image: Arc<PluginImage>) {
         self.0.reload(image)
@@ -276,3 +279,12 @@ pub const RELEASED_WIT_PLUGIN_WASM: &[u8] =
 /// `broken-plugin/src/lib.rs` for what each service id triggers).
 pub const BROKEN_PLUGIN_WASM: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/broken_plugin.wasm"));
+
+/// `id`'s reservation in `group`, to last `seconds` from now.
+pub fn extend(id: &str, group: &str, seconds: u32) -> ExtendRequest {
+    ExtendRequest {
+        service_id: id.into(),
+        resource_group: group.into(),
+        booking_expiration_timeout: Some(seconds),
+    }
+}

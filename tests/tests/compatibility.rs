@@ -68,6 +68,13 @@ fn a_plugin_built_against_the_released_contract_serves_on_this_host() {
         CallError::Service(Error::NoAccessNumberAvailable("G".into()))
     );
     assert_eq!(refusal.retry_at, None);
+    // It exports no `lease`: the host says it cannot extend, and changes nothing.
+    let before = h.snapshot();
+    assert!(matches!(
+        h.runtime.extend(&extend("a", "G", 60)),
+        Err(CallError::Unsupported(why)) if why.contains("lease")
+    ));
+    assert_eq!(h.snapshot(), before);
     assert_eq!(h.runtime.stats().faults, 0);
 }
 

@@ -77,8 +77,13 @@ fn every_misbehaviour_is_a_contained_fault_and_nothing_is_lost() {
         h.runtime.pool_status("DNIS"),
         Err(CallError::PluginFault(_))
     ));
+    // An extension to ten years from now is no answer a caller gets.
+    assert!(matches!(
+        h.runtime.extend(&extend("svc-1", "DNIS", 60)),
+        Err(CallError::PluginFault(_))
+    ));
     let stats = h.runtime.stats();
-    assert_eq!(stats.faults, 12);
+    assert_eq!(stats.faults, 13);
     assert!(
         stats.instantiations >= 4,
         "trapped instances were replaced: {stats:?}"

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use request_access_guest::api::{Placed, PoolStatus};
+use request_access_guest::api::{Extended, Placed, PoolStatus};
 use serde_json::{Map, Value, json};
 
 /// `ms` since the epoch as RFC 3339 with milliseconds, UTC.
@@ -79,6 +79,20 @@ pub fn released(service_id: &str, resource_group: &str, access_number: &str) -> 
         "_id": service_id,
         "_resource_group": resource_group,
         "_access_number": access_number,
+    })
+}
+
+/// A reservation extended: `_id`, `_resource_group` (as asked), `_access_number`
+/// (unchanged), `_expiration_time` (seconds from now), `_expires_at`, and
+/// `_lifetime_capped` (the group's maximum lifetime cut the extension short).
+pub fn extended(service_id: &str, resource_group: &str, e: &Extended) -> Value {
+    json!({
+        "_id": service_id,
+        "_resource_group": resource_group,
+        "_access_number": e.access_number,
+        "_expiration_time": e.expiration_time,
+        "_expires_at": rfc3339(e.expires_at),
+        "_lifetime_capped": e.capped,
     })
 }
 

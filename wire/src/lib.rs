@@ -7,7 +7,7 @@
 pub mod answer;
 
 use bytes::Bytes;
-use request_access_guest::api::{CreateRequest, MatchRequest};
+use request_access_guest::api::{CreateRequest, ExtendRequest, MatchRequest};
 use request_access_guest::validate;
 use serde_json::Value;
 
@@ -215,6 +215,16 @@ impl Params {
             resource_group: self.required_text("_resource_group")?,
             provide_code: self.flag("_provide_code")?,
             phone_number: self.text("_phone_number")?,
+            booking_expiration_timeout: self
+                .seconds("_booking_expiration_timeout", validate::TIMEOUT_RANGE)?,
+        })
+    }
+
+    /// The parameters of `extend-access`.
+    pub fn extend_request(&self) -> Result<ExtendRequest, WireError> {
+        Ok(ExtendRequest {
+            service_id: self.required_text("_id")?,
+            resource_group: self.required_text("_resource_group")?,
             booking_expiration_timeout: self
                 .seconds("_booking_expiration_timeout", validate::TIMEOUT_RANGE)?,
         })

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use request_access_host::api::{CreateRequest, Error as ServiceError, MatchRequest};
+use request_access_host::api::{CreateRequest, Error as ServiceError, ExtendRequest, MatchRequest};
 use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
 use request_access_host::config::redact_url;
@@ -114,6 +114,17 @@ enum Command {
         /// `_phone_number`: the caller's number.
         #[arg(long)]
         phone_number: Option<String>,
+    },
+    /// Keep a service's live reservation for longer, with the same number.
+    Extend {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        resource_group: String,
+        /// `_booking_expiration_timeout`: seconds from now, 5..=1800 (the group's value,
+        /// then the global option, when absent).
+        #[arg(long)]
+        booking_expiration_timeout: Option<u32>,
     },
     /// Give a service's reservation back before it expires.
     Release {
@@ -440,6 +451,19 @@ async fn command(runtime: Runtime, command: Command) -> Result<Value, Failure> {
                 })
                 .await?;
             answer::matched(&matched.service_id, false)
+        }
+        Command::Extend {
+            id,
+            resource_group,
+            booking_expiration_timeout,
+        } => {
+            let request = ExtendRequest {
+                service_id: id.clone(),
+                resource_group: resource_group.clone(),
+                booking_expiration_timeout,
+            };
+            let extended = runtime.extend(&request).await?;
+            answer::extended(&id, &resource_group, &extended)
         }
         Command::Release { id, resource_group } => {
             let number = runtime.release(&id, &resource_group).await?;

@@ -110,6 +110,11 @@ impl From<CallError> for ApiError {
                     outage.to_string(),
                 )
             },
+            unsupported @ CallError::Unsupported(_) => Self::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not-supported",
+                unsupported.to_string(),
+            ),
         }
     }
 }

@@ -62,6 +62,10 @@ pub fn router(app: Arc<AppState>) -> Router {
             post(routes::match_interaction),
         )
         .route(
+            "/genesys/1/service/extend-access",
+            post(routes::extend_access),
+        )
+        .route(
             "/genesys/1/service/release-access",
             post(routes::release_access),
         )

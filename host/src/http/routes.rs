@@ -169,6 +169,19 @@ pub(super) async fn release_access(
     Ok(Json(answer::released(&id, &group, &number)))
 }
 
+pub(super) async fn extend_access(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let params = Params::decode(content_type(&headers), body?).await?;
+    let request = params.extend_request()?;
+    let (id, group) = (request.service_id.clone(), request.resource_group.clone());
+    let runtime = app.runtime.clone();
+    let extended = detached(async move { runtime.extend(&request).await }).await?;
+    Ok(Json(answer::extended(&id, &group, &extended)))
+}
+
 fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &app.admin_token else {
         return Err(ApiError::new(

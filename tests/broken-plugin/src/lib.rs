@@ -19,6 +19,8 @@
 //! | `other-group`  | says another group than the requested one lent it      |
 //! | `far-retry`    | refuses as exhausted, to retry in ten years            |
 //!
+//! `lease.extend` answers an expiry ten years ahead.
+//!
 //! `match-access` answers a service id with a line break; `release` answers something
 //! that is not a phone number; `pool-status` answers counts that do not add up.
 
@@ -29,11 +31,22 @@ mod component {
     }
 
     use bindings::contact_center::request_access::clock;
-    use bindings::exports::contact_center::request_access::placement;
     use bindings::exports::contact_center::request_access::request_access as wit;
+    use bindings::exports::contact_center::request_access::{lease, placement};
 
     struct Broken;
     bindings::export!(Broken with_types_in bindings);
+
+    impl lease::Guest for Broken {
+        fn extend(_: lease::ExtendRequest) -> Result<lease::Extended, wit::Error> {
+            Ok(lease::Extended {
+                access_number: "+18005550100".into(),
+                expiration_time: 30,
+                expires_at: clock::now() + 10 * 365 * 86_400_000,
+                capped: false,
+            })
+        }
+    }
 
     impl placement::Guest for Broken {
         fn place(request: wit::CreateRequest) -> Result<placement::Placed, placement::Refused> {
