@@ -100,7 +100,8 @@ fn the_standalone_component_imports_only_wasi() {
         exports,
         [
             "contact-center:request-access/request-access@0.1.1",
-            "contact-center:request-access/placement@0.1.1"
+            "contact-center:request-access/placement@0.1.1",
+            "contact-center:request-access/lease@0.1.1"
         ]
     );
 }
@@ -235,6 +236,20 @@ fn the_wasmtime_cli_allocates_matches_and_releases_with_the_standalone_component
         ),
     );
     assert_eq!(quoted(&matched, "service-id"), "s1", "{matched}");
+
+    // `lease.extend`: the same number, for ten more minutes.
+    let extended = wasmtime_invoke(
+        &wasmtime,
+        &component,
+        &state,
+        r#"extend({service-id: "s2", resource-group: "DNIS", booking-expiration-timeout: some(600)})"#,
+    );
+    assert_eq!(
+        quoted(&extended, "access-number"),
+        "+18005550101",
+        "{extended}"
+    );
+    assert!(extended.contains("expiration-time: 600"), "{extended}");
 
     let released = wasmtime_invoke(&wasmtime, &component, &state, r#"release("s2", "DNIS")"#);
     assert_eq!(released, r#"ok("+18005550101")"#);
@@ -388,7 +403,7 @@ fn jco() -> Option<std::path::PathBuf> {
 const NODE_SCRIPT: &str = r#"
 import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
 _setPreopens({ '/state': process.argv[2] });
-const { requestAccess, placement } = await import('./out/request-access-standalone.js');
+const { requestAccess, placement, lease } = await import('./out/request-access-standalone.js');
 const [op, ...args] = process.argv.slice(3);
 const request = { serviceId: args[0], resourceGroup: 'DNIS', provideCode: true };
 const show = (v) => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? Number(x) : x));
@@ -397,6 +412,8 @@ try {
     ? requestAccess.create(request)
     : op === 'place'
     ? placement.place(request)
+    : op === 'extend'
+    ? lease.extend({ serviceId: args[0], resourceGroup: 'DNIS', bookingExpirationTimeout: 600 })
     : requestAccess.matchAccess({ accessNumber: args[0], accessCode: args[1] });
   console.log(show({ ok: answer }));
 } catch (e) {
@@ -462,6 +479,10 @@ fn the_standalone_component_runs_unmodified_under_jco_in_node() {
         placed["ok"]["access"]["accessNumber"], "+18005550101",
         "{placed}"
     );
+    // `lease.extend` keeps that number ten more minutes.
+    let extended = call(&["extend", "s1"]);
+    assert_eq!(extended["ok"]["accessNumber"], "+18005550101", "{extended}");
+    assert_eq!(extended["ok"]["expirationTime"], 600, "{extended}");
     assert!(!state.join("reservations.lock").exists());
 }
 
@@ -517,6 +538,7 @@ fn wasm_tools_validates_the_artifacts_and_lists_exactly_the_declared_interface()
     assert_eq!(
         own,
         [
+            "export contact-center:request-access/lease@0.1.1",
             "export contact-center:request-access/placement@0.1.1",
             "export contact-center:request-access/request-access@0.1.1",
             "import contact-center:request-access/clock@0.1.1",
@@ -539,7 +561,8 @@ fn wasm_tools_validates_the_artifacts_and_lists_exactly_the_declared_interface()
         assert!(
             item.starts_with("import wasi:")
                 || item == "export contact-center:request-access/request-access@0.1.1"
-                || item == "export contact-center:request-access/placement@0.1.1",
+                || item == "export contact-center:request-access/placement@0.1.1"
+                || item == "export contact-center:request-access/lease@0.1.1",
             "{item}"
         );
     }

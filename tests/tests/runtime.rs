@@ -21,7 +21,8 @@ fn the_component_exports_request_access_and_imports_only_the_world_and_wasi() {
         exports,
         [
             "contact-center:request-access/request-access@0.1.1",
-            "contact-center:request-access/placement@0.1.1"
+            "contact-center:request-access/placement@0.1.1",
+            "contact-center:request-access/lease@0.1.1"
         ]
     );
     for own in [
