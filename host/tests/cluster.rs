@@ -1,7 +1,7 @@
-//! Several `serve` nodes sharing one state on a real Redis: what one node does, every
-//! node sees; a Redis outage is a fast 503 and readiness failing, and the same nodes
-//! serve again when Redis returns. Skipped where `redis-server` is not installed,
-//! unless `REQUEST_ACCESS_REQUIRE_TOOLS` is set.
+//! Several `serve` nodes sharing one state on a real Redis (and on a real etcd): what
+//! one node does, every node sees; a Redis outage is a fast 503 and readiness failing,
+//! and the same nodes serve again when Redis returns. Skipped where `redis-server` (or
+//! `etcd`) is not installed, unless `REQUEST_ACCESS_REQUIRE_TOOLS` is set.
 
 mod common;
 
@@ -112,6 +112,18 @@ fn three_nodes_share_reservations_registrations_and_pool_status() {
     );
     assert_eq!(created.status, 200, "{:?}", created.body);
     let held = created.body["_access_number"].as_str().unwrap().to_string();
+    // Extended through A: every node sees the same number for longer.
+    let extended = post_form(
+        &a.url("/genesys/1/service/extend-access"),
+        &[
+            ("_id", "app-7"),
+            ("_resource_group", "DNIS"),
+            ("_booking_expiration_timeout", "900"),
+        ],
+    );
+    assert_eq!(extended.status, 200, "{:?}", extended.body);
+    assert_eq!(extended.body["_access_number"], held.as_str());
+    assert_eq!(extended.body["_expiration_time"], 900);
     let released = post_form(
         &c.url("/genesys/1/service/release-access"),
         &[("_id", "app-7"), ("_resource_group", "DNIS")],
@@ -372,4 +384,63 @@ fn a_frozen_redis_fails_every_waiting_request_in_bounded_time_not_in_turn() {
         &[("_id", "s1"), ("_resource_group", "DNIS")],
     );
     assert_eq!(created.status, 200, "{:?}", created.body);
+}
+
+#[test]
+fn on_etcd_an_extension_and_a_sliding_session_are_seen_by_every_node() {
+    let Some(etcd) = request_access_testkit::EtcdCluster::start(1) else {
+        return;
+    };
+    let sliding = format!(
+        "[store]\nurl = \"{}\"\n[[resource_group]]\nname = \"SESSION\"\n\
+         sliding_expiry = true\nnumbers = [\"5559000\"]\n",
+        etcd.url()
+    );
+    let nodes: Vec<(tempfile::TempDir, Server)> = (0..2)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let server = Server::start(dir.path(), &config(2, 3, &sliding), Some(TOKEN));
+            (dir, server)
+        })
+        .collect();
+    let (a, b) = (&nodes[0].1, &nodes[1].1);
+    let created = post_form(
+        &create_url(a),
+        &[
+            ("_id", "s0"),
+            ("_resource_group", "DNIS"),
+            ("_booking_expiration_timeout", "10"),
+        ],
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let extended = post_form(
+        &b.url("/genesys/1/service/extend-access"),
+        &[
+            ("_id", "s0"),
+            ("_resource_group", "DNIS"),
+            ("_booking_expiration_timeout", "600"),
+        ],
+    );
+    assert_eq!(extended.status, 200, "{:?}", extended.body);
+    assert_eq!(
+        extended.body["_access_number"],
+        created.body["_access_number"]
+    );
+    assert_eq!(extended.body["_expiration_time"], 600);
+
+    // A session's calls through either node keep its one number.
+    let session = post_form(
+        &create_url(a),
+        &[("_id", "s1"), ("_resource_group", "SESSION")],
+    );
+    assert_eq!(session.status, 200, "{:?}", session.body);
+    for node in [a, b, a] {
+        let call = post_form(&match_url(node), &[("_access_number", "5559000")]);
+        assert_eq!(call.body, serde_json::json!({"_id": "s1"}));
+    }
+    let crowded = post_form(
+        &create_url(b),
+        &[("_id", "s2"), ("_resource_group", "SESSION")],
+    );
+    assert_eq!(crowded.status, 503, "{:?}", crowded.body);
 }
