@@ -93,6 +93,18 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// The plugin to run and to reload on SIGHUP; the embedded one if unset.
     pub plugin: Option<PathBuf>,
+    /// Requests one service (`_id`) may make per minute to this node's service routes
+    /// (create, extend, release) before it is answered 429; `None`: no limit.
+    pub service_rate_limit: Option<RateLimit>,
+}
+
+/// A sustained rate with a burst above it: a token bucket (GCRA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per minute, sustained.
+    pub per_minute: u32,
+    /// Requests allowed at once after a quiet spell.
+    pub burst: u32,
 }
 
 /// `[store]`: a shared state store (Redis, Redis Sentinel or etcd) instead of the
@@ -491,6 +503,13 @@ impl Config {
             request_timeout: Duration::from_millis(file.server.request_timeout_ms.0),
             admin_token: file.server.admin_token,
             plugin: file.server.plugin,
+            service_rate_limit: file.server.service_rate_limit.map(|limit| RateLimit {
+                per_minute: limit.0,
+                burst: file
+                    .server
+                    .service_rate_burst
+                    .map_or(limit.0.min(DEFAULT_BURST), |b| b.0),
+            }),
         };
         let store = {
             let section = file.store;
@@ -640,7 +659,12 @@ struct ServerSection {
     request_timeout_ms: RequestTimeoutMs,
     admin_token: Option<String>,
     plugin: Option<PathBuf>,
+    service_rate_limit: Option<ServiceRate>,
+    service_rate_burst: Option<ServiceBurst>,
 }
+
+/// A service's burst when the file sets a rate and no burst: ten, or the rate if lower.
+const DEFAULT_BURST: u32 = 10;
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
@@ -654,6 +678,8 @@ impl Default for ServerSection {
             request_timeout_ms: RequestTimeoutMs::default(),
             admin_token: None,
             plugin: None,
+            service_rate_limit: None,
+            service_rate_burst: None,
         }
     }
 }
@@ -795,6 +821,14 @@ bounded_option!(
     "max_lifetime",
     1_800..=604_800,
     LeasePolicy::DEFAULT_MAX_LIFETIME
+);
+bounded_option!(ServiceRate, u32, "service_rate_limit", 1..=1_000_000, 60);
+bounded_option!(
+    ServiceBurst,
+    u32,
+    "service_rate_burst",
+    1..=100_000,
+    DEFAULT_BURST
 );
 bounded_option!(BodyBytes, u64, "max_body_bytes", 1024..=16 << 20, 64 << 10);
 bounded_option!(
@@ -1231,6 +1265,68 @@ services = ["static-service-1"]
         let e = error("[options]\nreuse_cooldown = 86401\n");
         assert!(
             e.contains("reuse_cooldown must be 0..=86400, got 86401"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_service_rate_has_a_burst_and_bad_ones_name_their_key() {
+        let rate = |text: &str| {
+            Config::parse(text, "c.toml")
+                .unwrap()
+                .server
+                .service_rate_limit
+        };
+        assert_eq!(rate(""), None);
+        assert_eq!(
+            rate("[server]\nservice_rate_limit = 120\n"),
+            Some(RateLimit {
+                per_minute: 120,
+                burst: 10
+            })
+        );
+        assert_eq!(
+            rate("[server]\nservice_rate_limit = 3\n").map(|r| r.burst),
+            Some(3)
+        );
+        assert_eq!(
+            rate("[server]\nservice_rate_limit = 60\nservice_rate_burst = 30\n").map(|r| r.burst),
+            Some(30)
+        );
+        let e = error("[server]\nservice_rate_limit = 0\n");
+        assert!(
+            e.contains("c.toml:2") && e.contains("service_rate_limit must be 1..=1000000, got 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_lease_policy_comes_from_the_group_then_the_options() {
+        let c = Config::parse(
+            "[options]\nmax_lifetime = 7200\n\
+             [[resource_group]]\nname = \"A\"\nsliding_expiry = true\nnumbers = [\"5551000\"]\n\
+             [[resource_group]]\nname = \"B\"\nmax_lifetime = 1800\nnumbers = [\"5551001\"]\n",
+            "c.toml",
+        )
+        .unwrap();
+        let lease = |g: &str| c.group(g).unwrap().lease;
+        assert_eq!(
+            lease("A"),
+            LeasePolicy {
+                max_lifetime: 7200,
+                sliding_expiry: true
+            }
+        );
+        assert_eq!(
+            lease("B"),
+            LeasePolicy {
+                max_lifetime: 1800,
+                sliding_expiry: false
+            }
+        );
+        let e = error("[options]\nmax_lifetime = 600\n");
+        assert!(
+            e.contains("max_lifetime must be 1800..=604800, got 600"),
             "{e}"
         );
     }

@@ -760,3 +760,51 @@ fn a_page_heartbeat_extends_its_reservation_over_http_and_a_sliding_group_keeps_
     );
     assert_eq!(released.body["_access_number"], "5559000");
 }
+
+#[test]
+fn a_service_over_its_rate_is_answered_429_with_retry_after_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let limited = "[server]\nservice_rate_limit = 2\nservice_rate_burst = 2\n";
+    let s = Server::start(dir.path(), &config(10, 3, limited), None);
+    let ask = |id: &str| post_form(&create_url(&s), &[("_id", id), ("_resource_group", "DNIS")]);
+    assert_eq!(ask("s0").status, 200);
+    assert_eq!(ask("s0").status, 200);
+    let refused = ask("s0");
+    assert_eq!(
+        (
+            refused.status,
+            refused.body["code"].as_str(),
+            refused.body["field"].as_str()
+        ),
+        (429, Some("rate-limited"), Some("_id"))
+    );
+    // Two a minute: the next in about thirty seconds.
+    let wait: u64 = refused.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    // Extensions and releases count too; other services and matches do not.
+    let extend = post_form(
+        &s.url("/genesys/1/service/extend-access"),
+        &[("_id", "s0"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(extend.status, 429);
+    // Refused before the plugin: nothing changed, s0 still holds the one number it has.
+    let other = post_form(
+        &create_url(&s),
+        &[
+            ("_id", "s1"),
+            ("_resource_group", "DNIS"),
+            ("_return_pool_health", "true"),
+        ],
+    );
+    assert_eq!(other.status, 200, "{:?}", other.body);
+    assert_eq!(other.body["_pool_health"]["live"], 2);
+    // The contact center's calls are never limited: each is answered on its merits.
+    let number = ask("s2").body["_access_number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| post_form(&match_url(&s), &[("_access_number", &number)]).status)
+        .collect();
+    assert_eq!(statuses, [200, 404, 404, 404, 404]);
+}

@@ -120,6 +120,19 @@ impl From<CallError> for ApiError {
 }
 
 impl ApiError {
+    /// `service_id` is over its request rate: it may ask again in `seconds`.
+    pub(crate) fn rate_limited(service_id: &str, seconds: u32) -> Self {
+        ApiError {
+            field: Some("_id".into()),
+            retry_after: Some(seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!("service {service_id:?} is over its request rate: retry in {seconds} s"),
+            )
+        }
+    }
+
     /// A refused create, with `Retry-After` from when the plugin says the exhausted pool
     /// lends again (whole seconds from `now`, rounded up, at least 1).
     pub(crate) fn refused(refusal: Refusal, now: u64) -> Self {

@@ -6,6 +6,7 @@
 //! - `error`: [`ApiError`], the one shape of a refusal;
 //! - `layers`: request ids, tracing, the deadline, and each request's metrics and log;
 //! - `metrics`: the Prometheus registry;
+//! - `limit`: each service's request rate on this node;
 //! - `history`: each group's last hour on this node, for the operator's page
 //!   (`/admin/`, embedded from `admin/`).
 
@@ -19,6 +20,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 mod error;
 mod history;
 mod layers;
+mod limit;
 mod metrics;
 mod routes;
 

@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::history::History;
+use super::limit::ServiceLimiter;
 use super::metrics::Metrics;
 use crate::api::{Error, PoolStatus, Strategy};
 use crate::plugin::PluginSource;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub config_file: Option<std::path::PathBuf>,
     /// This node's last hour of each group's utilisation, for the operator's page.
     pub history: Arc<History>,
+    /// Each service's request rate on the service routes, when `[server]` limits it.
+    pub limiter: Option<ServiceLimiter>,
 }
 
 impl AppState {
@@ -55,6 +58,12 @@ impl AppState {
     ) -> Arc<AppState> {
         let mut metrics = Metrics::new();
         runtime.register_metrics(&mut metrics.registry);
+        let limiter = runtime
+            .services()
+            .config
+            .server
+            .service_rate_limit
+            .map(ServiceLimiter::new);
         Arc::new(AppState {
             runtime,
             metrics: Arc::new(metrics),
@@ -64,6 +73,7 @@ impl AppState {
             max_body_bytes,
             config_file,
             history: Arc::new(History::default()),
+            limiter,
         })
     }
 
@@ -93,6 +103,19 @@ impl AppState {
 
 type Answer = Result<Json<Value>, ApiError>;
 
+/// Admit one request of `service_id` under its rate, if the service routes are limited:
+/// refused with 429 and `Retry-After` before any plugin or store call. An id that is not
+/// one is refused as the plugin would (so no bucket is kept for it).
+fn admit(app: &AppState, service_id: &str) -> Result<(), ApiError> {
+    let Some(limiter) = &app.limiter else {
+        return Ok(());
+    };
+    request_access_guest::validate::service_id(service_id)?;
+    limiter
+        .check(service_id)
+        .map_err(|seconds| ApiError::rate_limited(service_id, seconds))
+}
+
 fn content_type(headers: &HeaderMap) -> Option<&[u8]> {
     headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes())
 }
@@ -119,6 +142,7 @@ pub(super) async fn request_access(
 ) -> Answer {
     let params = Params::decode(content_type(&headers), body?).await?;
     let request = params.create_request()?;
+    admit(&app, &request.service_id)?;
     let with_health = params.flag("_return_pool_health")?;
     let group = request.resource_group.clone();
     let id = request.service_id.clone();
@@ -164,6 +188,7 @@ pub(super) async fn release_access(
     let params = Params::decode(content_type(&headers), body?).await?;
     let id = params.required_text("_id")?;
     let group = params.required_text("_resource_group")?;
+    admit(&app, &id)?;
     let (runtime, id2, group2) = (app.runtime.clone(), id.clone(), group.clone());
     let number = detached(async move { runtime.release(&id2, &group2).await }).await?;
     Ok(Json(answer::released(&id, &group, &number)))
@@ -176,6 +201,7 @@ pub(super) async fn extend_access(
 ) -> Answer {
     let params = Params::decode(content_type(&headers), body?).await?;
     let request = params.extend_request()?;
+    admit(&app, &request.service_id)?;
     let (id, group) = (request.service_id.clone(), request.resource_group.clone());
     let runtime = app.runtime.clone();
     let extended = detached(async move { runtime.extend(&request).await }).await?;
