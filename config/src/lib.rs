@@ -53,6 +53,9 @@ pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
 pub struct Config {
     /// `[options]`: code length, default timeout, attempts.
     pub options: Options,
+    /// `[options] blocking_target`: the share of creates a pool may refuse for want of a
+    /// number, which its sizing counts the numbers needed for (Erlang B).
+    pub blocking_target: f64,
     /// Groups in file order.
     pub groups: Vec<GroupConfig>,
     /// Services that are always active.
@@ -555,7 +558,22 @@ impl Config {
             max_idle_instances: file.limits.max_idle_instances.0 as usize,
         };
 
+        let blocking_target = match &file.options.blocking_target {
+            None => DEFAULT_BLOCKING_TARGET,
+            Some(t) if *t.get_ref() > 0.0 && *t.get_ref() <= 0.5 => *t.get_ref(),
+            Some(t) => {
+                return Err(fail(
+                    t.span(),
+                    "options.blocking_target",
+                    format!(
+                        "blocking_target must be above 0 and at most 0.5, got {}",
+                        t.get_ref()
+                    ),
+                ));
+            }
+        };
         Ok(Config {
+            blocking_target,
             options: Options {
                 access_code_length: file.options.access_code_length.0,
                 booking_expiration_timeout: file.options.booking_expiration_timeout.0,
@@ -712,7 +730,11 @@ struct OptionsSection {
     wrong_code_window: Option<WrongCodeWindow>,
     max_lifetime: Option<MaxLifetime>,
     sliding_expiry: Option<bool>,
+    blocking_target: Option<Spanned<f64>>,
 }
+
+/// A pool is sized for one create in a thousand to find it exhausted.
+pub const DEFAULT_BLOCKING_TARGET: f64 = 0.001;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1329,5 +1351,16 @@ services = ["static-service-1"]
             e.contains("max_lifetime must be 1800..=604800, got 600"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_blocking_target_is_a_share_of_creates() {
+        let target = |text: &str| Config::parse(text, "c.toml").map(|c| c.blocking_target);
+        assert_eq!(target("").unwrap(), DEFAULT_BLOCKING_TARGET);
+        assert_eq!(target("[options]\nblocking_target = 0.01\n").unwrap(), 0.01);
+        for bad in ["0.0", "0.7", "-1.0"] {
+            let e = error(&format!("[options]\nblocking_target = {bad}\n"));
+            assert!(e.contains("c.toml:2: options.blocking_target"), "{e}");
+        }
     }
 }

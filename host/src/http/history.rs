@@ -1,12 +1,13 @@
 //! What the operator's page draws behind each group's sparkline: the last hour of one
 //! node's view of the group's utilisation, with the moments it refused a create because
-//! the pool was exhausted.
+//! the pool was exhausted; and the creates it lent, which with the refusals are the
+//! demand [`super::sizing`] sizes the pool from.
 //!
 //! Kept in memory by each node, and fed only by what the node does anyway: every pool
 //! count it takes (a `/metrics` scrape, `/admin/pools`, the page's own refresh) and every
 //! exhausted create it answers. Nothing is sampled when nobody looks, and nothing is
-//! written to the store. Bounded: [`POINTS`] ten-second points per group, 24 bytes each
-//! (about 8.6 KiB per group), the oldest dropped first.
+//! written to the store. Bounded: [`POINTS`] ten-second points per group, 32 bytes each
+//! (about 11.5 KiB per group), the oldest dropped first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -27,6 +28,10 @@ pub struct Point {
     pub utilisation: Option<f32>,
     /// Creates this node refused in the point because the pool was exhausted.
     pub exhausted: u32,
+    /// Creates this node lent a number of the group for in the point.
+    pub lent: u32,
+    /// The seconds those creates' reservations were lent for, summed.
+    pub lease_seconds: u32,
 }
 
 /// Every group's history on this node.
@@ -52,6 +57,14 @@ impl History {
         self.update(group, now_ms, |point| point.exhausted += 1);
     }
 
+    /// A create was lent a number of `group` for `lease_seconds` at `now_ms`.
+    pub fn lent(&self, group: &str, lease_seconds: u32, now_ms: u64) {
+        self.update(group, now_ms, |point| {
+            point.lent = point.lent.saturating_add(1);
+            point.lease_seconds = point.lease_seconds.saturating_add(lease_seconds);
+        });
+    }
+
     /// `group`'s points of the hour before `now_ms`, oldest first.
     pub fn points(&self, group: &str, now_ms: u64) -> Vec<Point> {
         let since = (now_ms / 1000).saturating_sub(POINTS as u64 * POINT_SECONDS);
@@ -68,7 +81,14 @@ impl History {
     fn update(&self, group: &str, now_ms: u64, change: impl FnOnce(&mut Point)) {
         let at = now_ms / 1000 / POINT_SECONDS * POINT_SECONDS;
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        let points = groups.entry(group.to_string()).or_default();
+        // Looked up before it is entered: every create comes here, and only the first
+        // of a group needs its name copied.
+        if !groups.contains_key(group) {
+            groups.insert(group.to_string(), VecDeque::new());
+        }
+        let Some(points) = groups.get_mut(group) else {
+            return;
+        };
         if points.back().is_none_or(|last| last.at < at) {
             if points.len() == POINTS {
                 points.pop_front();
@@ -77,6 +97,8 @@ impl History {
                 at,
                 utilisation: None,
                 exhausted: 0,
+                lent: 0,
+                lease_seconds: 0,
             });
         }
         // A clock set back lands in the newest point rather than reordering the series.
@@ -105,12 +127,16 @@ mod tests {
                 Point {
                     at: 1000,
                     utilisation: Some(1.0),
-                    exhausted: 1
+                    exhausted: 1,
+                    lent: 0,
+                    lease_seconds: 0,
                 },
                 Point {
                     at: 1010,
                     utilisation: Some(0.3),
-                    exhausted: 0
+                    exhausted: 0,
+                    lent: 0,
+                    lease_seconds: 0,
                 },
             ]
         );

@@ -45,6 +45,12 @@ pub struct Metrics {
     pub pool_live: Family<GroupLabels, Gauge>,
     /// Share of each group held.
     pub pool_utilisation: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    /// Offered traffic per group on this node, in Erlangs.
+    pub pool_offered: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    /// Erlang B's blocking probability per group at that traffic.
+    pub pool_blocking: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    /// Numbers each group needs for the blocking target.
+    pub pool_needed: Family<GroupLabels, Gauge>,
     /// Where everything above is registered, with the runtime's counters.
     pub registry: Registry,
 }
@@ -69,6 +75,9 @@ impl Metrics {
         let pool_size = Family::<GroupLabels, Gauge>::default();
         let pool_live = Family::<GroupLabels, Gauge>::default();
         let pool_utilisation = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
+        let pool_offered = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
+        let pool_blocking = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
+        let pool_needed = Family::<GroupLabels, Gauge>::default();
         registry.register(
             "request_access_http_requests",
             "HTTP requests by route and outcome",
@@ -94,12 +103,30 @@ impl Metrics {
             "Share of each resource group held by live reservations (0..1)",
             pool_utilisation.clone(),
         );
+        registry.register(
+            "request_access_pool_offered_erlangs",
+            "Traffic offered to each group on this node: creates per second x seconds each holds a number (lease and rest), over the last 15 minutes",
+            pool_offered.clone(),
+        );
+        registry.register(
+            "request_access_pool_blocking_probability",
+            "Erlang B probability that a create finds the group exhausted at the offered traffic (0..1)",
+            pool_blocking.clone(),
+        );
+        registry.register(
+            "request_access_pool_numbers_needed",
+            "Numbers each group needs to keep the blocking probability at most [options] blocking_target",
+            pool_needed.clone(),
+        );
         Metrics {
             requests,
             latency,
             pool_size,
             pool_live,
             pool_utilisation,
+            pool_offered,
+            pool_blocking,
+            pool_needed,
             registry,
         }
     }
@@ -124,6 +151,24 @@ impl Metrics {
         self.pool_utilisation
             .get_or_create(&labels)
             .set(request_access_wire::answer::utilisation(size, live));
+    }
+
+    /// Record a group's sizing.
+    pub fn set_sizing(&self, group: &str, sizing: &super::sizing::Sizing) {
+        let labels = GroupLabels {
+            group: group.to_string(),
+        };
+        self.pool_offered
+            .get_or_create(&labels)
+            .set(sizing.offered_erlangs);
+        self.pool_blocking
+            .get_or_create(&labels)
+            .set(sizing.blocking);
+        if let Some(needed) = sizing.numbers_needed {
+            self.pool_needed
+                .get_or_create(&labels)
+                .set(i64::try_from(needed).unwrap_or(i64::MAX));
+        }
     }
 
     /// The OpenMetrics text of every metric.

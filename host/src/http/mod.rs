@@ -7,6 +7,7 @@
 //! - `layers`: request ids, tracing, the deadline, and each request's metrics and log;
 //! - `metrics`: the Prometheus registry;
 //! - `limit`: each service's request rate on this node;
+//! - `sizing`: each pool's Erlang B blocking and the numbers it needs;
 //! - `history`: each group's last hour on this node, for the operator's page
 //!   (`/admin/`, embedded from `admin/`).
 
@@ -23,6 +24,7 @@ mod layers;
 mod limit;
 mod metrics;
 mod routes;
+mod sizing;
 
 pub use error::{ApiError, EXHAUSTED_RETRY_AFTER_SECONDS};
 pub use layers::REQUEST_ID_HEADER;

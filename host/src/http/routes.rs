@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::history::History;
 use super::limit::ServiceLimiter;
 use super::metrics::Metrics;
+use super::sizing::{self, Sizing};
 use crate::api::{Error, PoolStatus, Strategy};
 use crate::plugin::PluginSource;
 use crate::runtime::{CallError, Runtime};
@@ -156,6 +157,9 @@ pub(super) async fn request_access(
             }
             ApiError::refused(refusal, now)
         })?;
+        let now = runtime.services().clock.now_ms();
+        let lease = placed.access.expiration_time;
+        history.lent(&placed.resource_group, lease, now);
         let health = if with_health {
             Some(runtime.pool_status(&group).await?)
         } else {
@@ -276,6 +280,22 @@ pub(super) async fn deregister_service(
     Ok(Json(answer::deregistered(&id)))
 }
 
+/// `group`'s sizing from this node's history at `now`, if it has enough of it.
+fn sizing_of(app: &AppState, group: &str, now: u64) -> Option<Sizing> {
+    let services = app.runtime.services();
+    let config = services.config.group(group)?;
+    let pool = sizing::Pool {
+        size: config.pool.size(),
+        seats: config.policy.seats(),
+        rest_seconds: config.policy.reuse_cooldown.max(config.policy.match_grace),
+        default_lease: config
+            .booking_expiration_timeout
+            .unwrap_or(services.config.options.booking_expiration_timeout),
+    };
+    let points = app.history.points(group, now);
+    sizing::size(&points, pool, services.config.blocking_target, now)
+}
+
 /// Occupancy of every group; also refreshes the pool gauges and the page's history.
 async fn pool_statuses(app: &AppState) -> Result<Vec<(String, PoolStatus)>, ApiError> {
     let names: Vec<String> = app
@@ -301,16 +321,25 @@ async fn pool_statuses(app: &AppState) -> Result<Vec<(String, PoolStatus)>, ApiE
         app.metrics.set_pool(name, s.size, s.live);
         app.history
             .counted(name, answer::utilisation(s.size, s.live) as f32, now);
+        if let Some(sizing) = sizing_of(app, name, now) {
+            app.metrics.set_sizing(name, &sizing);
+        }
     }
     Ok(statuses)
 }
 
-/// Occupancy of every group, as `/admin/pools` answers it.
+/// Occupancy of every group, as `/admin/pools` answers it, each with its sizing on this
+/// node (`null` until it has a minute of history).
 async fn pools(app: &AppState) -> Result<Value, ApiError> {
     let statuses = pool_statuses(app).await?;
-    Ok(answer::groups(
-        statuses.iter().map(|(name, s)| (name.as_str(), *s)),
-    ))
+    let mut answer = answer::groups(statuses.iter().map(|(name, s)| (name.as_str(), *s)));
+    let now = app.runtime.services().clock.now_ms();
+    if let Some(groups) = answer["groups"].as_array_mut() {
+        for (group, (name, _)) in groups.iter_mut().zip(&statuses) {
+            group["sizing"] = json!(sizing_of(app, name, now));
+        }
+    }
+    Ok(answer)
 }
 
 pub(super) async fn pool_health(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
@@ -329,7 +358,11 @@ pub(super) async fn overview(State(app): State<Arc<AppState>>, headers: HeaderMa
     let groups: Vec<Value> = statuses
         .iter()
         .map(|(name, status)| {
-            let mut group = json!({ "name": name, "history": app.history.points(name, now) });
+            let mut group = json!({
+                "name": name,
+                "history": app.history.points(name, now),
+                "sizing": sizing_of(&app, name, now),
+            });
             if let Some(config) = services.config.group(name) {
                 group["strategy"] = json!(match config.strategy {
                     Strategy::RoundRobin => "round-robin",

@@ -145,6 +145,27 @@ function seconds(value) {
   return value === null || value === undefined ? "default" : value + " s";
 }
 
+// Erlang B's blocking probability at this node's demand, and the numbers needed for the
+// target; a pool that needs more than it has is flagged.
+function blocking(sizing, size) {
+  if (!sizing) return el("td", { class: "muted sizing" }, "measuring");
+  const needed = sizing.numbers_needed;
+  const short = needed !== null && needed > size;
+  const title = sizing.offered_erlangs.toFixed(2) + " Erlangs: " +
+    sizing.offered_per_minute.toFixed(1) + " creates/min x " +
+    sizing.holding_seconds.toFixed(0) + " s held";
+  return el("td", { class: "sizing" + (short ? " error" : ""), title },
+    probability(sizing.blocking), " ",
+    el("span", { class: "muted" }, needed === null ? "" :
+      "needs " + needed + " for " + probability(sizing.target)));
+}
+
+// A small probability with two significant digits (0.018%), a large one as a percentage.
+function probability(p) {
+  if (p === 0) return "0%";
+  return p < 0.1 ? (p * 100).toPrecision(2) + "%" : percent(p);
+}
+
 function render(data) {
   $("login").hidden = true;
   $("dashboard").hidden = false;
@@ -169,7 +190,8 @@ function render(data) {
       el("td", { class: "num live" }, g.live),
       el("td", { class: "num free" }, g.free),
       el("td", {}, bar(g.utilisation, g.free), " ", percent(g.utilisation)),
-      el("td", {}, sparkline(g.history, data.now), el("span", { class: "muted" }, spanLabel(g.history, data.now))));
+      el("td", {}, sparkline(g.history, data.now), el("span", { class: "muted" }, spanLabel(g.history, data.now))),
+      blocking(g.sizing, g.size));
   }));
 
   const p = data.plugin;
