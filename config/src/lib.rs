@@ -429,6 +429,10 @@ impl Config {
                     reservations_per_number: seats,
                     wrong_code_limit,
                     wrong_code_window,
+                    prefer_caller_prefix: group
+                        .prefer_caller_prefix
+                        .or(file.options.prefer_caller_prefix)
+                        .map_or(0, |p| p.0),
                 },
                 lease,
             });
@@ -731,6 +735,7 @@ struct OptionsSection {
     max_lifetime: Option<MaxLifetime>,
     sliding_expiry: Option<bool>,
     blocking_target: Option<Spanned<f64>>,
+    prefer_caller_prefix: Option<CallerPrefix>,
 }
 
 /// A pool is sized for one create in a thousand to find it exhausted.
@@ -753,6 +758,7 @@ struct GroupSection {
     wrong_code_window: Option<WrongCodeWindow>,
     max_lifetime: Option<MaxLifetime>,
     sliding_expiry: Option<bool>,
+    prefer_caller_prefix: Option<CallerPrefix>,
     numbers: Vec<Spanned<String>>,
 }
 
@@ -844,6 +850,8 @@ bounded_option!(
     1_800..=604_800,
     LeasePolicy::DEFAULT_MAX_LIFETIME
 );
+// E.164 numbers have at most 15 digits.
+bounded_option!(CallerPrefix, u32, "prefer_caller_prefix", 0..=15, 0);
 bounded_option!(ServiceRate, u32, "service_rate_limit", 1..=1_000_000, 60);
 bounded_option!(
     ServiceBurst,

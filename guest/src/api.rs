@@ -215,6 +215,10 @@ pub struct Policy {
     pub wrong_code_limit: u32,
     /// Seconds of the window `wrong_code_limit` counts in, from its first wrong code.
     pub wrong_code_window: u32,
+    /// Prefer, for a create naming a caller, a free number sharing at least this many
+    /// leading digits with the caller's (the longest shared prefix first: an area code
+    /// over a country code); 0: no preference.
+    pub prefer_caller_prefix: u32,
 }
 
 impl Policy {
@@ -227,6 +231,7 @@ impl Policy {
         reservations_per_number: 1,
         wrong_code_limit: 0,
         wrong_code_window: 0,
+        prefer_caller_prefix: 0,
     };
 
     /// Reservations one number carries at once.

@@ -158,7 +158,7 @@ macro_rules! convert_group_policy {
     ($($wit:ident)::+) => {
         $crate::__convert_record!($crate::api::Policy, $($wit)::+::GroupPolicy {
             reuse_cooldown, match_grace, fallback_group, sticky_memory,
-            reservations_per_number, wrong_code_limit, wrong_code_window,
+            reservations_per_number, wrong_code_limit, wrong_code_window, prefer_caller_prefix,
         });
     };
 }

@@ -19,6 +19,7 @@ mod arena;
 pub mod conversions;
 mod keys;
 mod lease;
+mod local;
 mod records;
 mod ring;
 mod service;

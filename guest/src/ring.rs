@@ -354,11 +354,13 @@ fn write_slot<I: Imports>(
 /// Take a pool index off the ring, or `None` when the ring is empty. A slot holding
 /// nothing usable is skipped (and so dropped): `Some(None)`. Random draws among the
 /// first `window` entries only: the ones behind were put back by this call already.
+/// `local`: the caller's digits and the prefix the group prefers them to share with the
+/// number ([`crate::local`]); a number that does is taken before the strategy picks.
 pub fn pop<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     rng: &mut R,
-    window: u64,
+    (window, local): (u64, Option<(&str, u32)>),
     sticky: bool,
 ) -> Result<Option<Option<u32>>, Error> {
     let mut ring = open(txn, group)?;
@@ -366,30 +368,66 @@ pub fn pop<I: Imports, R: Rng>(
     if free == 0 {
         return Ok(None);
     }
-    if group.strategy == crate::api::Strategy::Random && free > 1 {
-        let offset = Uniform::new(0, free)
+    let local = match local {
+        Some((caller, min_digits)) if free > 1 => {
+            local_offset(txn, group, &ring, free, (caller, min_digits))?
+        }
+        _ => None,
+    };
+    let offset = match local {
+        Some(offset) => offset,
+        None if group.strategy == crate::api::Strategy::Random && free > 1 => Uniform::new(0, free)
             .map_err(|e| Error::StateStoreFailure(format!("ring bounds: {e}")))?
-            .sample(rng);
-        if offset != 0 {
-            let head = ring.meta.head;
-            let picked = head + offset;
-            let (Some(at_head), Some(at_picked)) = (
-                read_slot(txn, group, &ring, head)?,
-                read_slot(txn, group, &ring, picked)?,
-            ) else {
-                // A damaged slot: fall back to the head, which is skipped if unusable.
-                return take_head(txn, group, &mut ring);
-            };
-            write_slot(txn, group, &ring, head, at_picked);
-            write_slot(txn, group, &ring, picked, at_head);
-            if sticky {
-                // The number that was at the head waits at `picked` now.
-                let moved_from = (ring.id(), at_head, Some(Place::Ring(head)));
-                sticky::follow_number(txn, group, moved_from, Place::Ring(picked))?;
-            }
+            .sample(rng),
+        None => 0,
+    };
+    if offset != 0 {
+        let head = ring.meta.head;
+        let picked = head + offset;
+        let (Some(at_head), Some(at_picked)) = (
+            read_slot(txn, group, &ring, head)?,
+            read_slot(txn, group, &ring, picked)?,
+        ) else {
+            // A damaged slot: fall back to the head, which is skipped if unusable.
+            return take_head(txn, group, &mut ring);
+        };
+        write_slot(txn, group, &ring, head, at_picked);
+        write_slot(txn, group, &ring, picked, at_head);
+        if sticky {
+            // The number that was at the head waits at `picked` now.
+            let moved_from = (ring.id(), at_head, Some(Place::Ring(head)));
+            sticky::follow_number(txn, group, moved_from, Place::Ring(picked))?;
         }
     }
     take_head(txn, group, &mut ring)
+}
+
+/// The offset from the head of the first of the ring's next `free` numbers (at most
+/// [`crate::local::WINDOW`]) that looks local to `caller`, if one does: their slots in
+/// one batched read.
+fn local_offset<I: Imports>(
+    txn: &mut Txn<'_, I>,
+    group: &Group,
+    ring: &Ring,
+    free: u64,
+    (caller, min_digits): (&str, u32),
+) -> Result<Option<u64>, Error> {
+    let head = ring.meta.head;
+    let seen = free.min(crate::local::WINDOW);
+    let keys: Vec<String> = (head..head + seen)
+        .map(|p| slot_key(group, ring, p))
+        .collect();
+    txn.prefetch(&keys)?;
+    let mut candidates = Vec::with_capacity(keys.len());
+    for offset in 0..seen {
+        if let Some(index) = read_slot(txn, group, ring, head + offset)?
+            && let Some(number) = txn.imports().number_at(&group.name, index)
+        {
+            candidates.push((offset, crate::validate::digits(&number)));
+        }
+    }
+    let candidates = candidates.iter().map(|(o, d)| (*o, d.as_str()));
+    Ok(crate::local::best(caller, min_digits, candidates))
 }
 
 fn take_head<I: Imports>(

@@ -281,8 +281,14 @@ fn take_number<I: Imports, R: Rng>(
     }
     let ring = ring::open(txn, group)?;
     let unseen = unseen.get_or_insert(ring.len());
+    // A number local to the caller first, where the group prefers one.
+    let local = ask
+        .caller_digits
+        .as_deref()
+        .filter(|_| policy.prefer_caller_prefix > 0)
+        .map(|caller| (caller, policy.prefer_caller_prefix));
     for _ in 0..TAKE_BATCH {
-        let Some(index) = ring::pop(txn, group, rng, *unseen, policy.sticky())? else {
+        let Some(index) = ring::pop(txn, group, rng, (*unseen, local), policy.sticky())? else {
             return Ok(Take::Exhausted);
         };
         *unseen -= 1;

@@ -98,6 +98,7 @@ impl groups::Host for Host {
             reservations_per_number: 1,
             wrong_code_limit: 0,
             wrong_code_window: 0,
+            prefer_caller_prefix: 0,
         })
     }
     fn lease_policy(&mut self, name: String) -> Option<groups::GroupLease> {

@@ -2,7 +2,8 @@
 //! its reservation ends (over HTTP and the CLI), and a late call matched within the
 //! grace window (over HTTP), `Retry-After` from when a number becomes lendable, a
 //! group that lends from its fallback group when exhausted, a sticky group lending a
-//! caller their last number again, and numbers shared by code (over HTTP and the CLI).
+//! caller their last number again, numbers shared by code (over HTTP and the CLI), and
+//! a caller lent a number of their own area code.
 
 mod common;
 
@@ -311,4 +312,24 @@ fn over_the_cli_guessable_shared_numbers_are_refused() {
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn over_http_a_caller_is_lent_a_number_of_their_own_area_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = "[[resource_group]]\nname = \"DNIS\"\nprefer_caller_prefix = 4\n\
+                 numbers = [\"+14155550100..+14155550102\", \"+12125550100..+12125550102\"]\n\
+                 [registry]\nservices = [\"s0\", \"s1\", \"s2\", \"s3\"]\n";
+    let s = Server::start(dir.path(), local, Some(TOKEN));
+    let number = |id: &str, caller: &str| {
+        let r = create(&s, id, &[("_phone_number", caller)]);
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["_access_number"].as_str().unwrap().to_string()
+    };
+    // New York callers get 212 numbers although the 415 ones come first on the ring.
+    assert!(number("s0", "+1 212 555 0199").starts_with("+1212"));
+    assert!(number("s1", "+12125550142").starts_with("+1212"));
+    // A San Francisco caller gets a 415 one; a caller from elsewhere, whatever is next.
+    assert!(number("s2", "+14155550123").starts_with("+1415"));
+    assert!(number("s3", "+13125550123").starts_with("+1"));
 }
