@@ -162,4 +162,14 @@ impl state::Guest for Adapter {
             (each(preconditions), each(mutations));
         with_store(|s| s.commit(&preconditions, &mutations)).map(Into::into)
     }
+
+    /// The commit alone: the state file keeps no events (a generic host has nobody to
+    /// tell them to).
+    fn commit_recorded(
+        preconditions: Vec<state::Precondition>,
+        mutations: Vec<state::Mutation>,
+        _events: Vec<state::Event>,
+    ) -> Result<state::CommitOutcome, state::StateError> {
+        <Adapter as state::Guest>::commit(preconditions, mutations)
+    }
 }

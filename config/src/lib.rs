@@ -68,6 +68,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[store]`: where the state lives when it is shared.
     pub store: StoreConfig,
+    /// `[events]`: who is told what happens to reservations, and what is kept.
+    pub events: EventsConfig,
     by_name: HashMap<String, usize>,
 }
 
@@ -108,6 +110,61 @@ pub struct RateLimit {
     pub per_minute: u32,
     /// Requests allowed at once after a quiet spell.
     pub burst: u32,
+}
+
+/// `[events]`: what happens to reservations, told to the operator's systems (a webhook,
+/// the `/admin/events` stream) and kept for a while (the interaction log).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct EventsConfig {
+    /// Where each event is POSTed, signed, if anywhere.
+    pub webhook: Option<WebhookConfig>,
+    /// How long an undelivered event is retried before it is dropped.
+    pub retry_for: Duration,
+    /// The longest pause between two attempts at one event (they double from 0.25 s).
+    pub max_backoff: Duration,
+    /// Whether `/admin/events` streams them (Server-Sent Events).
+    pub stream: bool,
+    /// How long the interaction log keeps each event; zero: no log.
+    pub log_retention: Duration,
+}
+
+impl EventsConfig {
+    /// Whether events go to the outbox the webhook and the stream read.
+    pub fn outbox(&self) -> bool {
+        self.webhook.is_some() || self.stream
+    }
+
+    /// Whether anything keeps events at all.
+    pub fn enabled(&self) -> bool {
+        self.outbox() || !self.log_retention.is_zero()
+    }
+}
+
+/// `[events] webhook_url`: the operator's receiver.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `http://` or `https://`.
+    pub url: String,
+    /// The HMAC-SHA256 key each delivery is signed with. `REQUEST_ACCESS_WEBHOOK_SECRET`
+    /// takes precedence.
+    pub secret: String,
+    /// Longest one delivery may take.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for EventsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventsConfig")
+            .field(
+                "webhook_url",
+                &self.webhook.as_ref().map(|w| redact_url(&w.url)),
+            )
+            .field("retry_for", &self.retry_for)
+            .field("max_backoff", &self.max_backoff)
+            .field("stream", &self.stream)
+            .field("log_retention", &self.log_retention)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[store]`: a shared state store (Redis, Redis Sentinel or etcd) instead of the
@@ -562,6 +619,47 @@ impl Config {
             max_idle_instances: file.limits.max_idle_instances.0 as usize,
         };
 
+        let events = {
+            let section = file.events;
+            let webhook = match section.webhook_url {
+                None => None,
+                Some(url) => {
+                    let text = url.get_ref();
+                    if !(text.starts_with("http://") || text.starts_with("https://")) {
+                        return Err(fail(
+                            url.span(),
+                            "events.webhook_url",
+                            "must be an http:// or https:// URL".into(),
+                        ));
+                    }
+                    let secret = std::env::var("REQUEST_ACCESS_WEBHOOK_SECRET")
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                        .or(section.webhook_secret.filter(|s| !s.is_empty()));
+                    let Some(secret) = secret else {
+                        return Err(fail(
+                            url.span(),
+                            "events.webhook_url",
+                            "needs events.webhook_secret (or REQUEST_ACCESS_WEBHOOK_SECRET): \
+                             deliveries are signed with it"
+                                .into(),
+                        ));
+                    };
+                    Some(WebhookConfig {
+                        url: url.into_inner(),
+                        secret,
+                        timeout: Duration::from_millis(section.webhook_timeout_ms.0),
+                    })
+                }
+            };
+            EventsConfig {
+                webhook,
+                retry_for: Duration::from_secs(section.retry_for.0),
+                max_backoff: Duration::from_millis(section.max_backoff_ms.0),
+                stream: section.stream,
+                log_retention: Duration::from_secs(section.log_retention.0),
+            }
+        };
         let blocking_target = match &file.options.blocking_target {
             None => DEFAULT_BLOCKING_TARGET,
             Some(t) if *t.get_ref() > 0.0 && *t.get_ref() <= 0.5 => *t.get_ref(),
@@ -589,6 +687,7 @@ impl Config {
             server,
             limits,
             store,
+            events,
             by_name,
         })
     }
@@ -620,6 +719,25 @@ struct FileConfig {
     limits: LimitsSection,
     #[serde(default)]
     store: StoreSection,
+    #[serde(default)]
+    events: EventsSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EventsSection {
+    webhook_url: Option<Spanned<String>>,
+    webhook_secret: Option<String>,
+    #[serde(default)]
+    webhook_timeout_ms: WebhookTimeoutMs,
+    #[serde(default)]
+    retry_for: RetryFor,
+    #[serde(default)]
+    max_backoff_ms: MaxBackoffMs,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    log_retention: LogRetention,
 }
 
 #[derive(Deserialize)]
@@ -852,6 +970,16 @@ bounded_option!(
 );
 // E.164 numbers have at most 15 digits.
 bounded_option!(CallerPrefix, u32, "prefer_caller_prefix", 0..=15, 0);
+bounded_option!(
+    WebhookTimeoutMs,
+    u64,
+    "webhook_timeout_ms",
+    100..=60_000,
+    5_000
+);
+bounded_option!(RetryFor, u64, "retry_for", 1..=604_800, 3_600);
+bounded_option!(MaxBackoffMs, u64, "max_backoff_ms", 250..=600_000, 30_000);
+bounded_option!(LogRetention, u64, "log_retention", 0..=2_592_000, 0);
 bounded_option!(ServiceRate, u32, "service_rate_limit", 1..=1_000_000, 60);
 bounded_option!(
     ServiceBurst,

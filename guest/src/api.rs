@@ -353,6 +353,47 @@ pub enum CommitOutcome {
     Conflict(String),
 }
 
+/// What an [`Event`] says happened (`reservation-state.event-kind`, 0.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A reservation was made.
+    Created,
+    /// A live reservation's expiry moved.
+    Extended,
+    /// A call was matched to its reservation.
+    Matched,
+    /// A call typed a wrong access code.
+    WrongCode,
+    /// Too many wrong codes: revoked, or a shared number shut.
+    Revoked,
+    /// The service gave its reservation back.
+    Released,
+    /// The service asked again: its reservation ended for a new one.
+    Replaced,
+    /// A reservation expired unmatched and was reclaimed.
+    Expired,
+    /// A call reached a number of no live reservation.
+    UnreservedCall,
+}
+
+/// Something that happened to a reservation (`reservation-state.event`, 0.1.1): never
+/// an access code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// The number's group (empty when not known).
+    pub resource_group: String,
+    /// The number.
+    pub access_number: String,
+    /// The reservation's service.
+    pub service_id: Option<String>,
+    /// Digits of the caller.
+    pub caller: Option<String>,
+    /// When the reservation expires (or expired).
+    pub expires_at: Option<Instant>,
+}
+
 /// The imports of the `plugin` world, as the logic sees them. Store and registry
 /// failures arrive as their message; the logic maps them to [`Error`].
 pub trait Imports {
@@ -401,4 +442,14 @@ pub trait Imports {
         preconditions: Vec<Precondition>,
         mutations: Vec<Mutation>,
     ) -> Result<CommitOutcome, String>;
+    /// `reservation-state.commit-recorded` (0.1.1): a host of the 0.1.0 contract has
+    /// none, and the events are then not kept.
+    fn commit_recorded(
+        &mut self,
+        preconditions: Vec<Precondition>,
+        mutations: Vec<Mutation>,
+        _events: Vec<Event>,
+    ) -> Result<CommitOutcome, String> {
+        self.commit(preconditions, mutations)
+    }
 }

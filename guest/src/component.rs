@@ -124,6 +124,21 @@ impl Imports for WitImports {
             .map(Into::into)
             .map_err(state_error)
     }
+
+    #[cfg(not(feature = "released-wit"))]
+    fn commit_recorded(
+        &mut self,
+        preconditions: Vec<api::Precondition>,
+        mutations: Vec<api::Mutation>,
+        events: Vec<api::Event>,
+    ) -> Result<api::CommitOutcome, String> {
+        let (preconditions, mutations): (Vec<state::Precondition>, Vec<state::Mutation>) =
+            (each(preconditions), each(mutations));
+        let events: Vec<state::Event> = each(events);
+        state::commit_recorded(&preconditions, &mutations, &events)
+            .map(Into::into)
+            .map_err(state_error)
+    }
 }
 
 /// A generator seeded from `wasi:random` for this call only: nothing survives the call.

@@ -21,6 +21,24 @@ pub fn each_present<A, B: From<A>>(items: Vec<Option<A>>) -> Vec<Option<B>> {
     items.into_iter().map(|item| item.map(B::from)).collect()
 }
 
+/// `From` both ways between two enums with the same cases.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __convert_enum {
+    ($api:ty, $wit:ty { $($case:ident),* $(,)? }) => {
+        impl ::core::convert::From<$api> for $wit {
+            fn from(v: $api) -> Self {
+                match v { $(<$api>::$case => Self::$case),* }
+            }
+        }
+        impl ::core::convert::From<$wit> for $api {
+            fn from(v: $wit) -> Self {
+                match v { $(<$wit>::$case => Self::$case),* }
+            }
+        }
+    };
+}
+
 /// `From` both ways between two records with the same fields.
 #[doc(hidden)]
 #[macro_export]
@@ -42,13 +60,20 @@ macro_rules! __convert_record {
     };
 }
 
-/// `From` both ways for `reservation-state.key-range` and `snapshot` (since 0.1.1), in
-/// bindings that have them.
+/// `From` both ways for `reservation-state.key-range`, `snapshot`, `event-kind` and
+/// `event` (since 0.1.1), in bindings that have them.
 #[cfg(not(feature = "released-wit"))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __convert_read {
     ($($wit:ident)::+) => {
+        $crate::__convert_record!($crate::api::Event, $($wit)::+::Event {
+            kind, resource_group, access_number, service_id, caller, expires_at,
+        });
+        $crate::__convert_enum!($crate::api::EventKind, $($wit)::+::EventKind {
+            Created, Extended, Matched, WrongCode, Revoked, Released, Replaced, Expired,
+            UnreservedCall,
+        });
         $crate::__convert_record!($crate::api::KeyRange, $($wit)::+::KeyRange { start, end, limit });
         impl ::core::convert::From<$crate::api::Snapshot> for $($wit)::+::Snapshot {
             fn from(s: $crate::api::Snapshot) -> Self {

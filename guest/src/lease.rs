@@ -7,7 +7,8 @@
 //! the entries that point at it: the group's expiry index, a ring's that parked the
 //! number, and a shared number's lease of the seat.
 
-use crate::api::{Error, ExtendRequest, Extended, Imports, LeasePolicy};
+use crate::api::{Error, EventKind, ExtendRequest, Extended, Imports, LeasePolicy};
+use crate::events;
 use crate::keys;
 use crate::records::{Holding, Lease, Parked, Reservation, SeatState, SharedNumber, decode};
 use crate::service::{MAX_ATTEMPTS, contended, group_of, read_holding};
@@ -160,6 +161,8 @@ pub fn extend<I: Imports>(imports: &mut I, request: &ExtendRequest) -> Result<Ex
                 let lease = lease_or_now(res.lease, timeout, now);
                 let (to, capped) = extended_expiry(&policy, &lease, res.expires_at, timeout, now);
                 reschedule(&mut txn, &mut res, lease, to)?;
+                let event = events::of_reservation(EventKind::Extended, &res, None);
+                txn.record(event);
                 (res.number, to, capped)
             }
             Some(Holding::Shared(mut record)) => {
@@ -173,6 +176,8 @@ pub fn extend<I: Imports>(imports: &mut I, request: &ExtendRequest) -> Result<Ex
                 let lease = lease_or_now(seat_lease(&record, expires_at), timeout, now);
                 let (to, capped) = extended_expiry(&policy, &lease, expires_at, timeout, now);
                 let to = reschedule_seat(&mut txn, &mut record, index, lease, to)?;
+                let event = events::of_seat(EventKind::Extended, &record, index, None);
+                txn.record(event);
                 let number = record.number.clone();
                 txn.put(keys::reservation(&held), record.encode());
                 (number, to, capped)

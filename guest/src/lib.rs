@@ -17,6 +17,7 @@ pub mod api;
 )]
 mod arena;
 pub mod conversions;
+mod events;
 mod keys;
 mod lease;
 mod local;

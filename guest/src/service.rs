@@ -8,9 +8,10 @@ use rand::distr::{Distribution, Uniform};
 use subtle::ConstantTimeEq;
 
 use crate::api::{
-    AccessInfo, CreateRequest, Entry, Error, Group, Imports, KeyRange, MatchRequest, Matched,
-    Placed, Policy, PoolStatus, Refused,
+    AccessInfo, CreateRequest, Entry, Error, EventKind, Group, Imports, KeyRange, MatchRequest,
+    Matched, Placed, Policy, PoolStatus, Refused,
 };
+use crate::events;
 use crate::keys;
 use crate::lease;
 use crate::records::{Holding, Lease, Queue, Reservation, SeatState, SharedNumber};
@@ -64,13 +65,17 @@ enum Number<'g> {
     Kept { group: &'g str, ring_id: u64 },
 }
 
+/// Why a reservation ended, for its event: what happened, and who called if a call did.
+type Ended<'c> = (EventKind, Option<&'c str>);
+
 /// Remove a reservation and everything pointing at it, and give its number back or not.
 fn end_reservation<I: Imports>(
     txn: &mut Txn<'_, I>,
     res: &Reservation,
-    number: Number<'_>,
+    (number, (why, caller)): (Number<'_>, Ended<'_>),
     now: u64,
 ) -> Result<(), Error> {
+    txn.record(events::of_reservation(why, res, caller));
     // It ended now, or when it expired if that was earlier: its number rests from then.
     let ended_at = now.min(res.expires_at);
     let number_digits = digits(&res.number);
@@ -195,7 +200,8 @@ fn reclaim_expired<I: Imports>(
                 !in_grace(txn.imports(), &res, now)
             };
             if over {
-                end_reservation(txn, &res, Number::Back(Some(group)), now)?
+                let ended = (Number::Back(Some(group)), (EventKind::Expired, None));
+                end_reservation(txn, &res, ended, now)?
             }
         }
     }
@@ -232,7 +238,10 @@ fn reclaim_seat<I: Imports>(
         |seat| matches!(seat.state, SeatState::Held { expires_at, .. } if Some(expires_at) == at),
     );
     match seat {
-        Some(seat) => shared::end(txn, record, seat, policy, now),
+        Some(seat) => {
+            txn.record(events::of_seat(EventKind::Expired, &record, seat, None));
+            shared::end(txn, record, seat, policy, now)
+        }
         // An entry whose seat ended.
         None => Ok(()),
     }
@@ -315,7 +324,7 @@ fn take_number<I: Imports, R: Rng>(
                     group: &group.name,
                     ring_id: ring.id(),
                 };
-                end_reservation(txn, &stale, kept, now)?;
+                end_reservation(txn, &stale, (kept, (EventKind::Expired, None)), now)?;
                 let usable_at = ring::rested(policy, stale.expires_at);
                 if usable_at > now {
                     ring::push(txn, group, ring.id(), index, usable_at, now)?;
@@ -496,7 +505,14 @@ fn lend<I: Imports, R: Rng>(
             .map(|d| String::from_utf8_lossy(d).into_owned())
         {
             let (service, back) = (request.service_id.as_str(), Some(group));
-            end_held(&mut txn, (&holder, &held), (service, ask.group), back, now)?;
+            let why = EventKind::Replaced;
+            end_held(
+                &mut txn,
+                (&holder, &held),
+                (service, ask.group),
+                (back, why),
+                now,
+            )?;
         }
 
         // A caller's own number again, if the group remembers it and it is free.
@@ -597,6 +613,11 @@ fn lend_whole<I: Imports, R: Rng>(
         keys::expiry(&group.name, expires_at, &number_digits),
         Vec::new(),
     );
+    txn.record(events::of_reservation(
+        EventKind::Created,
+        &reservation,
+        None,
+    ));
     Ok(access_code)
 }
 
@@ -608,18 +629,30 @@ fn end_held<I: Imports>(
     txn: &mut Txn<'_, I>,
     (holder, held): (&str, &str),
     (service_id, group_name): (&str, &str),
-    back: Option<&Group>,
+    (back, why): (Option<&Group>, EventKind),
     now: u64,
 ) -> Result<Option<(String, u64)>, Error> {
     match read_holding(txn, held)? {
         Some(Holding::One(res)) if res.held_in(service_id, group_name) => {
-            end_reservation(txn, &res, Number::Back(back), now)?;
+            // One that had expired ended unmatched, whoever asks after it.
+            let why = if res.expires_at > now {
+                why
+            } else {
+                EventKind::Expired
+            };
+            end_reservation(txn, &res, (Number::Back(back), (why, None)), now)?;
             return Ok(Some((res.number, res.expires_at)));
         }
         Some(Holding::Shared(record)) => {
             if let Some((seat, expires_at)) = record.seat_of(service_id, group_name) {
                 let number = record.number.clone();
                 let policy = txn.imports().policy(&record.group);
+                let why = if expires_at > now {
+                    why
+                } else {
+                    EventKind::Expired
+                };
+                txn.record(events::of_seat(why, &record, seat, None));
                 shared::end(txn, record, seat, &policy, now)?;
                 return Ok(Some((number, expires_at)));
             }
@@ -665,12 +698,20 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
     for _ in 0..MAX_ATTEMPTS {
         let now = imports.now();
         let mut txn = Txn::new(imports);
+        let caller = caller_digits.as_deref();
         let mut res = match read_holding(&mut txn, &number_digits)? {
-            None => return Err(Error::NoMatch),
+            None => {
+                // A misrouted caller: told to the host, checked against a reservation
+                // made meanwhile (the commit's precondition), and then no match.
+                txn.record(events::unreserved(&request.access_number, caller));
+                if txn.commit()? {
+                    return Err(Error::NoMatch);
+                }
+                continue;
+            }
             Some(Holding::One(res)) => res,
             Some(Holding::Shared(record)) => {
                 let code = request.access_code.as_deref();
-                let caller = caller_digits.as_deref();
                 let outcome = shared::match_call(&mut txn, record, code, caller, now)?;
                 if txn.commit()? {
                     return outcome;
@@ -680,7 +721,9 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
         };
         // A late call, within the group's grace window, still matches.
         let outcome = if !in_grace(txn.imports(), &res, now) {
-            end_reservation(&mut txn, &res, Number::Back(None), now)?;
+            let ended = (Number::Back(None), (EventKind::Expired, None));
+            end_reservation(&mut txn, &res, ended, now)?;
+            txn.record(events::unreserved(&request.access_number, caller));
             Err(Error::NoMatch)
         } else if let (Some(want), Some(got)) = (&res.caller_digits, &caller_digits)
             && want != got
@@ -697,8 +740,11 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
             match right {
                 true => {
                     // A sliding expiry keeps the reservation for the session's next call.
-                    if !lease::slide(&mut txn, &mut res, now)? {
-                        end_reservation(&mut txn, &res, Number::Back(None), now)?;
+                    if lease::slide(&mut txn, &mut res, now)? {
+                        txn.record(events::of_reservation(EventKind::Matched, &res, caller));
+                    } else {
+                        let ended = (Number::Back(None), (EventKind::Matched, caller));
+                        end_reservation(&mut txn, &res, ended, now)?;
                     }
                     Ok(Matched {
                         service_id: res.service_id.clone(),
@@ -708,9 +754,11 @@ pub fn match_access<I: Imports>(imports: &mut I, request: &MatchRequest) -> Resu
                 false => {
                     res.failed_attempts += 1;
                     if res.failed_attempts >= txn.imports().options().max_code_attempts {
-                        end_reservation(&mut txn, &res, Number::Back(None), now)?;
+                        let ended = (Number::Back(None), (EventKind::Revoked, caller));
+                        end_reservation(&mut txn, &res, ended, now)?;
                         Err(Error::TooManyAttempts)
                     } else {
+                        txn.record(events::of_reservation(EventKind::WrongCode, &res, caller));
                         txn.put(keys::reservation(&number_digits), res.encode());
                         Err(Error::NoMatch)
                     }
@@ -756,7 +804,7 @@ pub fn release<I: Imports>(
             &mut txn,
             (&holder, &held),
             (service_id, group_name),
-            group.as_ref(),
+            (group.as_ref(), EventKind::Released),
             now,
         )?;
         let outcome = match ended {

@@ -22,7 +22,8 @@
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
-use crate::api::{Error, Group, Imports, Matched, Policy};
+use crate::api::{Error, EventKind, Group, Imports, Matched, Policy};
+use crate::events;
 use crate::keys;
 use crate::lease;
 use crate::records::{Lease, Place, Queue, Reservation, Seat, SeatState, SharedNumber};
@@ -204,6 +205,8 @@ pub fn seat<I: Imports, R: Rng>(
         timeout: ask.timeout,
     };
     record.leases.push((expires_at, lease));
+    let seated = record.seats.len() - 1;
+    txn.record(events::of_seat(EventKind::Created, &record, seated, None));
     put_back(txn, group, policy, record, now)?;
     Ok((code, expires_at))
 }
@@ -287,6 +290,7 @@ fn end_due<I: Imports>(
     while let Some(due) = record.seats.iter().position(|seat| {
         matches!(seat.state, SeatState::Held { expires_at, .. } if expires_at.saturating_add(grace) <= now)
     }) {
+        txn.record(events::of_seat(EventKind::Expired, record, due, None));
         end_seat(txn, record, due, policy, now)?;
     }
     Ok(())
@@ -445,6 +449,12 @@ pub fn match_call<I: Imports>(
                 }
                 record.wrong_codes.count += 1;
                 let shut = record.wrong_codes.count >= limit;
+                let kind = if shut {
+                    EventKind::Revoked
+                } else {
+                    EventKind::WrongCode
+                };
+                txn.record(events::of_number(kind, &record, caller));
                 let key = keys::reservation(&digits(&record.number));
                 txn.put(key, record.encode());
                 return Ok(Err(if shut {
@@ -481,9 +491,16 @@ pub fn match_call<I: Imports>(
     let in_grace = expires_at.saturating_add(u64::from(policy.match_grace) * 1000) > now;
     let group = record.group.clone();
     // A sliding expiry keeps the seat for the session's next call.
+    let kind = if in_grace {
+        EventKind::Matched
+    } else {
+        EventKind::Expired
+    };
     if in_grace && lease::slide_seat(txn, &mut record, found, now)? {
+        txn.record(events::of_seat(kind, &record, found, caller));
         store(txn, record, now)?;
     } else {
+        txn.record(events::of_seat(kind, &record, found, caller));
         end(txn, record, found, &policy, now)?;
     }
     Ok(match in_grace {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::api::{CommitOutcome, Entry, Error, Imports, KeyRange, Mutation, Precondition};
+use crate::api::{CommitOutcome, Entry, Error, Event, Imports, KeyRange, Mutation, Precondition};
 
 pub struct Txn<'a, I: Imports> {
     imports: &'a mut I,
@@ -18,6 +18,8 @@ pub struct Txn<'a, I: Imports> {
     read_ahead: Vec<(KeyRange, Vec<Entry>)>,
     /// Keys taken to be absent unread ([`Txn::assume_absent`]).
     assumed: Vec<String>,
+    /// What the writes do, told to the host with them ([`Txn::record`]).
+    events: Vec<Event>,
 }
 
 /// How a commit ended.
@@ -60,7 +62,13 @@ impl<'a, I: Imports> Txn<'a, I> {
             writes: BTreeMap::new(),
             read_ahead: Vec::new(),
             assumed: Vec::new(),
+            events: Vec::new(),
         }
+    }
+
+    /// Tell the host, with the commit, that `event` happened: kept only if it commits.
+    pub fn record(&mut self, event: Event) {
+        self.events.push(event);
     }
 
     pub fn imports(&mut self) -> &mut I {
@@ -224,7 +232,7 @@ impl<'a, I: Imports> Txn<'a, I> {
 
     /// [`Txn::commit`], telling a conflict on a key taken to be absent from others.
     pub fn commit_for_outcome(self) -> Result<Outcome, Error> {
-        if self.writes.is_empty() {
+        if self.writes.is_empty() && self.events.is_empty() {
             return Ok(Outcome::Committed);
         }
         let preconditions = self
@@ -240,11 +248,13 @@ impl<'a, I: Imports> Txn<'a, I> {
                 None => Mutation::Delete(key),
             })
             .collect();
-        match self
-            .imports
-            .commit(preconditions, mutations)
-            .map_err(store_failure)?
-        {
+        let outcome = match self.events.is_empty() {
+            true => self.imports.commit(preconditions, mutations),
+            false => self
+                .imports
+                .commit_recorded(preconditions, mutations, self.events),
+        };
+        match outcome.map_err(store_failure)? {
             CommitOutcome::Committed(_) => Ok(Outcome::Committed),
             CommitOutcome::Conflict(key) => Ok(Outcome::Conflict {
                 on_assumed: self.assumed.contains(&key),

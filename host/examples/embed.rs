@@ -141,6 +141,21 @@ impl state::Host for Host {
             .map(Into::into)
             .map_err(state::StateError::Refused)
     }
+    async fn commit_recorded(
+        &mut self,
+        pre: Vec<state::Precondition>,
+        muts: Vec<state::Mutation>,
+        events: Vec<state::Event>,
+    ) -> Result<state::CommitOutcome, state::StateError> {
+        // What happened to reservations: this host prints it, once committed.
+        let outcome = self.commit(pre, muts).await?;
+        if let state::CommitOutcome::Committed(_) = outcome {
+            for event in &events {
+                println!("event: {:?} {}", event.kind, event.access_number);
+            }
+        }
+        Ok(outcome)
+    }
 }
 
 /// Create a reservation with a code and match it; answers (number, service id).

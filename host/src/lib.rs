@@ -8,6 +8,8 @@
 //!   registry, clock), also usable natively through [`services::NativeImports`];
 //! - [`store`]: the reservation-state backends (memory, durable);
 //! - [`registry`]: which services are active (configured, registered, remote);
+//! - [`journal`] and [`events`]: the events the plugin reports with its commits, kept
+//!   (the outbox, the interaction log) and told (a signed webhook, an event stream);
 //! - [`config`]: the TOML configuration with the original service's option names.
 //!
 //! Calls are asynchronous (the guest runs on a fiber; a store that waits costs an
@@ -38,7 +40,9 @@
 
 pub mod bindings;
 pub mod clock;
+pub mod events;
 pub mod http;
+pub mod journal;
 pub mod plugin;
 pub mod registry;
 pub mod runtime;

@@ -302,7 +302,7 @@ impl Runtime {
         if config.server != old.config.server {
             kept.push("server");
         }
-        let services = Services::new(config, old.store.clone(), old.clock.clone());
+        let services = old.reconfigured(config);
         self.services.store(Arc::new(services));
         kept
     }
@@ -736,6 +736,23 @@ fn state_error(call: &mut CallTime, e: crate::store::StoreError) -> state::State
     }
 }
 
+impl InstanceState {
+    /// A commit's outcome for the plugin: after a conflict, a pause first, so that
+    /// contending callers spread out.
+    async fn committed(
+        &mut self,
+        outcome: api::CommitOutcome,
+    ) -> Result<state::CommitOutcome, state::StateError> {
+        if let api::CommitOutcome::Conflict(_) = outcome {
+            self.call.conflicts += 1;
+            self.call.ended_in_conflict = true;
+            let pause = back_off(self.call.conflicts);
+            off_the_clock(&mut self.call, pause).await;
+        }
+        Ok(outcome.into())
+    }
+}
+
 impl state::Host for InstanceState {
     async fn get(
         &mut self,
@@ -792,12 +809,26 @@ impl state::Host for InstanceState {
         )
         .await
         .map_err(|e| state_error(&mut self.call, e))?;
-        if let api::CommitOutcome::Conflict(_) = outcome {
-            self.call.conflicts += 1;
-            self.call.ended_in_conflict = true;
-            let pause = back_off(self.call.conflicts);
-            off_the_clock(&mut self.call, pause).await;
-        }
-        Ok(outcome.into())
+        self.committed(outcome).await
+    }
+
+    async fn commit_recorded(
+        &mut self,
+        preconditions: Vec<state::Precondition>,
+        mutations: Vec<state::Mutation>,
+        events: Vec<state::Event>,
+    ) -> Result<state::CommitOutcome, state::StateError> {
+        let (preconditions, mutations): (Vec<api::Precondition>, Vec<api::Mutation>) =
+            (each(preconditions), each(mutations));
+        let events: Vec<api::Event> = each(events);
+        self.call.ended_in_conflict = false;
+        let services = self.services.clone();
+        let outcome = off_the_clock(
+            &mut self.call,
+            services.guest_commit_recorded(&preconditions, &mutations, &events),
+        )
+        .await
+        .map_err(|e| state_error(&mut self.call, e))?;
+        self.committed(outcome).await
     }
 }

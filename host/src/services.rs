@@ -7,11 +7,12 @@ use std::sync::Arc;
 use futures::executor::block_on;
 
 use request_access_guest::api::{
-    self, CommitOutcome, Entry, Group, Imports, KeyRange, Mutation, Precondition, Snapshot,
+    self, CommitOutcome, Entry, Event, Group, Imports, KeyRange, Mutation, Precondition, Snapshot,
 };
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::journal::Journal;
 use crate::registry::Registry;
 use crate::store::{HOST_KEY_PREFIX, StateStore, StoreError, mutation_key};
 
@@ -26,6 +27,8 @@ pub struct Services {
     pub registry: Registry,
     /// The time the plugin sees.
     pub clock: Arc<dyn Clock>,
+    /// Where the plugin's events are kept, with the commits that report them.
+    pub journal: Arc<Journal>,
 }
 
 impl Services {
@@ -41,6 +44,15 @@ impl Services {
             store,
             registry,
             clock,
+            journal: Arc::new(Journal::new()),
+        }
+    }
+
+    /// These services under `config`, keeping this node's journal (a reload).
+    pub fn reconfigured(&self, config: Config) -> Self {
+        Services {
+            journal: self.journal.clone(),
+            ..Services::new(config, self.store.clone(), self.clock.clone())
         }
     }
 
@@ -110,6 +122,30 @@ impl Services {
         guest_keys(preconditions.iter().map(|p| p.key.as_str()))?;
         guest_keys(mutations.iter().map(mutation_key))?;
         self.store.commit(preconditions, mutations).await
+    }
+
+    /// `reservation-state.commit-recorded` for the plugin: its commit, with the events
+    /// kept as the configuration says ([`Journal`]), in the same atomic commit.
+    pub async fn guest_commit_recorded(
+        &self,
+        preconditions: &[Precondition],
+        mutations: &[Mutation],
+        events: &[Event],
+    ) -> Result<CommitOutcome, StoreError> {
+        guest_keys(preconditions.iter().map(|p| p.key.as_str()))?;
+        guest_keys(mutations.iter().map(mutation_key))?;
+        let recorded = self
+            .journal
+            .mutations(&self.config, events, self.clock.now_ms());
+        if recorded.is_empty() {
+            if mutations.is_empty() {
+                return Ok(CommitOutcome::Committed(0));
+            }
+            return self.store.commit(preconditions, mutations).await;
+        }
+        let mut all = mutations.to_vec();
+        all.extend(recorded);
+        self.store.commit(preconditions, &all).await
     }
 }
 
@@ -187,6 +223,18 @@ impl Imports for NativeImports<'_> {
         mutations: Vec<Mutation>,
     ) -> Result<CommitOutcome, String> {
         block_on(self.0.guest_commit(&preconditions, &mutations)).map_err(|e| e.to_string())
+    }
+    fn commit_recorded(
+        &mut self,
+        preconditions: Vec<Precondition>,
+        mutations: Vec<Mutation>,
+        events: Vec<Event>,
+    ) -> Result<CommitOutcome, String> {
+        block_on(
+            self.0
+                .guest_commit_recorded(&preconditions, &mutations, &events),
+        )
+        .map_err(|e| e.to_string())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use request_access_guest::api::{Extended, Placed, PoolStatus};
+use request_access_guest::api::{Event, EventKind, Extended, Placed, PoolStatus};
 use serde_json::{Map, Value, json};
 
 /// `ms` since the epoch as RFC 3339 with milliseconds, UTC.
@@ -93,6 +93,39 @@ pub fn extended(service_id: &str, resource_group: &str, e: &Extended) -> Value {
         "_expiration_time": e.expiration_time,
         "_expires_at": rfc3339(e.expires_at),
         "_lifetime_capped": e.capped,
+    })
+}
+
+/// The `type` of an event: `reservation.*` for what a service's calls did, `call.*` for
+/// what an incoming call met.
+pub fn event_type(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Created => "reservation.created",
+        EventKind::Extended => "reservation.extended",
+        EventKind::Released => "reservation.released",
+        EventKind::Replaced => "reservation.replaced",
+        EventKind::Expired => "reservation.expired",
+        EventKind::Matched => "call.matched",
+        EventKind::WrongCode => "call.wrong_code",
+        EventKind::Revoked => "call.revoked",
+        EventKind::UnreservedCall => "call.unreserved",
+    }
+}
+
+/// One event, as webhooks, the event stream and the interaction log carry it: its `id`
+/// (unique, ordered by time), `type`, `at`, and the reservation's `_resource_group`,
+/// `_access_number`, `_id`, `caller` (digits) and `_expires_at`, each `null` when it does
+/// not apply. Never an access code.
+pub fn event(id: &str, at_ms: u64, e: &Event) -> Value {
+    json!({
+        "id": id,
+        "type": event_type(e.kind),
+        "at": rfc3339(at_ms),
+        "_resource_group": (!e.resource_group.is_empty()).then_some(&e.resource_group),
+        "_access_number": e.access_number,
+        "_id": e.service_id,
+        "caller": e.caller,
+        "_expires_at": e.expires_at.map(rfc3339),
     })
 }
 

@@ -138,6 +138,13 @@ enum Command {
     Services(ServicesCommand),
     /// Per group: its size, live reservations and free numbers.
     Groups,
+    /// What the interaction log holds for a number (`[events] log_retention`): each
+    /// reservation made on it and what happened to it, oldest first; never a code.
+    Interactions {
+        /// The number, in any formatting.
+        #[arg(long)]
+        number: String,
+    },
     /// Write the standalone component (the plugin composed with the WASI-only adapter)
     /// for generic hosts: `wasmtime run --dir STATE::/state --invoke 'create(...)' FILE`.
     ExportStandalone {
@@ -515,6 +522,24 @@ async fn command(runtime: Runtime, command: Command) -> Result<Value, Failure> {
                 statuses.push((group.name.as_str(), runtime.pool_status(&group.name).await?));
             }
             answer::groups(statuses)
+        }
+        Command::Interactions { number } => {
+            if services.config.events.log_retention.is_zero() {
+                return Err(Failure {
+                    code: 2,
+                    message: "the interaction log is off: set [events] log_retention".into(),
+                });
+            }
+            let digits = request_access_guest::validate::phone_number("number", &number)
+                .map_err(|e| Failure::from(CallError::Service(e)))?;
+            let events =
+                request_access_host::journal::interactions(services.store.as_ref(), &digits, 1000)
+                    .await
+                    .map_err(|e| Failure {
+                        code: 1,
+                        message: format!("cannot read the interaction log: {e}"),
+                    })?;
+            serde_json::json!({ "number": number, "events": events })
         }
     })
 }

@@ -80,6 +80,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/services/{id}", delete(routes::deregister_service))
         .route("/admin/pools", get(routes::pool_health))
         .route("/admin/overview", get(routes::overview))
+        .route("/admin/interactions", get(routes::interactions))
         .route(
             "/admin/plugin/reload",
             post(routes::reload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
@@ -94,6 +95,8 @@ pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .merge(api)
         .route("/metrics", get(routes::metrics))
+        // A stream: no deadline.
+        .route("/admin/events", get(routes::event_stream))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(routes::openapi))
@@ -206,9 +209,12 @@ pub async fn serve(
         };
         let _ = stopped_tx.send(stopped);
     };
+    // The events' tail and deliveries, for as long as the service runs.
+    let events = tokio::spawn(crate::events::run(app.runtime.clone(), app.events.clone()));
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await?;
+    events.abort();
     Ok(stopped_rx.await.unwrap_or(Stopped::Signal))
 }
 

@@ -45,6 +45,8 @@ pub struct AppState {
     pub history: Arc<History>,
     /// Each service's request rate on the service routes, when `[server]` limits it.
     pub limiter: Option<ServiceLimiter>,
+    /// The events this node's tail reads, for `/admin/events` subscribers.
+    pub events: crate::events::Stream,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             config_file,
             history: Arc::new(History::default()),
             limiter,
+            events: crate::events::stream(),
         })
     }
 
@@ -553,4 +556,85 @@ pub(super) async fn openapi(State(app): State<Arc<AppState>>) -> Response {
 
 pub(super) async fn no_route() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such route").into_response()
+}
+
+/// Query of `/admin/interactions`.
+#[derive(serde::Deserialize)]
+pub(super) struct InteractionsQuery {
+    /// The number, in any formatting (digits are compared).
+    number: Option<String>,
+    /// The most events answered (default and at most 1000).
+    limit: Option<u32>,
+}
+
+/// Most events `/admin/interactions` answers.
+const MAX_INTERACTIONS: u32 = 1000;
+
+/// What the interaction log holds for a number, oldest first: every reservation made
+/// on it and what happened to each, within `[events] log_retention`. Never a code.
+pub(super) async fn interactions(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<InteractionsQuery>,
+) -> Answer {
+    authorize(&app, &headers)?;
+    let services = app.runtime.services();
+    if services.config.events.log_retention.is_zero() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "log-disabled",
+            "the interaction log is off: set [events] log_retention",
+        ));
+    }
+    let number = query
+        .number
+        .ok_or_else(|| ApiError::invalid("number", "is mandatory".to_string()))?;
+    let digits = request_access_guest::validate::phone_number("number", &number)?;
+    let limit = query
+        .limit
+        .unwrap_or(MAX_INTERACTIONS)
+        .clamp(1, MAX_INTERACTIONS);
+    let events = crate::journal::interactions(services.store.as_ref(), &digits, limit)
+        .await
+        .map_err(|e| ApiError::from(CallError::StoreUnavailable(e.to_string())))?;
+    Ok(Json(json!({ "number": number, "events": events })))
+}
+
+/// `/admin/events`: the events this node reads from the outbox, as Server-Sent Events
+/// (`event:` the type, `id:` the event's id, `data:` its JSON), from the moment the
+/// subscriber connects. A subscriber too slow for the stream is told how many it missed
+/// (`event: lagged`).
+pub(super) async fn event_stream(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    authorize(&app, &headers)?;
+    if !app.runtime.services().config.events.stream {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "stream-disabled",
+            "the event stream is off: set [events] stream = true",
+        ));
+    }
+    let events = app.events.subscribe();
+    let stream = futures::stream::unfold(events, |mut events| async move {
+        let event = match events.recv().await {
+            Ok(text) => {
+                let parsed: Value = serde_json::from_str(&text).unwrap_or_default();
+                let kind = parsed["type"].as_str().unwrap_or("event").to_string();
+                let id = parsed["id"].as_str().unwrap_or_default().to_string();
+                Event::default().event(kind).id(id).data(text.as_ref())
+            }
+            Err(RecvError::Lagged(missed)) => {
+                Event::default().event("lagged").data(missed.to_string())
+            }
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(event), events))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
