@@ -343,7 +343,7 @@ fn metrics_health_and_the_openapi_document_cover_the_real_routes() {
         serde_json::json!(["DNIS"])
     );
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 17);
+    assert_eq!(paths.len(), 19);
     for (path, methods) in paths {
         for method in methods.as_object().unwrap().keys() {
             let url = s.url(&path.replace("{id}", "nobody").replace("{asset}", "app.js"));

@@ -558,15 +558,6 @@ pub(super) async fn no_route() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such route").into_response()
 }
 
-/// Query of `/admin/interactions`.
-#[derive(serde::Deserialize)]
-pub(super) struct InteractionsQuery {
-    /// The number, in any formatting (digits are compared).
-    number: Option<String>,
-    /// The most events answered (default and at most 1000).
-    limit: Option<u32>,
-}
-
 /// Most events `/admin/interactions` answers.
 const MAX_INTERACTIONS: u32 = 1000;
 
@@ -575,9 +566,37 @@ const MAX_INTERACTIONS: u32 = 1000;
 pub(super) async fn interactions(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
-    axum::extract::Query(query): axum::extract::Query<InteractionsQuery>,
+    query: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> Answer {
     authorize(&app, &headers)?;
+    let axum::extract::Query(query) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    // Each parameter once at most, as the wire's parameters are.
+    let one = |name: &str| -> Result<Option<&str>, ApiError> {
+        let mut values = query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        let first = values.next();
+        match values.next() {
+            Some(_) => Err(ApiError::invalid(name, "is given more than once")),
+            None => Ok(first),
+        }
+    };
+    let number = one("number")?
+        .ok_or_else(|| ApiError::invalid("number", "is mandatory"))?
+        .to_string();
+    let limit = match one("limit")? {
+        None => MAX_INTERACTIONS,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_INTERACTIONS).contains(l))
+            .ok_or_else(|| ApiError::invalid("limit", format!("must be 1..={MAX_INTERACTIONS}")))?,
+    };
     let services = app.runtime.services();
     if services.config.events.log_retention.is_zero() {
         return Err(ApiError::new(
@@ -586,14 +605,7 @@ pub(super) async fn interactions(
             "the interaction log is off: set [events] log_retention",
         ));
     }
-    let number = query
-        .number
-        .ok_or_else(|| ApiError::invalid("number", "is mandatory".to_string()))?;
     let digits = request_access_guest::validate::phone_number("number", &number)?;
-    let limit = query
-        .limit
-        .unwrap_or(MAX_INTERACTIONS)
-        .clamp(1, MAX_INTERACTIONS);
     let events = crate::journal::interactions(services.store.as_ref(), &digits, limit)
         .await
         .map_err(|e| ApiError::from(CallError::StoreUnavailable(e.to_string())))?;
