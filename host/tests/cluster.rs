@@ -444,3 +444,40 @@ fn on_etcd_an_extension_and_a_sliding_session_are_seen_by_every_node() {
     );
     assert_eq!(crowded.status, 503, "{:?}", crowded.body);
 }
+
+#[test]
+fn on_redis_two_nodes_tell_one_webhook_every_event_once_in_order() {
+    use common::webhook::{Receiver, SECRET};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = Receiver::start(listener);
+    let events = format!(
+        "[events]\nwebhook_url = \"http://127.0.0.1:{port}/hooks\"\n\
+         webhook_secret = \"{SECRET}\"\nlog_retention = 3600\n"
+    );
+    let nodes = nodes(&redis, 2, 5, &events);
+    let (a, b) = (&nodes[0].1, &nodes[1].1);
+    let created = post_form(
+        &create_url(a),
+        &[("_id", "s1"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let number = created.body["_access_number"].as_str().unwrap().to_string();
+    let matched = post_form(&match_url(b), &[("_access_number", &number)]);
+    assert_eq!(matched.status, 200, "{:?}", matched.body);
+    let stray = post_form(&match_url(a), &[("_access_number", &number)]);
+    assert_eq!(stray.status, 404);
+
+    let got = receiver.wait_for(3, Duration::from_secs(20));
+    let kinds: Vec<&str> = got.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reservation.created", "call.matched", "call.unreserved"]);
+    // One node delivers at a time: nothing came twice.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(receiver.got.lock().unwrap().len(), 3);
+    // Either node reads the shared interaction log.
+    let log = get(&b.url(&format!("/admin/interactions?number={number}")), Some(TOKEN));
+    assert_eq!(log.body["events"].as_array().unwrap().len(), 3, "{:?}", log.body);
+}
