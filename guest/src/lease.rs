@@ -10,8 +10,8 @@
 use crate::api::{Error, EventKind, ExtendRequest, Extended, Imports, LeasePolicy};
 use crate::events;
 use crate::keys;
+use crate::lookup::{MAX_ATTEMPTS, contended, group_of, read_holding};
 use crate::records::{Holding, Lease, Parked, Reservation, SeatState, SharedNumber, decode};
-use crate::service::{MAX_ATTEMPTS, contended, group_of, read_holding};
 use crate::txn::Txn;
 use crate::validate::{self, digits};
 

@@ -21,6 +21,7 @@ mod events;
 mod keys;
 mod lease;
 mod local;
+mod lookup;
 mod records;
 mod ring;
 mod service;

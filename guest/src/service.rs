@@ -14,6 +14,8 @@ use crate::api::{
 use crate::events;
 use crate::keys;
 use crate::lease;
+pub use crate::lookup::MAX_ATTEMPTS;
+use crate::lookup::{contended, group_of, read_holding};
 use crate::records::{Holding, Lease, Queue, Reservation, SeatState, SharedNumber};
 use crate::ring;
 use crate::shared;
@@ -21,8 +23,6 @@ use crate::sticky;
 use crate::txn::{Outcome, Txn};
 use crate::validate::{self, digits};
 
-/// Attempts at a transaction before giving up with a state-store failure.
-pub const MAX_ATTEMPTS: u32 = 64;
 /// Expired reservations a `create` reclaims before taking a number. At least one, so
 /// an expired reservation is always reclaimed before the pool is called exhausted.
 const RECLAIM_BATCH: u32 = 4;
@@ -32,29 +32,6 @@ const STATUS_PAGE: u32 = 512;
 /// after a pool change the ring may begin with many numbers still held, and one commit
 /// must stay within the store's key limit.
 const TAKE_BATCH: u64 = 64;
-
-pub(crate) fn group_of<I: Imports>(imports: &mut I, name: &str) -> Result<Group, Error> {
-    validate::resource_group(name)?;
-    match imports.group(name) {
-        Some(group) if group.size > 0 && group.name == name => Ok(group),
-        _ => Err(Error::UnknownResourceGroup(name.to_string())),
-    }
-}
-
-pub(crate) fn contended() -> Error {
-    Error::StateStoreFailure(format!(
-        "the reservation state stayed contended for {MAX_ATTEMPTS} attempts"
-    ))
-}
-
-/// What holds the number with these digits, if anything does.
-pub(crate) fn read_holding<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    digits: &str,
-) -> Result<Option<Holding>, Error> {
-    let key = keys::reservation(digits);
-    txn.get(&key)?.map(|b| Holding::decode(&key, b)).transpose()
-}
 
 /// What becomes of an ended reservation's number.
 enum Number<'g> {

@@ -18,9 +18,9 @@
 
 use crate::api::{Error, Group, Imports, Policy};
 use crate::keys;
+use crate::lookup::read_holding;
 use crate::records::{Place, Remembered, Reservation, decode, encode};
 use crate::ring;
-use crate::service::read_holding;
 use crate::txn::Txn;
 use crate::validate::digits;
 

@@ -473,11 +473,22 @@ fn on_redis_two_nodes_tell_one_webhook_every_event_once_in_order() {
 
     let got = receiver.wait_for(3, Duration::from_secs(20));
     let kinds: Vec<&str> = got.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["reservation.created", "call.matched", "call.unreserved"]);
+    assert_eq!(
+        kinds,
+        ["reservation.created", "call.matched", "call.unreserved"]
+    );
     // One node delivers at a time: nothing came twice.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(receiver.got.lock().unwrap().len(), 3);
     // Either node reads the shared interaction log.
-    let log = get(&b.url(&format!("/admin/interactions?number={number}")), Some(TOKEN));
-    assert_eq!(log.body["events"].as_array().unwrap().len(), 3, "{:?}", log.body);
+    let log = get(
+        &b.url(&format!("/admin/interactions?number={number}")),
+        Some(TOKEN),
+    );
+    assert_eq!(
+        log.body["events"].as_array().unwrap().len(),
+        3,
+        "{:?}",
+        log.body
+    );
 }
