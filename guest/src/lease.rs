@@ -10,7 +10,7 @@
 use crate::api::{Error, EventKind, ExtendRequest, Extended, Imports, LeasePolicy};
 use crate::events;
 use crate::keys;
-use crate::lookup::{MAX_ATTEMPTS, contended, group_of, read_holding};
+use crate::lookup::{self, MAX_ATTEMPTS, contended, group_of, read_holding};
 use crate::records::{Holding, Lease, Parked, Reservation, SeatState, SharedNumber, decode};
 use crate::txn::Txn;
 use crate::validate::{self, digits};
@@ -135,20 +135,14 @@ pub fn extend<I: Imports>(imports: &mut I, request: &ExtendRequest) -> Result<Ex
     validate::service_id(&request.service_id)?;
     validate::booking_timeout(request.booking_expiration_timeout)?;
     let group = group_of(imports, &request.resource_group)?;
-    let timeout = request
-        .booking_expiration_timeout
-        .or(group.booking_expiration_timeout)
-        .unwrap_or(imports.options().booking_expiration_timeout);
-    validate::booking_timeout(Some(timeout))?;
+    let global = imports.options().booking_expiration_timeout;
+    let timeout = lookup::timeout(request.booking_expiration_timeout, &group, global)?;
     let (service_id, group_name) = (request.service_id.as_str(), group.name.as_str());
     for _ in 0..MAX_ATTEMPTS {
         let now = imports.now();
         let mut txn = Txn::new(imports);
         let holder = keys::holder(group_name, service_id);
-        let Some(held) = txn
-            .get(&holder)?
-            .map(|d| String::from_utf8_lossy(d).into_owned())
-        else {
+        let Some(held) = lookup::held(&mut txn, &holder)? else {
             return Err(Error::NoMatch);
         };
         // One host call for the number's key and the ring that may have parked it.

@@ -27,6 +27,21 @@ pub fn contended() -> Error {
     ))
 }
 
+/// Seconds a reservation lasts: the request's, then the group's, then the global one;
+/// whichever applies must be within the booking bounds.
+pub fn timeout(asked: Option<u32>, group: &Group, global: u32) -> Result<u32, Error> {
+    let timeout = asked.or(group.booking_expiration_timeout).unwrap_or(global);
+    validate::booking_timeout(Some(timeout))?;
+    Ok(timeout)
+}
+
+/// The digits of the number the holder key `holder` (a service's in a group) names.
+pub fn held<I: Imports>(txn: &mut Txn<'_, I>, holder: &str) -> Result<Option<String>, Error> {
+    Ok(txn
+        .get(holder)?
+        .map(|d| String::from_utf8_lossy(d).into_owned()))
+}
+
 /// What holds the number with these digits, if anything does.
 pub fn read_holding<I: Imports>(
     txn: &mut Txn<'_, I>,

@@ -15,7 +15,7 @@ use crate::events;
 use crate::keys;
 use crate::lease;
 pub use crate::lookup::MAX_ATTEMPTS;
-use crate::lookup::{contended, group_of, read_holding};
+use crate::lookup::{self, contended, group_of, read_holding};
 use crate::records::{Holding, Lease, Queue, Reservation, SeatState, SharedNumber};
 use crate::ring;
 use crate::shared;
@@ -387,11 +387,8 @@ pub fn create_placed<I: Imports, R: Rng>(
     // Asked once per call, not per attempt: the configuration a call sees is fixed.
     let policy = imports.policy(&group.name);
     let options = imports.options();
-    let timeout = request
-        .booking_expiration_timeout
-        .or(group.booking_expiration_timeout)
-        .unwrap_or(options.booking_expiration_timeout);
-    validate::booking_timeout(Some(timeout))?;
+    let global = options.booking_expiration_timeout;
+    let timeout = lookup::timeout(request.booking_expiration_timeout, &group, global)?;
     match imports.is_active(&request.service_id) {
         Ok(true) => {}
         Ok(false) => return Err(Error::ServiceNotActive(request.service_id.clone()).into()),
@@ -477,10 +474,7 @@ fn lend<I: Imports, R: Rng>(
         }
 
         // Asking again replaces the service's reservation: its number goes back first.
-        if let Some(held) = txn
-            .get(&holder)?
-            .map(|d| String::from_utf8_lossy(d).into_owned())
-        {
+        if let Some(held) = lookup::held(&mut txn, &holder)? {
             let (service, back) = (request.service_id.as_str(), Some(group));
             let why = EventKind::Replaced;
             end_held(
@@ -771,10 +765,7 @@ pub fn release<I: Imports>(
         let now = imports.now();
         let mut txn = Txn::new(imports);
         let holder = keys::holder(group_name, service_id);
-        let Some(held) = txn
-            .get(&holder)?
-            .map(|d| String::from_utf8_lossy(d).into_owned())
-        else {
+        let Some(held) = lookup::held(&mut txn, &holder)? else {
             return Err(nothing_held());
         };
         let ended = end_held(
