@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use request_access_guest::api::{Mutation, Precondition};
+use request_access_guest::api::{Entry, Mutation, Precondition};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::broadcast;
@@ -157,23 +157,32 @@ async fn follow(runtime: &Runtime, stream: &Stream, tail: &mut String) -> Result
     }
 }
 
-/// Hold the delivery lease, if no other node does.
+/// The entry at `key`, if any (a store answering no entry at all counts as none).
+async fn entry(runtime: &Runtime, key: &str) -> Result<Option<Entry>, StoreError> {
+    let found = runtime.services().store.get(&[key.to_string()]).await?;
+    Ok(found.into_iter().next().flatten())
+}
+
+/// Hold the delivery lease, if no other node does. Renewed once half of it has run, so
+/// that holding it costs a commit every few seconds, not every tick.
 async fn hold_lease(runtime: &Runtime, node: u64) -> Result<bool, StoreError> {
     let services = runtime.services();
     let now = services.clock.now_ms();
-    let current = services
-        .store
-        .get(&[LEASE_KEY.to_string()])
-        .await?
-        .remove(0);
-    let theirs = current
+    let current = entry(runtime, LEASE_KEY).await?;
+    let lease = current
         .as_ref()
-        .and_then(|e| serde_json::from_slice::<Value>(&e.value).ok())
-        .filter(|lease| {
-            lease["node"].as_u64() != Some(node) && lease["until"].as_u64() > Some(now)
-        });
-    if theirs.is_some() {
-        return Ok(false);
+        .and_then(|e| serde_json::from_slice::<Value>(&e.value).ok());
+    let until = lease
+        .as_ref()
+        .and_then(|l| l["until"].as_u64())
+        .unwrap_or(0);
+    let ours = lease
+        .as_ref()
+        .is_some_and(|l| l["node"].as_u64() == Some(node));
+    match (ours, until > now) {
+        (false, true) => return Ok(false),
+        (true, true) if until - now > millis(LEASE) / 2 => return Ok(true),
+        _ => {}
     }
     let lease = json!({ "node": node, "until": now + millis(LEASE) });
     let precondition = Precondition {
@@ -196,11 +205,7 @@ async fn deliver(runtime: &Runtime, delivery: &mut Delivery) -> Result<(), Store
     }
     let services = runtime.services();
     let now = services.clock.now_ms();
-    let cursor = services
-        .store
-        .get(&[CURSOR_KEY.to_string()])
-        .await?
-        .remove(0);
+    let cursor = entry(runtime, CURSOR_KEY).await?;
     let delivered = cursor
         .as_ref()
         .map(|e| String::from_utf8_lossy(&e.value).into_owned());

@@ -458,7 +458,7 @@ fn on_redis_two_nodes_tell_one_webhook_every_event_once_in_order() {
         "[events]\nwebhook_url = \"http://127.0.0.1:{port}/hooks\"\n\
          webhook_secret = \"{SECRET}\"\nlog_retention = 3600\n"
     );
-    let nodes = nodes(&redis, 2, 5, &events);
+    let mut nodes = nodes(&redis, 2, 5, &events);
     let (a, b) = (&nodes[0].1, &nodes[1].1);
     let created = post_form(
         &create_url(a),
@@ -491,4 +491,19 @@ fn on_redis_two_nodes_tell_one_webhook_every_event_once_in_order() {
         "{:?}",
         log.body
     );
+
+    // The first node dies (kill -9): whichever held the delivery lease, the other
+    // delivers what happens next, within a lease (10 s).
+    nodes[0].1.child.kill().unwrap();
+    nodes[0].1.child.wait().unwrap();
+    let b = &nodes[1].1;
+    let again = post_form(
+        &create_url(b),
+        &[("_id", "s2"), ("_resource_group", "DNIS")],
+    );
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    let got = receiver.wait_for(4, Duration::from_secs(30));
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[3]["type"], "reservation.created");
+    assert_eq!(got[3]["_id"], "s2");
 }
