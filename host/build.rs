@@ -2,7 +2,9 @@
 //! `cargo test` is self-contained:
 //! - `request_access_guest.wasm`: the plugin (`guest/`);
 //! - `request-access-standalone.wasm`: the plugin composed with the WASI-only adapter
-//!   (`adapter/`), for generic hosts such as `wasmtime run`.
+//!   (`adapter/`), for generic hosts such as `wasmtime run`;
+//! - `request-access.wit.wasm`: the contract (`wit/`) as a binary WIT package, and its
+//!   name in `REQUEST_ACCESS_WIT_PACKAGE` (`contact-center:request-access@0.1.1`).
 
 use std::path::Path;
 
@@ -41,6 +43,20 @@ fn main() {
         compose(guest, adapter),
     )
     .unwrap();
+    let (name, package) = wit_package(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit"));
+    std::fs::write(out_dir.join("request-access.wit.wasm"), package).unwrap();
+    println!("cargo:rustc-env=REQUEST_ACCESS_WIT_PACKAGE={name}");
+}
+
+/// The package in `dir` encoded as a WIT package, and its name with its version.
+fn wit_package(dir: &Path) -> (String, Vec<u8>) {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(dir)
+        .unwrap_or_else(|e| panic!("{} does not parse: {e:?}", dir.display()));
+    let name = resolve.packages[package].name.to_string();
+    let bytes = wit_component::encode(&resolve, package).expect("the WIT package encodes");
+    (name, bytes)
 }
 
 fn read(path: &Path) -> Vec<u8> {

@@ -26,6 +26,13 @@ pub const PLUGIN_WASM: &[u8] =
 pub const STANDALONE_WASM: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/request-access-standalone.wasm"));
 
+/// The contract (`wit/`) as a binary WIT package, for hosts that generate bindings of
+/// their own and for registries (`wkg`).
+pub const WIT_PACKAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/request-access.wit.wasm"));
+
+/// [`WIT_PACKAGE`]'s name and version, as `namespace:name@version`.
+pub const WIT_PACKAGE_NAME: &str = env!("REQUEST_ACCESS_WIT_PACKAGE");
+
 /// Where instances get their memory from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum InstanceAllocation {

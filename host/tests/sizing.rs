@@ -130,3 +130,44 @@ fn a_pool_too_small_for_its_demand_shows_its_blocking_and_the_numbers_it_needs()
     let overview: Value = serde_json::from_str(&overview).unwrap();
     assert_eq!(overview["groups"][0]["sizing"]["numbers_needed"], 17);
 }
+
+/// Every `request_access_*` series the Grafana dashboard and the alert rules in `deploy/`
+/// query is one a node exports, once it has answered creates for a while.
+#[test]
+fn the_dashboard_and_the_alerts_query_only_series_a_node_exports() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let clock = Arc::new(ManualClock::new(1_767_225_600_000));
+    let app = app(clock.clone());
+    for i in 0..12 {
+        call(&rt, &app, create(&format!("s{i}")));
+        clock.advance(Duration::from_secs(10));
+    }
+    let (status, metrics) = call(&rt, &app, admin("/metrics"));
+    assert_eq!(status, 200, "{metrics}");
+    // The names samples carry: a counter's `_total`, a histogram's `_bucket`, ...
+    let exported: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let dashboard =
+        std::fs::read_to_string(deploy.join("grafana/dashboards/request-access.json")).unwrap();
+    let alerts = std::fs::read_to_string(deploy.join("prometheus/alerts.yml")).unwrap();
+    let name = regex::Regex::new(r"request_access_[a-z_]+").unwrap();
+    let mut queried = 0;
+    for (file, text) in [("dashboard", &dashboard), ("alerts.yml", &alerts)] {
+        for used in name.find_iter(text).map(|m| m.as_str()) {
+            queried += 1;
+            assert!(
+                exported.contains(used),
+                "{file} queries {used}, which /metrics does not export: {exported:?}"
+            );
+        }
+    }
+    assert!(
+        queried > 20,
+        "only {queried} series found in the dashboard and the alerts"
+    );
+}

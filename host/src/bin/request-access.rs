@@ -28,7 +28,9 @@ use request_access_host::clock::SystemClock;
 use request_access_host::config::Config;
 use request_access_host::config::redact_url;
 use request_access_host::http::{AppState, Stopped};
-use request_access_host::plugin::{PluginSource, STANDALONE_WASM};
+use request_access_host::plugin::{
+    PLUGIN_WASM, PluginSource, STANDALONE_WASM, WIT_PACKAGE, WIT_PACKAGE_NAME,
+};
 use request_access_host::registry::RegistryError;
 use request_access_host::runtime::{CallError, Runtime};
 use request_access_host::services::Services;
@@ -151,6 +153,32 @@ enum Command {
         /// Where to write it.
         #[arg(default_value = "request-access-standalone.wasm")]
         output: PathBuf,
+    },
+    /// Write the plugin component (the `plugin` world: it imports the registry, the clock,
+    /// the resource groups and the reservation state) for hosts that provide those imports
+    /// themselves.
+    ExportPlugin {
+        /// Where to write it.
+        #[arg(default_value = "request-access-plugin.wasm")]
+        output: PathBuf,
+    },
+    /// Write the contract as a binary WIT package (what `wasm-tools component wit --wasm`
+    /// writes), to generate bindings from or to publish.
+    ExportWit {
+        /// Where to write it.
+        #[arg(default_value = "request-access.wit.wasm")]
+        output: PathBuf,
+        /// Write it into this directory in the layout of a `wkg` local registry
+        /// (`ROOT/contact-center/request-access/VERSION.wasm`) instead.
+        #[arg(long, value_name = "ROOT", conflicts_with = "output")]
+        wkg_root: Option<PathBuf>,
+    },
+    /// Exit 0 if the service at URL answers 200 within 2 s, else 1: a container's health
+    /// check, with no curl in the image.
+    Healthcheck {
+        /// The readiness endpoint to ask.
+        #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
     },
     /// Move the state between stores.
     #[command(subcommand)]
@@ -363,10 +391,20 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         serve(&cli, listen.clone(), plugin.clone(), *json_logs)?;
         return Ok(Value::Null);
     }
-    if let Command::ExportStandalone { output } = &cli.command {
-        std::fs::write(output, STANDALONE_WASM)
-            .with_context(|| format!("cannot write {}", output.display()))?;
-        return Ok(json!({ "written": output, "bytes": STANDALONE_WASM.len() }));
+    match &cli.command {
+        Command::ExportStandalone { output } => return export(output, STANDALONE_WASM),
+        Command::ExportPlugin { output } => return export(output, PLUGIN_WASM),
+        Command::ExportWit { output, wkg_root } => {
+            let output = match wkg_root {
+                Some(root) => wkg_path(root)?,
+                None => output.clone(),
+            };
+            let mut written = export(&output, WIT_PACKAGE)?;
+            written["package"] = json!(WIT_PACKAGE_NAME);
+            return Ok(written);
+        }
+        Command::Healthcheck { url } => return healthcheck(url),
+        _ => {}
     }
     // One command, one thread: the calls await on a runtime of their own.
     tokio::runtime::Builder::new_current_thread()
@@ -412,12 +450,50 @@ fn check(cli: &Cli) -> Result<Value, Failure> {
 }
 
 /// Run one command other than `serve` and `export-standalone`.
+/// Write `bytes` to `output`.
+fn export(output: &std::path::Path, bytes: &[u8]) -> Result<Value, Failure> {
+    std::fs::write(output, bytes).with_context(|| format!("cannot write {}", output.display()))?;
+    Ok(json!({ "written": output, "bytes": bytes.len() }))
+}
+
+/// Where a `wkg` local registry rooted at `root` keeps the contract's package:
+/// `root/{namespace}/{name}/{version}.wasm` (the directories made).
+fn wkg_path(root: &std::path::Path) -> Result<PathBuf, Failure> {
+    let (namespace, rest) = WIT_PACKAGE_NAME
+        .split_once(':')
+        .context("the package name has a namespace")?;
+    let (name, version) = rest.split_once('@').context("the package has a version")?;
+    let dir = root.join(namespace).join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir.join(format!("{version}.wasm")))
+}
+
+/// `healthcheck`: 200 from `url` within 2 s, or a failure naming what went wrong.
+fn healthcheck(url: &str) -> Result<Value, Failure> {
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let response = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("{url} did not answer"))?;
+    match response.status().as_u16() {
+        200 => Ok(json!({ "url": url, "status": 200 })),
+        status => Err(anyhow::anyhow!("{url} answered {status}").into()),
+    }
+}
+
 async fn command(runtime: Runtime, command: Command) -> Result<Value, Failure> {
     let services = runtime.services().clone();
     Ok(match command {
-        Command::Serve { .. } | Command::ExportStandalone { .. } | Command::Store(_) => {
-            unreachable!("handled above")
-        }
+        Command::Serve { .. }
+        | Command::ExportStandalone { .. }
+        | Command::ExportPlugin { .. }
+        | Command::ExportWit { .. }
+        | Command::Healthcheck { .. }
+        | Command::Store(_) => unreachable!("handled above"),
         Command::Create {
             id,
             resource_group,
