@@ -175,7 +175,14 @@ fn no_crate_has_an_import_circle_between_its_modules() {
         let mut state = BTreeMap::new();
         for module in edges.keys() {
             if !state.contains_key(module) {
-                visit(module, &edges, &mut state, &mut Vec::new(), &mut circles, dir);
+                visit(
+                    module,
+                    &edges,
+                    &mut state,
+                    &mut Vec::new(),
+                    &mut circles,
+                    dir,
+                );
             }
         }
     }
