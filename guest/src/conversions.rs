@@ -200,7 +200,7 @@ macro_rules! convert_lease_policy {
 }
 
 /// `From` both ways for the types of `lease` (since 0.1.1) in the generated module
-/// `$wit`; its `error` converts by [`convert_request_access!`].
+/// `$wit`; its `error` converts by [`convert_request_access!`](crate::convert_request_access!).
 #[macro_export]
 macro_rules! convert_lease {
     ($($wit:ident)::+) => {
@@ -214,7 +214,7 @@ macro_rules! convert_lease {
 }
 
 /// `From` both ways for the types of `placement` (since 0.1.1) in the generated module
-/// `$wit`; its `request-access` types convert by [`convert_request_access!`].
+/// `$wit`; its `request-access` types convert by [`convert_request_access!`](crate::convert_request_access!).
 #[macro_export]
 macro_rules! convert_placement {
     ($($wit:ident)::+) => {

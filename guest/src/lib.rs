@@ -17,23 +17,41 @@ pub mod api;
 )]
 mod arena;
 pub mod conversions;
-mod events;
-mod keys;
-mod lease;
-mod local;
-mod lookup;
-mod records;
-mod ring;
-mod service;
-mod shared;
-mod sticky;
-#[cfg(test)]
-mod testing;
-mod txn;
 pub mod validate;
 
-pub use lease::extend;
-pub use service::{MAX_ATTEMPTS, create, create_placed, match_access, pool_status, release};
+// The leaves: what the ring, the policies and the operations share.
+mod ask;
+mod events;
+mod keys;
+mod lookup;
+mod records;
+mod txn;
+
+// The core: the free-number rings.
+mod ring;
+
+// The pool policies, each behind one entry point.
+mod policy;
+
+// The operations, one module each, and what they share: ending a reservation, and
+// reclaiming expired ones.
+mod create;
+mod ending;
+mod extend;
+mod matching;
+mod reclaim;
+mod release;
+mod status;
+
+#[cfg(test)]
+mod testing;
+
+pub use create::{create, create_placed};
+pub use extend::extend;
+pub use lookup::MAX_ATTEMPTS;
+pub use matching::match_access;
+pub use release::release;
+pub use status::pool_status;
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;

@@ -37,7 +37,7 @@ pub struct Reservation {
     pub lease: Option<Lease>,
 }
 
-/// What bounds and restarts a reservation's expiry ([`crate::lease`]).
+/// What bounds and restarts a reservation's expiry ([`crate::policy::LeaseTerms`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// When its create made it: it lasts at most the group's maximum lifetime from then.

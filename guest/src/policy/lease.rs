@@ -6,20 +6,94 @@
 //! before leases were stored counts from its first extension. Moving an expiry moves
 //! the entries that point at it: the group's expiry index, a ring's that parked the
 //! number, and a shared number's lease of the seat.
+//!
+//! The operation is [`crate::extend()`]; a match asks [`LeaseTerms::slide`] (or
+//! [`LeaseTerms::slide_seat`]) before it ends a reservation.
 
-use crate::api::{Error, EventKind, ExtendRequest, Extended, Imports, LeasePolicy};
-use crate::events;
+use crate::api::{Error, Imports, LeasePolicy};
 use crate::keys;
-use crate::lookup::{self, MAX_ATTEMPTS, contended, group_of, read_holding};
-use crate::records::{Holding, Lease, Parked, Reservation, SeatState, SharedNumber, decode};
+use crate::records::{Lease, Parked, Reservation, SeatState, SharedNumber, decode};
 use crate::txn::Txn;
-use crate::validate::{self, digits};
+use crate::validate::digits;
+
+/// The terms a group's reservations are leased on (`lease-policy`): the policy's entry
+/// point.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTerms {
+    policy: LeasePolicy,
+}
+
+impl LeaseTerms {
+    /// The lease terms of the group called `group`, as configured now.
+    pub fn of_group<I: Imports>(imports: &mut I, group: &str) -> LeaseTerms {
+        LeaseTerms {
+            policy: imports.lease_policy(group),
+        }
+    }
+
+    /// Extend `res` (a live number lent whole) to last `timeout` seconds from `now`,
+    /// within the terms, and store it. Answers its expiry, and whether the maximum
+    /// lifetime cut the request short.
+    pub fn extend<I: Imports>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        res: &mut Reservation,
+        timeout: u32,
+        now: u64,
+    ) -> Result<(u64, bool), Error> {
+        let lease = lease_or_now(res.lease, timeout, now);
+        let (to, capped) = extended_expiry(&self.policy, &lease, res.expires_at, timeout, now);
+        reschedule(txn, res, lease, to)?;
+        Ok((to, capped))
+    }
+
+    /// [`LeaseTerms::extend`] for held seat `index` of `record`, expiring at `expires_at`
+    /// (the caller stores the record).
+    pub fn extend_seat<I: Imports>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        record: &mut SharedNumber,
+        (index, expires_at): (usize, u64),
+        timeout: u32,
+        now: u64,
+    ) -> Result<(u64, bool), Error> {
+        let lease = lease_or_now(seat_lease(record, expires_at), timeout, now);
+        let (to, capped) = extended_expiry(&self.policy, &lease, expires_at, timeout, now);
+        let to = reschedule_seat(txn, record, index, lease, to)?;
+        Ok((to, capped))
+    }
+
+    /// Under a sliding expiry, a matched call to `res` (a number lent whole) restarts its
+    /// timeout instead of ending it: answers `true` if it did (and stored it), `false` if
+    /// the group does not slide or the maximum lifetime leaves no time (the match ends
+    /// it). `self` is the terms of `res`'s group.
+    pub fn slide<I: Imports>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        res: &mut Reservation,
+        now: u64,
+    ) -> Result<bool, Error> {
+        slide(txn, &self.policy, res, now)
+    }
+
+    /// [`LeaseTerms::slide`] for held seat `index` of a shared number: answers `true` if
+    /// it restarted (the caller stores the record).
+    pub fn slide_seat<I: Imports>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        record: &mut SharedNumber,
+        index: usize,
+        now: u64,
+    ) -> Result<bool, Error> {
+        slide_seat(txn, &self.policy, record, index, now)
+    }
+}
 
 /// When a reservation made under `lease` and expiring at `expires_at` expires once
 /// asked to last `timeout` seconds from `now`: never earlier than it does, never past
 /// `policy`'s maximum lifetime from its create. Answers it, and whether the maximum
 /// cut the request short.
-pub fn extended_expiry(
+fn extended_expiry(
     policy: &LeasePolicy,
     lease: &Lease,
     expires_at: u64,
@@ -122,7 +196,7 @@ fn reschedule_seat<I: Imports>(
 }
 
 /// The lease recorded for the seat of `record` expiring at `expires_at`, if any.
-pub fn seat_lease(record: &SharedNumber, expires_at: u64) -> Option<Lease> {
+fn seat_lease(record: &SharedNumber, expires_at: u64) -> Option<Lease> {
     record
         .leases
         .iter()
@@ -130,76 +204,13 @@ pub fn seat_lease(record: &SharedNumber, expires_at: u64) -> Option<Lease> {
         .map(|(_, lease)| *lease)
 }
 
-/// `lease.extend`: move the expiry of the service's live reservation in the group.
-pub fn extend<I: Imports>(imports: &mut I, request: &ExtendRequest) -> Result<Extended, Error> {
-    validate::service_id(&request.service_id)?;
-    validate::booking_timeout(request.booking_expiration_timeout)?;
-    let group = group_of(imports, &request.resource_group)?;
-    let global = imports.options().booking_expiration_timeout;
-    let timeout = lookup::timeout(request.booking_expiration_timeout, &group, global)?;
-    let (service_id, group_name) = (request.service_id.as_str(), group.name.as_str());
-    for _ in 0..MAX_ATTEMPTS {
-        let now = imports.now();
-        let mut txn = Txn::new(imports);
-        let holder = keys::holder(group_name, service_id);
-        let Some(held) = lookup::held(&mut txn, &holder)? else {
-            return Err(Error::NoMatch);
-        };
-        // One host call for the number's key and the ring that may have parked it.
-        txn.prefetch(&[keys::reservation(&held), keys::parked(&held)])?;
-        let (number, expires_at, capped) = match read_holding(&mut txn, &held)? {
-            Some(Holding::One(mut res))
-                if res.held_in(service_id, group_name) && res.expires_at > now =>
-            {
-                let policy = txn.imports().lease_policy(&res.group);
-                let lease = lease_or_now(res.lease, timeout, now);
-                let (to, capped) = extended_expiry(&policy, &lease, res.expires_at, timeout, now);
-                reschedule(&mut txn, &mut res, lease, to)?;
-                let event = events::of_reservation(EventKind::Extended, &res, None);
-                txn.record(event);
-                (res.number, to, capped)
-            }
-            Some(Holding::Shared(mut record)) => {
-                let Some((index, expires_at)) = record
-                    .seat_of(service_id, group_name)
-                    .filter(|&(_, at)| at > now)
-                else {
-                    return Err(Error::NoMatch);
-                };
-                let policy = txn.imports().lease_policy(&record.group);
-                let lease = lease_or_now(seat_lease(&record, expires_at), timeout, now);
-                let (to, capped) = extended_expiry(&policy, &lease, expires_at, timeout, now);
-                let to = reschedule_seat(&mut txn, &mut record, index, lease, to)?;
-                let event = events::of_seat(EventKind::Extended, &record, index, None);
-                txn.record(event);
-                let number = record.number.clone();
-                txn.put(keys::reservation(&held), record.encode());
-                (number, to, capped)
-            }
-            _ => return Err(Error::NoMatch),
-        };
-        if txn.commit()? {
-            return Ok(Extended {
-                access_number: number,
-                expiration_time: u32::try_from(expires_at.saturating_sub(now).div_ceil(1000))
-                    .unwrap_or(u32::MAX),
-                expires_at,
-                capped,
-            });
-        }
-    }
-    Err(contended())
-}
-
-/// Under a sliding expiry, a matched call to `res` (a number lent whole) restarts its
-/// timeout instead of ending it: answers `true` if it did (and stored it), `false` if
-/// the group does not slide or the maximum lifetime leaves no time (the match ends it).
-pub fn slide<I: Imports>(
+/// [`LeaseTerms::slide`] under `policy`.
+fn slide<I: Imports>(
     txn: &mut Txn<'_, I>,
+    policy: &LeasePolicy,
     res: &mut Reservation,
     now: u64,
 ) -> Result<bool, Error> {
-    let policy = txn.imports().lease_policy(&res.group);
     if !policy.sliding_expiry {
         return Ok(false);
     }
@@ -207,7 +218,7 @@ pub fn slide<I: Imports>(
         Some(lease) => lease,
         None => lease_or_now(None, restart_of(txn, &res.group), now),
     };
-    let (to, _) = extended_expiry(&policy, &lease, res.expires_at, lease.timeout, now);
+    let (to, _) = extended_expiry(policy, &lease, res.expires_at, lease.timeout, now);
     if to <= now {
         return Ok(false);
     }
@@ -216,15 +227,14 @@ pub fn slide<I: Imports>(
     Ok(true)
 }
 
-/// [`slide`] for held seat `index` of a shared number: answers `true` if it restarted
-/// (the caller stores the record).
-pub fn slide_seat<I: Imports>(
+/// [`LeaseTerms::slide_seat`] under `policy`.
+fn slide_seat<I: Imports>(
     txn: &mut Txn<'_, I>,
+    policy: &LeasePolicy,
     record: &mut SharedNumber,
     index: usize,
     now: u64,
 ) -> Result<bool, Error> {
-    let policy = txn.imports().lease_policy(&record.group);
     let SeatState::Held { expires_at, .. } = record.seats[index].state else {
         return Ok(false);
     };
@@ -235,7 +245,7 @@ pub fn slide_seat<I: Imports>(
         Some(lease) => lease,
         None => lease_or_now(None, restart_of(txn, &record.group), now),
     };
-    let (to, _) = extended_expiry(&policy, &lease, expires_at, lease.timeout, now);
+    let (to, _) = extended_expiry(policy, &lease, expires_at, lease.timeout, now);
     if to <= now {
         return Ok(false);
     }
@@ -259,9 +269,11 @@ mod tests {
     use rand::rngs::StdRng;
 
     use super::*;
-    use crate::api::{AccessInfo, CreateRequest, MatchRequest, Matched, Policy, Strategy};
+    use crate::api::{
+        AccessInfo, CreateRequest, ExtendRequest, Extended, MatchRequest, Matched, Policy, Strategy,
+    };
     use crate::testing::{Fake, group};
-    use crate::{create, match_access, pool_status, release};
+    use crate::{create, extend, match_access, pool_status, release};
 
     const HOUR: LeasePolicy = LeasePolicy {
         max_lifetime: 3600,

@@ -7,8 +7,59 @@
 //! as usual. Only the next [`WINDOW`] free numbers are looked at, so a create still costs
 //! O(1) store reads (one batched read of their slots) at any pool size.
 
+use crate::api::{Error, Group, Imports, Policy};
+use crate::ring::{self, Ring};
+use crate::txn::Txn;
+use crate::validate::digits;
+
 /// Free numbers looked at, from the ring's head.
-pub const WINDOW: u64 = 32;
+const WINDOW: u64 = 32;
+
+/// A create's preference for a number local to its caller: the policy's entry point.
+#[derive(Debug, Clone, Copy)]
+pub struct Local<'c> {
+    /// The caller's digits.
+    caller: &'c str,
+    /// Leading digits a number must share with them to be preferred.
+    min_digits: u32,
+}
+
+impl<'c> Local<'c> {
+    /// The preference of a create for `caller` (its digits) in a group with `policy`:
+    /// none without a caller or where the group prefers nothing.
+    pub fn of(policy: &Policy, caller: Option<&'c str>) -> Option<Local<'c>> {
+        caller
+            .filter(|_| policy.prefer_caller_prefix > 0)
+            .map(|caller| Local {
+                caller,
+                min_digits: policy.prefer_caller_prefix,
+            })
+    }
+
+    /// The offset from the head of the first of `ring`'s next `free` numbers (at most
+    /// [`WINDOW`]) that looks local to the caller, if one does: their slots in one batched
+    /// read.
+    pub fn offset<I: Imports>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        group: &Group,
+        ring: &Ring,
+        free: u64,
+    ) -> Result<Option<u64>, Error> {
+        let seen = free.min(WINDOW);
+        let indexes = ring::ahead(txn, group, ring, seen)?;
+        let mut candidates = Vec::with_capacity(indexes.len());
+        for (offset, index) in (0..seen).zip(indexes) {
+            if let Some(index) = index
+                && let Some(number) = txn.imports().number_at(&group.name, index)
+            {
+                candidates.push((offset, digits(&number)));
+            }
+        }
+        let candidates = candidates.iter().map(|(o, d)| (*o, d.as_str()));
+        Ok(best(self.caller, self.min_digits, candidates))
+    }
+}
 
 /// Leading digits `a` and `b` share.
 fn shared_prefix(a: &str, b: &str) -> usize {
@@ -18,7 +69,7 @@ fn shared_prefix(a: &str, b: &str) -> usize {
 /// Of `candidates` (an offset from the ring's head and a number's digits, in ring
 /// order), the offset of the one sharing the longest prefix with `caller`, if any shares
 /// at least `min_digits`.
-pub fn best<'a>(
+fn best<'a>(
     caller: &str,
     min_digits: u32,
     candidates: impl IntoIterator<Item = (u64, &'a str)>,

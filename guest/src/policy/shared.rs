@@ -23,14 +23,17 @@ use rand::Rng;
 use subtle::ConstantTimeEq;
 
 use crate::api::{Error, EventKind, Group, Imports, Matched, Policy};
+use crate::ask::{Ask, access_code};
 use crate::events;
 use crate::keys;
-use crate::lease;
 use crate::records::{Lease, Place, Queue, Reservation, Seat, SeatState, SharedNumber};
 use crate::ring;
-use crate::service::{Ask, access_code};
 use crate::txn::Txn;
 use crate::validate::digits;
+
+use super::cool_off::CoolOff;
+use super::grace::Grace;
+use super::lease::LeaseTerms;
 
 /// The most bytes a shared number's value may take. A store may refuse a value above
 /// 64 KiB (`reservation-state`'s `refused`): a number whose reservations have long ids
@@ -128,87 +131,249 @@ impl SharedNumber {
     }
 }
 
-/// Read the holding of a number popped by `group`'s ring `ring_id` (`record`, this
-/// ring's or none): end its seats past their grace window, and answer it if it can seat
-/// `ask` now. Otherwise it goes back to the ring (or to rest, or stays off the ring
-/// while full) and the answer is `None`.
-pub fn claim<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    group: &Group,
-    policy: &Policy,
-    record: Option<SharedNumber>,
-    (number, ring_id): (String, u64),
-    ask: &Ask<'_>,
-    now: u64,
-) -> Result<Option<SharedNumber>, Error> {
-    let mut record = record.unwrap_or_else(|| SharedNumber::vacant(group, number, ring_id));
-    // Popped: off the ring until this create puts it back.
-    record.queue = Queue::Off;
-    end_due(txn, &mut record, policy, now)?;
-    let room = record.taken(now) < policy.seats();
-    let callers_own = ask.caller_digits.as_deref().is_some_and(|caller| {
-        record
-            .seats
-            .iter()
-            .any(|seat| seat.caller_digits.as_deref() == Some(caller))
-    });
-    // The seat's ids, code and caller, and a few integers (postcard's are shorter).
-    let seat_bytes = ask.request.service_id.len()
-        + ask.group.len()
-        + ask.caller_digits.as_ref().map_or(0, String::len)
-        + usize::from(ask.access_code_length)
-        + 32;
-    let fits = record.encode().len() + seat_bytes <= VALUE_BUDGET;
-    if room && fits && !callers_own {
-        return Ok(Some(record));
-    }
-    put_back(txn, group, policy, record, now)?;
-    Ok(None)
+/// A group's numbers shared by access code: the policy's entry point. Its methods are
+/// for a number of the group whose policy it is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Shared<'p> {
+    /// The group's policy: seats per number, wrong codes, and the grace and cool-off its
+    /// seats end under.
+    policy: &'p Policy,
 }
 
-/// Seat `ask`'s reservation on `record` (from [`claim`]) at `now`, expiring at
-/// `expires_at` or the first millisecond after it that no other seat of the number
-/// expires at (each has its own expiry key). Answers its access code and expiry.
-pub fn seat<I: Imports, R: Rng>(
-    txn: &mut Txn<'_, I>,
-    group: &Group,
-    policy: &Policy,
-    mut record: SharedNumber,
-    ask: &Ask<'_>,
-    (now, mut expires_at): (u64, u64),
-    rng: &mut R,
-) -> Result<(Option<String>, u64), Error> {
-    // Told apart by the caller when the create named one, by a code otherwise.
-    let code = match ask.request.provide_code || ask.caller_digits.is_none() {
-        true => Some(unused_code(&record, ask.access_code_length, rng)?),
-        false => None,
-    };
-    while record.expiries().any(|at| at == expires_at) {
-        expires_at += 1;
+impl<'p> Shared<'p> {
+    /// The shared numbers of a group with `policy`.
+    pub fn of(policy: &'p Policy) -> Shared<'p> {
+        Shared { policy }
     }
-    let number_digits = digits(&record.number);
-    txn.put(
-        keys::expiry(&group.name, expires_at, &number_digits),
-        Vec::new(),
-    );
-    record.seats.push(Seat {
-        code: code.clone(),
-        caller_digits: ask.caller_digits.clone(),
-        state: SeatState::Held {
-            service_id: ask.request.service_id.clone(),
-            asked_group: (group.name != ask.group).then(|| ask.group.to_string()),
+
+    /// Read the holding of a number popped by `group`'s ring `ring_id` (`record`, this
+    /// ring's or none): end its seats past their grace window, and answer it if it can seat
+    /// `ask` now. Otherwise it goes back to the ring (or to rest, or stays off the ring
+    /// while full) and the answer is `None`.
+    pub fn claim<I: Imports>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        group: &Group,
+        record: Option<SharedNumber>,
+        (number, ring_id): (String, u64),
+        ask: &Ask<'_>,
+        now: u64,
+    ) -> Result<Option<SharedNumber>, Error> {
+        let policy = self.policy;
+        let mut record = record.unwrap_or_else(|| SharedNumber::vacant(group, number, ring_id));
+        // Popped: off the ring until this create puts it back.
+        record.queue = Queue::Off;
+        end_due(txn, &mut record, policy, now)?;
+        let room = record.taken(now) < policy.seats();
+        let callers_own = ask.caller_digits.as_deref().is_some_and(|caller| {
+            record
+                .seats
+                .iter()
+                .any(|seat| seat.caller_digits.as_deref() == Some(caller))
+        });
+        // The seat's ids, code and caller, and a few integers (postcard's are shorter).
+        let seat_bytes = ask.request.service_id.len()
+            + ask.group.len()
+            + ask.caller_digits.as_ref().map_or(0, String::len)
+            + usize::from(ask.access_code_length)
+            + 32;
+        let fits = record.encode().len() + seat_bytes <= VALUE_BUDGET;
+        if room && fits && !callers_own {
+            return Ok(Some(record));
+        }
+        put_back(txn, group, policy, record, now)?;
+        Ok(None)
+    }
+
+    /// Seat `ask`'s reservation on `record` (from [`Shared::claim`]) at `now`, expiring at
+    /// `expires_at` or the first millisecond after it that no other seat of the number
+    /// expires at (each has its own expiry key). Answers its access code and expiry.
+    pub fn seat<I: Imports, R: Rng>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        group: &Group,
+        mut record: SharedNumber,
+        ask: &Ask<'_>,
+        (now, mut expires_at): (u64, u64),
+        rng: &mut R,
+    ) -> Result<(Option<String>, u64), Error> {
+        let policy = self.policy;
+        // Told apart by the caller when the create named one, by a code otherwise.
+        let code = match ask.request.provide_code || ask.caller_digits.is_none() {
+            true => Some(unused_code(&record, ask.access_code_length, rng)?),
+            false => None,
+        };
+        while record.expiries().any(|at| at == expires_at) {
+            expires_at += 1;
+        }
+        let number_digits = digits(&record.number);
+        txn.put(
+            keys::expiry(&group.name, expires_at, &number_digits),
+            Vec::new(),
+        );
+        record.seats.push(Seat {
+            code: code.clone(),
+            caller_digits: ask.caller_digits.clone(),
+            state: SeatState::Held {
+                service_id: ask.request.service_id.clone(),
+                asked_group: (group.name != ask.group).then(|| ask.group.to_string()),
+                expires_at,
+            },
+        });
+        let lease = Lease {
+            created_at: now,
+            timeout: ask.timeout,
+        };
+        record.leases.push((expires_at, lease));
+        let seated = record.seats.len() - 1;
+        txn.record(events::of_seat(EventKind::Created, &record, seated, None));
+        put_back(txn, group, policy, record, now)?;
+        Ok((code, expires_at))
+    }
+
+    /// End seat `index` of `record` now (its reservation was matched, released, replaced,
+    /// revoked or reclaimed) and store what is left; the number comes back to its ring if it
+    /// was full. `self` is the record's group's.
+    pub fn end<I: Imports>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        mut record: SharedNumber,
+        index: usize,
+        now: u64,
+    ) -> Result<(), Error> {
+        let policy = self.policy;
+        end_seat(txn, &mut record, index, policy, now)?;
+        back_to_its_group(txn, record, policy, now)
+    }
+
+    /// End every seat of `record` past its group's grace window by `now`, and store what is
+    /// left. Answers when the last seat still held expires, if one is. `self` is the
+    /// record's group's.
+    pub fn end_expired<I: Imports>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        mut record: SharedNumber,
+        now: u64,
+    ) -> Result<Option<u64>, Error> {
+        let policy = self.policy;
+        let before = record.clone();
+        end_due(txn, &mut record, policy, now)?;
+        let latest = record.expiries().max();
+        if record != before {
+            back_to_its_group(txn, record, policy, now)?;
+        }
+        Ok(latest)
+    }
+
+    /// Match a call to `record`'s number: by the code the caller typed, or, without one, by
+    /// the caller's number. Answers what the call gets; the transaction holds what changed.
+    /// `self` is the record's group's.
+    pub fn match_call<I: Imports>(
+        &self,
+        txn: &mut Txn<'_, I>,
+        mut record: SharedNumber,
+        code: Option<&str>,
+        caller: Option<&str>,
+        now: u64,
+    ) -> Result<Result<Matched, Error>, Error> {
+        let policy = self.policy;
+        let window = u64::from(policy.wrong_code_window) * 1000;
+        let limit = policy.wrong_code_limit.max(1);
+        let found = match (code, caller) {
+            (Some(code), _) => {
+                let shut = record.wrong_codes.count >= limit
+                    && now < record.wrong_codes.since.saturating_add(window);
+                if shut {
+                    return Ok(Err(Error::TooManyAttempts));
+                }
+                // Every seat's code is compared, in constant time, whichever matches.
+                let mut found = None;
+                for (index, seat) in record.seats.iter().enumerate() {
+                    let held = matches!(seat.state, SeatState::Held { .. });
+                    let same = seat
+                        .code
+                        .as_deref()
+                        .is_some_and(|want| bool::from(want.as_bytes().ct_eq(code.as_bytes())));
+                    if held && same {
+                        found = Some(index);
+                    }
+                }
+                let Some(index) = found else {
+                    if now >= record.wrong_codes.since.saturating_add(window) {
+                        record.wrong_codes = Default::default();
+                        record.wrong_codes.since = now;
+                    }
+                    record.wrong_codes.count += 1;
+                    let shut = record.wrong_codes.count >= limit;
+                    let kind = if shut {
+                        EventKind::Revoked
+                    } else {
+                        EventKind::WrongCode
+                    };
+                    txn.record(events::of_number(kind, &record, caller));
+                    let key = keys::reservation(&digits(&record.number));
+                    txn.put(key, record.encode());
+                    return Ok(Err(if shut {
+                        Error::TooManyAttempts
+                    } else {
+                        Error::NoMatch
+                    }));
+                };
+                // The right code from another number than the reservation's caller.
+                if let (Some(want), Some(got)) = (&record.seats[index].caller_digits, caller)
+                    && want != got
+                {
+                    return Ok(Err(Error::NoMatch));
+                }
+                index
+            }
+            (None, Some(caller)) => match record.seats.iter().position(|seat| {
+                matches!(seat.state, SeatState::Held { .. })
+                    && seat.caller_digits.as_deref() == Some(caller)
+            }) {
+                Some(index) => index,
+                None => return Ok(Err(Error::NoMatch)),
+            },
+            (None, None) => return Ok(Err(Error::NoMatch)),
+        };
+        let SeatState::Held {
+            service_id,
             expires_at,
-        },
-    });
-    let lease = Lease {
-        created_at: now,
-        timeout: ask.timeout,
-    };
-    record.leases.push((expires_at, lease));
-    let seated = record.seats.len() - 1;
-    txn.record(events::of_seat(EventKind::Created, &record, seated, None));
-    put_back(txn, group, policy, record, now)?;
-    Ok((code, expires_at))
+            ..
+        } = record.seats[found].state.clone()
+        else {
+            return Ok(Err(Error::NoMatch));
+        };
+        let in_grace = Grace::of(policy).over_at(expires_at) > now;
+        let group = record.group.clone();
+        // A sliding expiry keeps the seat for the session's next call.
+        let kind = if in_grace {
+            EventKind::Matched
+        } else {
+            EventKind::Expired
+        };
+        if in_grace
+            && LeaseTerms::of_group(txn.imports(), &group).slide_seat(
+                txn,
+                &mut record,
+                found,
+                now,
+            )?
+        {
+            txn.record(events::of_seat(kind, &record, found, caller));
+            store(txn, record, now)?;
+        } else {
+            txn.record(events::of_seat(kind, &record, found, caller));
+            self.end(txn, record, found, now)?;
+        }
+        Ok(match in_grace {
+            true => Ok(Matched {
+                service_id,
+                resource_group: group,
+            }),
+            false => Err(Error::NoMatch),
+        })
+    }
 }
 
 /// An access code of `length` digits that no seat of `record` has, held or resting.
@@ -227,37 +392,6 @@ fn unused_code<R: Rng>(record: &SharedNumber, length: u8, rng: &mut R) -> Result
         "no unused access code of {length} digits in {CODE_DRAWS} draws: the number's \
          reservations use too many of them"
     )))
-}
-
-/// End seat `index` of `record` now (its reservation was matched, released, replaced,
-/// revoked or reclaimed) and store what is left; the number comes back to its ring if it
-/// was full. `policy` is the record's group's.
-pub fn end<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    mut record: SharedNumber,
-    index: usize,
-    policy: &Policy,
-    now: u64,
-) -> Result<(), Error> {
-    end_seat(txn, &mut record, index, policy, now)?;
-    back_to_its_group(txn, record, policy, now)
-}
-
-/// End every seat of `record` past its group's grace window by `now`, and store what is
-/// left. Answers when the last seat still held expires, if one is.
-pub fn end_expired<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    mut record: SharedNumber,
-    now: u64,
-) -> Result<Option<u64>, Error> {
-    let policy = txn.imports().policy(&record.group);
-    let before = record.clone();
-    end_due(txn, &mut record, &policy, now)?;
-    let latest = record.expiries().max();
-    if record != before {
-        back_to_its_group(txn, record, &policy, now)?;
-    }
-    Ok(latest)
 }
 
 /// [`put_back`] to the record's group, if it is still configured; otherwise the ring it
@@ -286,9 +420,9 @@ fn end_due<I: Imports>(
     policy: &Policy,
     now: u64,
 ) -> Result<(), Error> {
-    let grace = u64::from(policy.match_grace) * 1000;
+    let grace = Grace::of(policy);
     while let Some(due) = record.seats.iter().position(|seat| {
-        matches!(seat.state, SeatState::Held { expires_at, .. } if expires_at.saturating_add(grace) <= now)
+        matches!(seat.state, SeatState::Held { expires_at, .. } if grace.over_at(expires_at) <= now)
     }) {
         txn.record(events::of_seat(EventKind::Expired, record, due, None));
         end_seat(txn, record, due, policy, now)?;
@@ -320,7 +454,7 @@ fn end_seat<I: Imports>(
         txn.delete(holder);
     }
     // It ended now, or when it expired if that was earlier: it rests from then.
-    let usable_at = ring::rested(policy, now.min(expires_at));
+    let usable_at = CoolOff::of(policy).usable_at(now.min(expires_at));
     if usable_at > now {
         record.seats[index].state = SeatState::Resting { until: usable_at };
     } else {
@@ -382,7 +516,7 @@ fn put_back<I: Imports>(
             Some(Place::Ring(_)) => Queue::Ring,
             Some(Place::Resting(at)) => Queue::Resting(at),
             None => {
-                // The ring it came from will not get it back (see `service::end_reservation`).
+                // The ring it came from will not get it back (see `ending::end_reservation`).
                 ring::forget(txn, &record.group, record.ring_id)?;
                 Queue::Off
             }
@@ -406,110 +540,12 @@ fn store<I: Imports>(
         return Ok(());
     }
     txn.delete(key);
-    // A ring that met the number while this one lent it gets it back now. (The expiry
-    // entry it filed for the number is not known here; its reclaim drops it.)
-    ring::unpark(txn, &record.number, 0, now, now)
-}
-
-/// Match a call to `record`'s number: by the code the caller typed, or, without one, by
-/// the caller's number. Answers what the call gets; the transaction holds what changed.
-pub fn match_call<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    mut record: SharedNumber,
-    code: Option<&str>,
-    caller: Option<&str>,
-    now: u64,
-) -> Result<Result<Matched, Error>, Error> {
-    let policy = txn.imports().policy(&record.group);
-    let window = u64::from(policy.wrong_code_window) * 1000;
-    let limit = policy.wrong_code_limit.max(1);
-    let found = match (code, caller) {
-        (Some(code), _) => {
-            let shut = record.wrong_codes.count >= limit
-                && now < record.wrong_codes.since.saturating_add(window);
-            if shut {
-                return Ok(Err(Error::TooManyAttempts));
-            }
-            // Every seat's code is compared, in constant time, whichever matches.
-            let mut found = None;
-            for (index, seat) in record.seats.iter().enumerate() {
-                let held = matches!(seat.state, SeatState::Held { .. });
-                let same = seat
-                    .code
-                    .as_deref()
-                    .is_some_and(|want| bool::from(want.as_bytes().ct_eq(code.as_bytes())));
-                if held && same {
-                    found = Some(index);
-                }
-            }
-            let Some(index) = found else {
-                if now >= record.wrong_codes.since.saturating_add(window) {
-                    record.wrong_codes = Default::default();
-                    record.wrong_codes.since = now;
-                }
-                record.wrong_codes.count += 1;
-                let shut = record.wrong_codes.count >= limit;
-                let kind = if shut {
-                    EventKind::Revoked
-                } else {
-                    EventKind::WrongCode
-                };
-                txn.record(events::of_number(kind, &record, caller));
-                let key = keys::reservation(&digits(&record.number));
-                txn.put(key, record.encode());
-                return Ok(Err(if shut {
-                    Error::TooManyAttempts
-                } else {
-                    Error::NoMatch
-                }));
-            };
-            // The right code from another number than the reservation's caller.
-            if let (Some(want), Some(got)) = (&record.seats[index].caller_digits, caller)
-                && want != got
-            {
-                return Ok(Err(Error::NoMatch));
-            }
-            index
-        }
-        (None, Some(caller)) => match record.seats.iter().position(|seat| {
-            matches!(seat.state, SeatState::Held { .. })
-                && seat.caller_digits.as_deref() == Some(caller)
-        }) {
-            Some(index) => index,
-            None => return Ok(Err(Error::NoMatch)),
-        },
-        (None, None) => return Ok(Err(Error::NoMatch)),
-    };
-    let SeatState::Held {
-        service_id,
-        expires_at,
-        ..
-    } = record.seats[found].state.clone()
-    else {
-        return Ok(Err(Error::NoMatch));
-    };
-    let in_grace = expires_at.saturating_add(u64::from(policy.match_grace) * 1000) > now;
-    let group = record.group.clone();
-    // A sliding expiry keeps the seat for the session's next call.
-    let kind = if in_grace {
-        EventKind::Matched
-    } else {
-        EventKind::Expired
-    };
-    if in_grace && lease::slide_seat(txn, &mut record, found, now)? {
-        txn.record(events::of_seat(kind, &record, found, caller));
-        store(txn, record, now)?;
-    } else {
-        txn.record(events::of_seat(kind, &record, found, caller));
-        end(txn, record, found, &policy, now)?;
-    }
-    Ok(match in_grace {
-        true => Ok(Matched {
-            service_id,
-            resource_group: group,
-        }),
-        false => Err(Error::NoMatch),
-    })
+    // A ring that met the number while this one lent it gets it back now, to rest for
+    // its group's cool-off from now. (The expiry entry it filed for the number is not
+    // known here; its reclaim drops it.)
+    let rest =
+        |txn: &mut Txn<'_, I>, group: &str| CoolOff::of_group(txn.imports(), group).usable_at(now);
+    ring::unpark(txn, &record.number, 0, now, rest)
 }
 
 #[cfg(test)]

@@ -19,73 +19,48 @@
 //!
 //! Until no reservation from another ring holds a number of its pool, a ring is
 //! *unsettled* and `pool_status` counts reservations instead of trusting it (see
-//! [`crate::service::pool_status`] and [`settled`]).
+//! [`crate::status::pool_status`] and [`settled`]).
 //!
 //! Round-robin takes the head, the number free the longest; random first swaps a
 //! uniformly drawn free position with the head.
+//!
+//! The ring is the core the pool policies ([`crate::policy`]) build on, and it uses none
+//! of them: where a policy has a say, the caller passes its answer in (when a returned
+//! number may be lent again, which entry to take first) or is told what happened (a free
+//! number moved: [`Moved`]).
 
 use rand::Rng;
 use rand::distr::{Distribution, Uniform};
 
-use crate::api::{Error, Group, Imports, Policy};
+use crate::api::{Error, Group, Imports};
 use crate::keys;
-use crate::records::{Epoch, Parked, Place, PoolRecord, Reservation, RingMeta, decode, encode};
-use crate::sticky;
+use crate::records::{Epoch, Place, PoolRecord, RingMeta, decode, encode};
 use crate::txn::Txn;
 
-/// When a number whose reservation ended at `ended_at` may be lent again under
-/// `policy` (0: at once).
-pub fn rested(policy: &Policy, ended_at: u64) -> u64 {
-    match policy.reuse_cooldown {
-        0 => 0,
-        seconds => ended_at.saturating_add(u64::from(seconds) * 1000),
-    }
-}
+mod parking;
 
-/// Resting numbers moved onto the ring per call, the earliest first. Any one is enough
-/// for the call that moves them: once some rested, the ring is not empty.
-const WAKE_BATCH: u32 = 8;
+pub use parking::{park, unpark};
 
-/// Move the numbers of `group`'s ring that have rested by `now` onto its tail, in the
-/// order they became usable. A caller who remembers one (its resting entry names them)
-/// remembers where it went.
-pub fn wake<I: Imports>(txn: &mut Txn<'_, I>, group: &Group, now: u64) -> Result<(), Error> {
-    let ring = open(txn, group)?;
-    let (start, end) = keys::resting_by(&group.name, ring.id(), now);
-    let rested = txn.scan(&start, &end, WAKE_BATCH)?;
-    let memories: Vec<String> = rested
-        .iter()
-        .filter(|(_, caller)| !caller.is_empty())
-        .map(|(_, caller)| keys::remembered(&group.name, &String::from_utf8_lossy(caller)))
-        .collect();
-    txn.prefetch(&memories)?;
-    for (key, caller) in rested {
-        txn.delete(key.clone());
-        if let Some((at, index)) = keys::parse_resting(&key) {
-            let pushed = push_placed(txn, group, ring.id(), index, 0, now, None)?;
-            if let (Some(place), false) = (pushed, caller.is_empty()) {
-                let caller = String::from_utf8_lossy(&caller);
-                sticky::follow(
-                    txn,
-                    group,
-                    &caller,
-                    (ring.id(), index, Some(Place::Resting(at))),
-                    place,
-                )?;
-            }
-        }
-    }
-    Ok(())
+/// A free number that moved: pool index `index` of ring `ring_id`, from `from` (`None`:
+/// wherever it was) to `to`. Told to the caller of the ring operation that moved it, for
+/// a policy that keeps track of where a number waits ([`crate::policy::Sticky`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Moved {
+    pub ring_id: u64,
+    pub index: u32,
+    pub from: Option<Place>,
+    pub to: Place,
 }
 
 /// Take pool index `index` of `group`'s ring from `place`, where a caller's memory says
 /// it is, if it is still there: out of the resting index, or off the ring (the ring's
-/// last entry moves into its position). `false` if it is not there any more.
-pub fn take_remembered<I: Imports>(
+/// last entry moves into its position, and `moved` is told). `false` if it is not there
+/// any more.
+pub fn take_from<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
-    index: u32,
-    place: Place,
+    (index, place): (u32, Place),
+    moved: impl FnOnce(&mut Txn<'_, I>, Moved) -> Result<(), Error>,
 ) -> Result<bool, Error> {
     let mut ring = open(txn, group)?;
     match place {
@@ -106,12 +81,17 @@ pub fn take_remembered<I: Imports>(
             }
             let last = tail - 1;
             if position != last {
-                let Some(moved) = read_slot(txn, group, &ring, last)? else {
+                let Some(moved_index) = read_slot(txn, group, &ring, last)? else {
                     return Ok(false);
                 };
-                write_slot(txn, group, &ring, position, moved);
-                let moved_from = (ring.id(), moved, Some(Place::Ring(last)));
-                sticky::follow_number(txn, group, moved_from, Place::Ring(position))?;
+                write_slot(txn, group, &ring, position, moved_index);
+                let moved_to = Moved {
+                    ring_id: ring.id(),
+                    index: moved_index,
+                    from: Some(Place::Ring(last)),
+                    to: Place::Ring(position),
+                };
+                moved(txn, moved_to)?;
             }
             ring.meta.tail = last;
             save(txn, group, &mut ring)?;
@@ -120,50 +100,7 @@ pub fn take_remembered<I: Imports>(
     }
 }
 
-/// Of `ring`'s resting numbers: how many have rested by `now` (usable, not yet on the
-/// ring), how many still rest, and when the first of those becomes usable. Reads only.
-pub fn resting<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    group: &Group,
-    ring: &Ring,
-    now: u64,
-) -> Result<(u64, u64, Option<u64>), Error> {
-    let (mut start, end) = keys::resting_by(&group.name, ring.id(), u64::MAX);
-    let (mut rested, mut resting, mut first) = (0, 0, None);
-    loop {
-        let page = txn.scan_unrecorded(&start, &end, RING_PAGE)?;
-        for entry in &page {
-            match keys::parse_resting(&entry.key) {
-                Some((at, _)) if at <= now => rested += 1,
-                Some((at, _)) => {
-                    resting += 1;
-                    first = first.or(Some(at));
-                }
-                None => {}
-            }
-        }
-        match page.last() {
-            Some(last) if page.len() == RING_PAGE as usize => start = format!("{}\0", last.key),
-            _ => return Ok((rested, resting, first)),
-        }
-    }
-}
-
-/// When `ring`'s first resting number becomes usable, if one rests (this transaction's
-/// own writes included). Reads only.
-pub fn first_usable_at<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    group: &Group,
-    ring: &Ring,
-) -> Result<Option<u64>, Error> {
-    let (start, end) = keys::resting_by(&group.name, ring.id(), u64::MAX);
-    Ok(txn
-        .first_key(&start, &end)?
-        .and_then(|key| keys::parse_resting(&key))
-        .map(|(at, _)| at))
-}
-
-/// Rings `settle` reads per scan.
+/// Rings (or resting entries) one scan of [`settle`], [`forget`] or [`drop_ring`] reads.
 const RING_PAGE: u32 = 256;
 
 /// A group's ring as this call sees it.
@@ -354,27 +291,28 @@ fn write_slot<I: Imports>(
 /// Take a pool index off the ring, or `None` when the ring is empty. A slot holding
 /// nothing usable is skipped (and so dropped): `Some(None)`. Random draws among the
 /// first `window` entries only: the ones behind were put back by this call already.
-/// `local`: the caller's digits and the prefix the group prefers them to share with the
-/// number ([`crate::local`]); a number that does is taken before the strategy picks.
+/// `prefer`: given the ring and how many entries the draw is among (more than one), the
+/// offset from the head of the entry to take before the strategy picks, if any (the
+/// caller's policy: [`crate::policy::Local`]). `moved` is told of the number a draw moves
+/// from the head.
 pub fn pop<I: Imports, R: Rng>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     rng: &mut R,
-    (window, local): (u64, Option<(&str, u32)>),
-    sticky: bool,
+    window: u64,
+    prefer: impl FnOnce(&mut Txn<'_, I>, &Ring, u64) -> Result<Option<u64>, Error>,
+    moved: impl FnOnce(&mut Txn<'_, I>, Moved) -> Result<(), Error>,
 ) -> Result<Option<Option<u32>>, Error> {
     let mut ring = open(txn, group)?;
     let free = ring.len().min(window);
     if free == 0 {
         return Ok(None);
     }
-    let local = match local {
-        Some((caller, min_digits)) if free > 1 => {
-            local_offset(txn, group, &ring, free, (caller, min_digits))?
-        }
-        _ => None,
+    let preferred = match free > 1 {
+        true => prefer(txn, &ring, free)?,
+        false => None,
     };
-    let offset = match local {
+    let offset = match preferred {
         Some(offset) => offset,
         None if group.strategy == crate::api::Strategy::Random && free > 1 => Uniform::new(0, free)
             .map_err(|e| Error::StateStoreFailure(format!("ring bounds: {e}")))?
@@ -393,41 +331,34 @@ pub fn pop<I: Imports, R: Rng>(
         };
         write_slot(txn, group, &ring, head, at_picked);
         write_slot(txn, group, &ring, picked, at_head);
-        if sticky {
-            // The number that was at the head waits at `picked` now.
-            let moved_from = (ring.id(), at_head, Some(Place::Ring(head)));
-            sticky::follow_number(txn, group, moved_from, Place::Ring(picked))?;
-        }
+        // The number that was at the head waits at `picked` now.
+        let moved_to = Moved {
+            ring_id: ring.id(),
+            index: at_head,
+            from: Some(Place::Ring(head)),
+            to: Place::Ring(picked),
+        };
+        moved(txn, moved_to)?;
     }
     take_head(txn, group, &mut ring)
 }
 
-/// The offset from the head of the first of the ring's next `free` numbers (at most
-/// [`crate::local::WINDOW`]) that looks local to `caller`, if one does: their slots in
-/// one batched read.
-fn local_offset<I: Imports>(
+/// The pool indexes of `ring`'s next `count` entries from its head, in ring order (`None`
+/// for a slot holding nothing usable): their slots in one batched read.
+pub fn ahead<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
     ring: &Ring,
-    free: u64,
-    (caller, min_digits): (&str, u32),
-) -> Result<Option<u64>, Error> {
+    count: u64,
+) -> Result<Vec<Option<u32>>, Error> {
     let head = ring.meta.head;
-    let seen = free.min(crate::local::WINDOW);
-    let keys: Vec<String> = (head..head + seen)
+    let keys: Vec<String> = (head..head + count)
         .map(|p| slot_key(group, ring, p))
         .collect();
     txn.prefetch(&keys)?;
-    let mut candidates = Vec::with_capacity(keys.len());
-    for offset in 0..seen {
-        if let Some(index) = read_slot(txn, group, ring, head + offset)?
-            && let Some(number) = txn.imports().number_at(&group.name, index)
-        {
-            candidates.push((offset, crate::validate::digits(&number)));
-        }
-    }
-    let candidates = candidates.iter().map(|(o, d)| (*o, d.as_str()));
-    Ok(crate::local::best(caller, min_digits, candidates))
+    (head..head + count)
+        .map(|p| read_slot(txn, group, ring, p))
+        .collect()
 }
 
 fn take_head<I: Imports>(
@@ -457,7 +388,8 @@ pub fn push<I: Imports>(
 }
 
 /// [`push`], answering where the number went (`None`: nowhere). A resting number's
-/// entry names `caller`, if given, so that [`wake`] updates the caller's memory of it.
+/// entry names `caller`, if given, so that waking it ([`crate::policy::CoolOff`]) updates
+/// the caller's memory of it.
 pub fn push_placed<I: Imports>(
     txn: &mut Txn<'_, I>,
     group: &Group,
@@ -485,102 +417,6 @@ pub fn push_placed<I: Imports>(
     ring.meta.tail += 1;
     save(txn, group, &mut ring)?;
     Ok(Some(Place::Ring(tail)))
-}
-
-/// Park pool index `index` of `ring`: its number is held by `holder`, a reservation
-/// from another ring, and comes back to this one when that reservation ends
-/// ([`unpark`]). An entry in the group's expiry index lets the group's own calls end the
-/// holder once it expires, even if the holder's group gets no calls. `false` if another
-/// stored ring parked it already: the caller keeps it on the ring instead.
-pub fn park<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    group: &Group,
-    ring: &Ring,
-    holder: &Reservation,
-    index: u32,
-) -> Result<bool, Error> {
-    let digits = crate::validate::digits(&holder.number);
-    let key = keys::parked(&digits);
-    if let Some(other) = txn
-        .get(&key)?
-        .map(|b| decode::<Parked>(&key, b))
-        .transpose()?
-    {
-        // Parked by a ring still stored: that one gets it. A ring since forgotten
-        // gives its claim up.
-        let meta_key = keys::ring_meta(&other.group, other.fingerprint);
-        let alive = txn
-            .get(&meta_key)?
-            .map(|b| decode::<RingMeta>(&meta_key, b))
-            .transpose()?
-            .is_some_and(|m| m.pool_id == other.ring_id);
-        if alive {
-            return Ok(false);
-        }
-    }
-    let parked = Parked {
-        group: group.name.clone(),
-        fingerprint: ring.record.fingerprint,
-        ring_id: ring.id(),
-        size: group.size,
-        index,
-    };
-    txn.put(key, encode(&parked));
-    txn.put(
-        keys::expiry(&group.name, holder.expires_at, &digits),
-        Vec::new(),
-    );
-    Ok(true)
-}
-
-/// The last reservation holding `number`, which expired at `expires_at`, has ended at
-/// `ended_at`: give the number back to the ring that parked it, if any and if that ring
-/// is still stored, whatever this node's configuration, to rest for that group's
-/// cool-off first.
-pub fn unpark<I: Imports>(
-    txn: &mut Txn<'_, I>,
-    number: &str,
-    expires_at: u64,
-    ended_at: u64,
-    now: u64,
-) -> Result<(), Error> {
-    let digits = crate::validate::digits(number);
-    let key = keys::parked(&digits);
-    let Some(parked) = txn
-        .get(&key)?
-        .map(|b| decode::<Parked>(&key, b))
-        .transpose()?
-    else {
-        return Ok(());
-    };
-    txn.delete(key);
-    txn.delete(keys::expiry(&parked.group, expires_at, &digits));
-    let meta_key = keys::ring_meta(&parked.group, parked.fingerprint);
-    let Some(mut meta) = txn
-        .get(&meta_key)?
-        .map(|b| decode::<RingMeta>(&meta_key, b))
-        .transpose()?
-    else {
-        return Ok(());
-    };
-    let size = u64::from(parked.size);
-    if meta.pool_id != parked.ring_id
-        || parked.index >= parked.size
-        || meta.tail - meta.head >= size
-    {
-        return Ok(());
-    }
-    let usable_at = rested(&txn.imports().policy(&parked.group), ended_at);
-    if usable_at > now {
-        let key = keys::resting(&parked.group, meta.pool_id, usable_at, parked.index);
-        txn.put(key, Vec::new());
-        return Ok(());
-    }
-    let slot = keys::ring_slot(&parked.group, meta.pool_id, meta.tail % size);
-    txn.put(slot, parked.index.to_le_bytes().to_vec());
-    meta.tail += 1;
-    txn.put(meta_key, encode(&meta));
-    Ok(())
 }
 
 /// Forget ring `ring_id` of `group_name` if it is stored: a number it lent ended
