@@ -4,9 +4,10 @@
 //! asked over HTTP (with a timeout and a short cache).
 //!
 //! Registrations are keys of the state store, `{HOST_KEY_PREFIX}service{SEP}{id}`, each
-//! holding its expiry (8 bytes, little endian, ms since the epoch) or nothing for none.
-//! They are written through `commit` like reservations, so every backend keeps them with
-//! no code of its own, and every node that shares a store sees the same registrations.
+//! holding its expiry (8 bytes, little endian, ms since the epoch) or nothing for none
+//! (the encoding lives in `store/host_keys.rs`, which the durable store shares). They
+//! are written through `commit` like reservations, so every backend keeps them with no
+//! code of its own, and every node that shares a store sees the same registrations.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -17,44 +18,18 @@ use request_access_guest::validate;
 
 use crate::clock::Clock;
 use crate::config::RemoteRegistryConfig;
-use crate::store::{HOST_KEY_PREFIX, MAX_KEYS_PER_CALL, StateStore, StoreError};
+// Defined beside the store (the durable store migrates legacy registrations with them),
+// used here under their old paths.
+pub use crate::store::host_keys::Registration;
+pub(crate) use crate::store::host_keys::registration_entry;
+use crate::store::host_keys::{
+    REGISTRATIONS, REGISTRATIONS_END, decode_registration, registration_key,
+};
+use crate::store::{MAX_KEYS_PER_CALL, StateStore, StoreError};
 
-/// Where the registrations start in the key space; they end before [`REGISTRATIONS_END`].
-const REGISTRATIONS: &str = "\u{1e}service\u{1f}";
-/// The first key after every registration (`U+001F` + 1 = `U+0020`).
-const REGISTRATIONS_END: &str = "\u{1e}service ";
-
-/// A registered service: active until `expires_at` (ms since the epoch), or for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Registration {
-    /// When the registration runs out; `None` for never.
-    pub expires_at: Option<u64>,
-}
-
-/// The key and value that store `registration` for `service_id`.
-pub(crate) fn registration_entry(
-    service_id: &str,
-    registration: Registration,
-) -> (String, Vec<u8>) {
-    debug_assert!(REGISTRATIONS.starts_with(HOST_KEY_PREFIX));
-    let value = registration
-        .expires_at
-        .map_or_else(Vec::new, |at| at.to_le_bytes().to_vec());
-    (registration_key(service_id), value)
-}
-
-fn registration_key(service_id: &str) -> String {
-    format!("{REGISTRATIONS}{service_id}")
-}
-
+/// The registration a stored value encodes; a malformed one is the store's failure.
 fn decode(value: &[u8]) -> Result<Registration, StoreError> {
-    let expires_at = match value {
-        [] => None,
-        bytes => Some(u64::from_le_bytes(bytes.try_into().map_err(|_| {
-            StoreError::Unavailable(format!("a registration of {} bytes", bytes.len()))
-        })?)),
-    };
-    Ok(Registration { expires_at })
+    decode_registration(value).map_err(StoreError::Unavailable)
 }
 
 /// The registry: configured services, registrations in the store, and an optional

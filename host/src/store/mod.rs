@@ -13,13 +13,13 @@ pub use request_access_state::{
 
 mod durable;
 mod etcd;
-mod log;
+pub(crate) mod host_keys;
 mod memory;
 mod redis;
-mod sentinel;
 
 pub use durable::DurableStore;
 pub use etcd::EtcdStore;
+pub use host_keys::HOST_KEY_PREFIX;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
@@ -61,11 +61,6 @@ impl StoreError {
         }
     }
 }
-
-/// Keys that start with this character belong to the host (the registrations, see
-/// [`crate::registry`]); the plugin may neither read nor write them. Validation keeps
-/// control characters out of every id, and the plugin's keys start with a letter.
-pub const HOST_KEY_PREFIX: char = '\u{1e}';
 
 /// A reservation-state backend: an ordered key-value store with revisions. It holds
 /// every piece of state the host keeps, the registrations included, so a backend

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use request_access_guest::api::Mutation;
 
-use super::StoreError;
+use super::super::StoreError;
 
 /// Bytes of a frame's header.
 const HEADER: usize = 8;

@@ -29,115 +29,37 @@
 //! call is bounded by the command timeout, so calls during an election fail fast as
 //! [`StoreError::Unavailable`] (a 503 with Retry-After) rather than hang.
 
+mod members;
 mod proto;
+#[cfg(test)]
+mod tests;
+mod txn;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 use prost::Message;
 use request_access_config::{StoreConfig, redact_url};
 use request_access_guest::api::{CommitOutcome, Entry, KeyRange, Mutation, Precondition, Snapshot};
 use request_access_state::{check_commit, check_keys, check_read, clamp_limit, mutation_key};
-use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
-use self::proto::{request_op, response_op};
+use self::members::{Cluster, Member, Retry, members_of};
+use self::proto::request_op;
+use self::txn::{range, ranges, revision};
 use super::{StateStore, StoreError};
-
-/// etcd's own client port, where the URL names none.
-const DEFAULT_PORT: u16 = 2379;
 
 /// Room left under `--max-request-bytes` for what etcd adds around a transaction
 /// before it checks the size (its raft request's envelope).
 const REQUEST_ENVELOPE_BYTES: usize = 1024;
 
-/// Largest answer accepted: a full scan of the largest values, with room to spare.
-const MAX_ANSWER_BYTES: usize = 96 * 1024 * 1024;
-
-/// One member of the cluster, as the URL names it.
-struct Member {
-    address: String,
-    channel: Channel,
-}
-
 /// Many hosts' shared state in one etcd cluster.
 pub struct EtcdStore {
-    members: Vec<Member>,
-    /// The member the next call goes to first: the leader at start, then whichever
-    /// answered last.
-    current: AtomicUsize,
+    /// The members, the one calls go to first, the command timeout and the URL.
+    cluster: Cluster,
     prefix: Vec<u8>,
-    command_timeout: Duration,
     max_txn_ops: usize,
     max_request_bytes: usize,
-    /// The URL, for messages.
-    location: String,
-}
-
-/// Whether a failed call may be sent to another member.
-#[derive(Clone, Copy, PartialEq)]
-enum Retry {
-    /// A read: always (it changes nothing).
-    Read,
-    /// A commit: only when the member cannot have applied it.
-    Unapplied,
-}
-
-/// The members `url` lists: `etcd://host[:port][,host[:port]...][/]`.
-fn members_of(url: &str) -> Result<Vec<String>, String> {
-    let rest = url
-        .strip_prefix("etcd://")
-        .ok_or("an etcd URL starts with etcd://")?;
-    let hosts = rest.strip_suffix('/').unwrap_or(rest);
-    if hosts.contains('@') {
-        return Err(
-            "etcd authentication is not supported: reach the cluster over a \
-                    private network, without user and password in the URL"
-                .into(),
-        );
-    }
-    if hosts.contains(['/', '?', '#']) {
-        return Err("an etcd URL lists members only: etcd://host:port,host:port".into());
-    }
-    hosts
-        .split(',')
-        .map(|member| {
-            let member = member.trim();
-            let (host, port) = match member.rsplit_once(':') {
-                // An IPv6 address without a port is all colons inside brackets.
-                Some((host, port)) if !port.ends_with(']') => (
-                    host,
-                    port.parse::<u16>()
-                        .map_err(|_| format!("{member:?}: the port must be a number"))?,
-                ),
-                _ => (member, DEFAULT_PORT),
-            };
-            if host.is_empty() {
-                return Err(format!("{member:?}: a member needs a host"));
-            }
-            Ok(format!("{host}:{port}"))
-        })
-        .collect()
-}
-
-/// The failures that show that the member did not take the request at all: it could
-/// not be reached, or it refused the request for want of a leader to propose it to.
-fn unapplied(status: &tonic::Status) -> bool {
-    use std::error::Error;
-    if status.message().contains("no leader") {
-        return true;
-    }
-    // A connection that could not be made: the request never left.
-    let mut source = status.source();
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    status.message().contains("error trying to connect")
 }
 
 impl EtcdStore {
@@ -166,77 +88,21 @@ impl EtcdStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let store = EtcdStore {
-            members,
-            current: AtomicUsize::new(0),
+            cluster: Cluster {
+                members,
+                current: AtomicUsize::new(0),
+                command_timeout: config.command_timeout,
+                location,
+            },
             prefix: config.prefix.as_bytes().to_vec(),
-            command_timeout: config.command_timeout,
             max_txn_ops: config.etcd_max_txn_ops as usize,
             max_request_bytes: config.etcd_max_request_bytes as usize,
-            location,
         };
-        store.find_leader(config.connect_timeout).await?;
-        if store.members.len() == 1 {
-            tracing::warn!(store = %store.location, "the URL names one etcd member: list every member so that the store can fail over");
+        store.cluster.find_leader(config.connect_timeout).await?;
+        if store.cluster.members.len() == 1 {
+            tracing::warn!(store = %store.cluster.location, "the URL names one etcd member: list every member so that the store can fail over");
         }
         Ok(store)
-    }
-
-    /// Ask every member for its status at once; the first call then goes to the
-    /// leader, which saves a forwarding hop per commit. Fails when none answers.
-    async fn find_leader(&self, limit: Duration) -> Result<(), StoreError> {
-        let asks = self.members.iter().map(|member| async move {
-            let answer = tokio::time::timeout(
-                limit + self.command_timeout,
-                unary::<_, proto::StatusResponse>(
-                    member.channel.clone(),
-                    proto::STATUS,
-                    proto::StatusRequest {},
-                ),
-            )
-            .await;
-            match answer {
-                Ok(Ok(status)) => Ok(status),
-                Ok(Err(e)) => Err(format!("{}: {}", member.address, e.message())),
-                Err(_) => Err(format!(
-                    "{}: no answer within {} ms",
-                    member.address,
-                    limit.as_millis()
-                )),
-            }
-        });
-        let answers = futures::future::join_all(asks).await;
-        let mut failures = Vec::new();
-        let (mut leader, mut answering) = (None, None);
-        for (i, answer) in answers.into_iter().enumerate() {
-            match answer {
-                Ok(status) => {
-                    if !status.errors.is_empty() {
-                        tracing::warn!(store = %self.location, member = %self.members[i].address, errors = ?status.errors, "the etcd member reports errors");
-                    }
-                    let id = status.header.as_ref().map_or(0, |h| h.member_id);
-                    if status.leader != 0 && status.leader == id {
-                        leader = Some(i);
-                    }
-                    answering.get_or_insert(i);
-                }
-                Err(why) => failures.push(why),
-            }
-        }
-        if failures.len() == self.members.len() {
-            return Err(StoreError::Unavailable(format!(
-                "{}: no member answered: {}",
-                self.location,
-                failures.join("; ")
-            )));
-        }
-        for why in &failures {
-            tracing::warn!(store = %self.location, failure = %why, "an etcd member does not answer");
-        }
-        // Any answering member beats one that did not answer.
-        if let Some(i) = leader.or(answering) {
-            self.current.store(i, Ordering::Relaxed);
-        }
-        Ok(())
     }
 
     /// `key` under the prefix.
@@ -271,85 +137,10 @@ impl EtcdStore {
     }
 
     fn malformed(&self, what: &str) -> StoreError {
-        StoreError::Unavailable(format!("{}: malformed answer ({what})", self.location))
-    }
-
-    /// Send `request` to the current member, moving to the next one on a failure that
-    /// `retry` allows, all within the command timeout.
-    async fn call<Req, Resp>(
-        &self,
-        path: &'static str,
-        request: Req,
-        retry: Retry,
-    ) -> Result<Resp, StoreError>
-    where
-        Req: Message + Clone + Send + Sync + 'static,
-        Resp: Message + Default + Send + Sync + 'static,
-    {
-        let deadline = Instant::now() + self.command_timeout;
-        let count = self.members.len();
-        let mut failures = Vec::new();
-        for attempt in 0..count {
-            let index = self.current.load(Ordering::Relaxed) % count;
-            let member = &self.members[index];
-            let now = Instant::now();
-            let mut limit = deadline.saturating_duration_since(now);
-            // A read keeps half its time for a second member when the first is stalled.
-            if retry == Retry::Read && attempt == 0 && count > 1 {
-                limit /= 2;
-            }
-            let answer =
-                tokio::time::timeout(limit, unary(member.channel.clone(), path, request.clone()))
-                    .await;
-            let (why, retryable) = match answer {
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(status)) => {
-                    if let Some(refusal) = self.refusal(&status) {
-                        return Err(refusal);
-                    }
-                    let retryable = retry == Retry::Read || unapplied(&status);
-                    (status.message().to_string(), retryable)
-                }
-                Err(_) => (
-                    format!("no answer within {} ms", limit.as_millis()),
-                    retry == Retry::Read,
-                ),
-            };
-            failures.push(format!("{}: {why}", member.address));
-            // The next call starts with the next member, unless another call moved on
-            // already.
-            let _ = self.current.compare_exchange(
-                index,
-                (index + 1) % count,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            if !retryable || Instant::now() >= deadline {
-                break;
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "{}: {}",
-            self.location,
-            failures.join("; ")
-        )))
-    }
-
-    /// A failure that no other member would answer differently: the request broke one
-    /// of the cluster's limits.
-    fn refusal(&self, status: &tonic::Status) -> Option<StoreError> {
-        let message = status.message();
-        let setting = if message.contains("too many operations") {
-            "--max-txn-ops (mirrored by [store] etcd_max_txn_ops)"
-        } else if message.contains("request is too large") {
-            "--max-request-bytes (mirrored by [store] etcd_max_request_bytes)"
-        } else {
-            return None;
-        };
-        Some(StoreError::Refused(format!(
-            "{}: {message}; the cluster's {setting} is lower than the store was told",
-            self.location
-        )))
+        StoreError::Unavailable(format!(
+            "{}: malformed answer ({what})",
+            self.cluster.location
+        ))
     }
 
     /// Refuse a transaction the cluster would refuse, before sending it.
@@ -378,58 +169,6 @@ impl EtcdStore {
         }
         Ok(())
     }
-}
-
-/// A revision as the contract counts it (etcd's are positive).
-fn revision(r: i64) -> Option<u64> {
-    u64::try_from(r).ok().filter(|r| *r > 0)
-}
-
-/// One gRPC call on `channel`.
-async fn unary<Req, Resp>(
-    channel: Channel,
-    path: &'static str,
-    request: Req,
-) -> Result<Resp, tonic::Status>
-where
-    Req: Message + Send + Sync + 'static,
-    Resp: Message + Default + Send + Sync + 'static,
-{
-    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("not ready: {e}")))?;
-    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
-    let answer = grpc
-        .unary(
-            tonic::Request::new(request),
-            PathAndQuery::from_static(path),
-            codec,
-        )
-        .await?;
-    Ok(answer.into_inner())
-}
-
-fn range(key: Vec<u8>) -> proto::RequestOp {
-    proto::RequestOp {
-        request: Some(request_op::Request::Range(proto::RangeRequest {
-            key,
-            ..Default::default()
-        })),
-    }
-}
-
-/// The range answers of a transaction, one per operation asked.
-fn ranges(
-    answer: proto::TxnResponse,
-    asked: usize,
-) -> Option<impl Iterator<Item = Vec<proto::KeyValue>>> {
-    (answer.responses.len() == asked).then(|| {
-        answer.responses.into_iter().map(|r| match r.response {
-            Some(response_op::Response::Range(range)) => range.kvs,
-            None => Vec::new(),
-        })
-    })
 }
 
 #[async_trait::async_trait]
@@ -462,7 +201,8 @@ impl StateStore for EtcdStore {
                 success,
                 ..Default::default()
             };
-            let answer: proto::TxnResponse = self.call(proto::TXN, txn, Retry::Read).await?;
+            let answer: proto::TxnResponse =
+                self.cluster.call(proto::TXN, txn, Retry::Read).await?;
             if at == 0 {
                 at = answer.header.as_ref().map_or(0, |h| h.revision);
             }
@@ -490,7 +230,10 @@ impl StateStore for EtcdStore {
             limit: limit as i64,
             ..Default::default()
         };
-        let answer: proto::RangeResponse = self.call(proto::RANGE, request, Retry::Read).await?;
+        let answer: proto::RangeResponse = self
+            .cluster
+            .call(proto::RANGE, request, Retry::Read)
+            .await?;
         if answer.kvs.len() > limit {
             return Err(self.malformed("scan"));
         }
@@ -535,7 +278,7 @@ impl StateStore for EtcdStore {
             success,
             ..Default::default()
         };
-        let answer: proto::TxnResponse = self.call(proto::TXN, txn, Retry::Read).await?;
+        let answer: proto::TxnResponse = self.cluster.call(proto::TXN, txn, Retry::Read).await?;
         let mut answers =
             ranges(answer, keys.len() + asked.len()).ok_or_else(|| self.malformed("read"))?;
         let mut entries = Vec::with_capacity(keys.len());
@@ -647,7 +390,8 @@ impl StateStore for EtcdStore {
             failure,
         };
         self.check_size(&txn)?;
-        let answer: proto::TxnResponse = self.call(proto::TXN, txn, Retry::Unapplied).await?;
+        let answer: proto::TxnResponse =
+            self.cluster.call(proto::TXN, txn, Retry::Unapplied).await?;
         if answer.succeeded {
             let r = answer
                 .header
@@ -665,62 +409,5 @@ impl StateStore for EtcdStore {
             }
         }
         Err(self.malformed("a failed commit whose preconditions all hold"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_url_lists_members_with_etcds_port_by_default() {
-        assert_eq!(
-            members_of("etcd://10.0.0.1:2379,10.0.0.2,[::1]:2380/").unwrap(),
-            ["10.0.0.1:2379", "10.0.0.2:2379", "[::1]:2380"]
-        );
-        assert_eq!(members_of("etcd://[::1]").unwrap(), ["[::1]:2379"]);
-        for (url, why) in [
-            ("etcd://u:pw@h:1", "authentication is not supported"),
-            ("etcd://h:1/prefix", "lists members only"),
-            ("etcd://h:port", "the port must be a number"),
-            ("etcd://h:1,,h:2", "a member needs a host"),
-        ] {
-            let e = members_of(url).unwrap_err();
-            assert!(e.contains(why), "{url}: {e}");
-            assert!(!e.contains("pw"), "{e}");
-        }
-    }
-
-    use super::super::contract;
-    use request_access_testkit::EtcdCluster;
-
-    async fn connect(cluster: &EtcdCluster) -> EtcdStore {
-        EtcdStore::connect(&cluster.url(), &StoreConfig::default())
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn honours_the_store_contract() {
-        let Some(cluster) = EtcdCluster::start(1) else {
-            return;
-        };
-        contract::check(&connect(&cluster).await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_histories_are_linearizable() {
-        let Some(cluster) = EtcdCluster::start(3) else {
-            return;
-        };
-        contract::check_linearizable(std::sync::Arc::new(connect(&cluster).await), 4, 150).await;
-    }
-
-    #[tokio::test]
-    async fn receives_a_copy_of_another_store() {
-        let Some(cluster) = EtcdCluster::start(1) else {
-            return;
-        };
-        contract::check_copy(&connect(&cluster).await).await;
     }
 }

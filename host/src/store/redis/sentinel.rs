@@ -19,56 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, RedisFuture, Value};
+use redis::AsyncConnectionConfig;
 use request_access_config::{StoreConfig, redact_url};
 
-use super::StoreError;
-use super::redis::{bounded, response_timeout, vet};
+use super::super::StoreError;
+use super::connection::{Link, bounded, response_timeout, vet};
 
 /// The URL scheme of a store found through Sentinel.
 pub(super) const SCHEME: &str = "redis-sentinel://";
 
 /// Sentinel's own port, where the URL gives none.
 const DEFAULT_PORT: u16 = 26379;
-
-/// A connection to the primary. On one server, a manager that reconnects by itself;
-/// behind Sentinel, one plain connection that never does: the same address may by then
-/// be a demoted primary, so a lost connection is replaced only by one to the server the
-/// sentinels name ([`Primary::lost`]).
-#[derive(Clone)]
-pub(super) enum Link {
-    Managed(ConnectionManager),
-    Direct(MultiplexedConnection),
-}
-
-impl ConnectionLike for Link {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Link::Managed(c) => c.req_packed_command(cmd),
-            Link::Direct(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Link::Managed(c) => c.req_packed_commands(pipeline, offset, count),
-            Link::Direct(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Link::Managed(c) => c.get_db(),
-            Link::Direct(c) => c.get_db(),
-        }
-    }
-}
 
 /// The current connection, and where to look for the next one.
 pub(super) struct Primary {
@@ -285,7 +246,7 @@ impl Sentinels {
     async fn open(&self, address: &str) -> Result<Link, StoreError> {
         let url = format!("redis://{}{address}/{}", self.credentials, self.db);
         let location = redact_url(&url);
-        let client = super::redis::client(&url, &self.config, &location)?;
+        let client = super::connection::client(&url, &self.config, &location)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.config.connect_timeout))
             .set_response_timeout(Some(response_timeout(&self.config)));
@@ -319,9 +280,9 @@ impl Sentinels {
 
 #[cfg(test)]
 mod tests {
-    use super::super::contract::{self, put};
-    use super::super::{RedisStore, StateStore};
     use super::*;
+    use crate::store::contract::{self, put};
+    use crate::store::{RedisStore, StateStore};
     use request_access_guest::api::CommitOutcome;
     use request_access_testkit::RedisSentinelSet;
     use std::time::Instant;
