@@ -15,7 +15,8 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings;
-use crate::runtime::{EPOCH_TICK, InstanceState};
+use crate::runtime::imports::InstanceState;
+use crate::runtime::limits::EPOCH_TICK;
 
 /// The component built from `guest/`, embedded at build time.
 pub const PLUGIN_WASM: &[u8] =
@@ -42,7 +43,7 @@ pub enum InstanceAllocation {
     OnDemand,
     /// Pre-reserve [`POOLED_INSTANCES`] slots of [`POOLED_MEMORY_BYTES`] each: cheaper
     /// instantiation, at the price of address space reserved up front. The slot size
-    /// also caps each instance's memory, whatever [`Limits::memory_bytes`] says.
+    /// also caps each instance's memory, whatever [`crate::runtime::Limits::memory_bytes`] says.
     Pooling,
 }
 
