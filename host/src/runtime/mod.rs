@@ -36,9 +36,7 @@ pub(crate) mod imports;
 mod instances;
 pub(crate) mod limits;
 
-pub(crate) use imports::InstanceState;
 use instances::Generation;
-pub(crate) use limits::EPOCH_TICK;
 
 pub use request_access_config::Limits;
 
