@@ -1,6 +1,6 @@
 //! What the host provides to the plugin, independent of how it is called: the
 //! configuration, the state store, the registry and the clock. The wasmtime imports
-//! (`runtime.rs`) and the native path ([`NativeImports`]) both delegate here.
+//! (`runtime/imports.rs`) and the native path ([`NativeImports`]) both delegate here.
 
 use std::sync::Arc;
 

@@ -64,7 +64,7 @@ const PARTS: &[(&str, &[&str])] = &[
         &["dso:[JIT]", "dso:perf-", "wasm["],
     ),
     (
-        "instance check-out and the call's set-up (runtime.rs)",
+        "instance check-out and the call's set-up (runtime/instances.rs)",
         &["request_access_host::runtime::"],
     ),
     (
