@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::endpoint::http_url;
 use crate::error::{ConfigError, Source};
 use crate::file::EventsSection;
 use crate::store::redact_url;
@@ -68,21 +69,15 @@ pub(crate) fn read(section: EventsSection, source: Source) -> Result<EventsConfi
     let webhook = match section.webhook_url {
         None => None,
         Some(url) => {
-            let text = url.get_ref();
-            if !(text.starts_with("http://") || text.starts_with("https://")) {
-                return Err(source.fail(
-                    url.span(),
-                    "events.webhook_url",
-                    "must be an http:// or https:// URL".into(),
-                ));
-            }
+            let span = url.span();
+            let url = http_url(url, "events.webhook_url", source)?;
             let secret = std::env::var("REQUEST_ACCESS_WEBHOOK_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty())
                 .or(section.webhook_secret.filter(|s| !s.is_empty()));
             let Some(secret) = secret else {
                 return Err(source.fail(
-                    url.span(),
+                    span,
                     "events.webhook_url",
                     "needs events.webhook_secret (or REQUEST_ACCESS_WEBHOOK_SECRET): \
                      deliveries are signed with it"
@@ -90,7 +85,7 @@ pub(crate) fn read(section: EventsSection, source: Source) -> Result<EventsConfi
                 ));
             };
             Some(WebhookConfig {
-                url: url.into_inner(),
+                url,
                 secret,
                 timeout: Duration::from_millis(section.webhook_timeout_ms.0),
             })

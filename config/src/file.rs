@@ -196,20 +196,34 @@ pub(crate) struct RegistrySection {
     pub(crate) cache_ttl_ms: RegistryCacheMs,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum StrategyName {
-    #[default]
-    RoundRobin,
-    Random,
+/// `strategy`: one of [`Strategy::NAMES`].
+#[derive(Deserialize, Clone, Copy)]
+#[serde(try_from = "String")]
+pub(crate) struct StrategyName(Strategy);
+
+impl Default for StrategyName {
+    fn default() -> Self {
+        StrategyName(Strategy::RoundRobin)
+    }
+}
+
+impl TryFrom<String> for StrategyName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        Strategy::from_name(&name).map(StrategyName).ok_or_else(|| {
+            let names: Vec<String> = Strategy::NAMES
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .collect();
+            format!("strategy: must be {}, got `{name}`", names.join(" or "))
+        })
+    }
 }
 
 impl From<StrategyName> for Strategy {
     fn from(s: StrategyName) -> Strategy {
-        match s {
-            StrategyName::RoundRobin => Strategy::RoundRobin,
-            StrategyName::Random => Strategy::Random,
-        }
+        s.0
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use request_access_guest::api::Options;
 
+mod endpoint;
 mod error;
 mod events;
 mod file;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use request_access_guest::validate;
 
+use crate::endpoint::http_url;
 use crate::error::{ConfigError, Source, error_reason};
 use crate::file::RegistrySection;
 
@@ -35,15 +36,9 @@ pub(crate) fn read(
     let remote_registry = match section.url {
         None => None,
         Some(url) => {
-            if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) {
-                return Err(source.fail(
-                    url.span(),
-                    "registry.url",
-                    "must be an http:// or https:// URL".into(),
-                ));
-            }
+            let url = http_url(url, "registry.url", source)?;
             Some(RemoteRegistryConfig {
-                url: url.into_inner(),
+                url,
                 timeout: Duration::from_millis(section.timeout_ms.0),
                 cache_ttl: Duration::from_millis(section.cache_ttl_ms.0),
             })

@@ -183,6 +183,30 @@ pub enum Strategy {
     Random,
 }
 
+impl Strategy {
+    /// Each strategy by its name in the configuration file and in the host's answers.
+    pub const NAMES: [(&'static str, Strategy); 2] = [
+        ("round-robin", Strategy::RoundRobin),
+        ("random", Strategy::Random),
+    ];
+
+    /// This strategy's name.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("", |(name, _)| name)
+    }
+
+    /// The strategy named `name`, if one is.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+    }
+}
+
 /// Global options (`resource-groups.options`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {

@@ -27,10 +27,10 @@ pub fn contended() -> Error {
     ))
 }
 
-/// Seconds a reservation lasts: the request's, then the group's, then the global one;
-/// whichever applies must be within the booking bounds.
+/// Seconds a reservation lasts ([`validate::lease_seconds`]); whichever applies must be
+/// within the booking bounds.
 pub fn timeout(asked: Option<u32>, group: &Group, global: u32) -> Result<u32, Error> {
-    let timeout = asked.or(group.booking_expiration_timeout).unwrap_or(global);
+    let timeout = validate::lease_seconds(asked, group.booking_expiration_timeout, global);
     validate::booking_timeout(Some(timeout))?;
     Ok(timeout)
 }

@@ -62,6 +62,12 @@ pub fn resource_group(value: &str) -> Result<(), Error> {
     identifier("_resource_group", value, MAX_GROUP_NAME_CHARS)
 }
 
+/// Seconds a reservation lasts: the request's `_booking_expiration_timeout`, else its
+/// group's, else the global one.
+pub fn lease_seconds(asked: Option<u32>, group: Option<u32>, global: u32) -> u32 {
+    asked.or(group).unwrap_or(global)
+}
+
 /// `_booking_expiration_timeout`.
 pub fn booking_timeout(value: Option<u32>) -> Result<(), Error> {
     match value {

@@ -56,6 +56,12 @@ impl Services {
         }
     }
 
+    /// Whether the state store answers: a read of a key nobody writes (readiness, and
+    /// the operator's page's store latency).
+    pub async fn store_answers(&self) -> Result<(), StoreError> {
+        self.store.get(&["readiness-probe".into()]).await.map(drop)
+    }
+
     /// `resource-groups.group`.
     pub fn group(&self, name: &str) -> Option<Group> {
         self.config.group(name).map(|g| g.info())

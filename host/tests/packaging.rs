@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use request_access_testkit::{free_port, tool};
+use request_access_testkit::{free_port, installed_tool, tool};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_request-access");
@@ -229,6 +229,18 @@ fn the_image_runs_its_command_as_a_non_root_user_and_its_health_check_tells_read
     assert!(said.contains("did not answer"), "{said}");
 }
 
+/// hadolint, the Dockerfile linter, finds nothing to say of the Dockerfile (pinned base
+/// images, exec-form commands, a non-root user, ...).
+#[test]
+fn hadolint_passes_the_dockerfile() {
+    let Some(dir) = installed_tool("REQUEST_ACCESS_HADOLINT_DIR", "hadolint", "bin/hadolint")
+    else {
+        return;
+    };
+    let hadolint = dir.join("bin/hadolint").display().to_string();
+    run_in(&repo(), &hadolint, &["--no-color", "Dockerfile"]);
+}
+
 /// The compose file is valid for Compose (its own parser) and runs three nodes on one
 /// shared store: every node names every etcd member, and the members form one cluster.
 #[test]
@@ -236,17 +248,12 @@ fn the_compose_file_runs_three_nodes_on_a_three_member_etcd_cluster() {
     let Some(compose) = tool("docker-compose") else {
         return;
     };
-    let normalized = Command::new(&compose)
-        .args(["-f", "compose.yaml", "--profile", "monitoring", "config"])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        normalized.status.success(),
-        "{}",
-        String::from_utf8_lossy(&normalized.stderr)
+    let normalized = run_in(
+        &repo(),
+        &compose,
+        &["-f", "compose.yaml", "--profile", "monitoring", "config"],
     );
-    let config: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&normalized.stdout).unwrap();
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&normalized).unwrap();
     let config: Value = serde_json::to_value(config).unwrap();
     let services = config["services"].as_object().unwrap();
     let nodes: Vec<&Value> = services
@@ -301,23 +308,9 @@ fn the_alert_rules_load_and_fire_when_they_should() {
         return;
     };
     let dir = repo().join("deploy/prometheus");
-    for args in [
-        vec!["check", "rules", "alerts.yml"],
-        vec!["test", "rules", "alerts.test.yml"],
-        vec!["check", "config", "prometheus.yml"],
-    ] {
-        let out = Command::new(&promtool)
-            .args(&args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_in(&dir, &promtool, &["check", "rules", "alerts.yml"]);
+    run_in(&dir, &promtool, &["test", "rules", "alerts.test.yml"]);
+    run_in(&dir, &promtool, &["check", "config", "prometheus.yml"]);
 }
 
 /// Every query of the Grafana dashboard is PromQL that Prometheus parses (each checked as
@@ -359,24 +352,24 @@ fn every_dashboard_query_parses() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dashboard.yml");
     std::fs::write(&file, &rules).unwrap();
-    let out = Command::new(&promtool)
-        .args(["check", "rules"])
-        .arg(&file)
+    run_in(dir.path(), &promtool, &["check", "rules", "dashboard.yml"]);
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    run_in(Path::new("."), program, args)
+}
+
+/// What `program args` prints, run in `dir`; it must succeed.
+fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}{}\n{rules}",
+        "{program} {args:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
@@ -421,16 +414,8 @@ fn the_exported_wit_package_is_the_contract_the_components_target() {
     // wkg itself: `wkg build` makes the same package from wit/, and `wkg get` fetches
     // ours from the local registry `--wkg-root` filled.
     if let Some(wkg) = tool("wkg") {
-        let out = Command::new(&wkg)
-            .args(["build", "--wit-dir", "wit", "-o", &path("wkg-built.wasm")])
-            .current_dir(repo())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let built = path("wkg-built.wasm");
+        run_in(&repo(), &wkg, &["build", "--wit-dir", "wit", "-o", &built]);
         assert_eq!(
             run(&wasm_tools, &["component", "wit", &path("wkg-built.wasm")]),
             run(&wasm_tools, &["component", "wit", &path("contract.wasm")]),

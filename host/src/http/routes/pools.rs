@@ -7,11 +7,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use request_access_guest::validate;
 use request_access_wire::answer;
 use serde_json::{Value, json};
 
 use super::{Answer, AppState, authorize, detached};
-use crate::api::{PoolStatus, Strategy};
+use crate::api::PoolStatus;
 use crate::http::error::ApiError;
 use crate::http::sizing::{self, Sizing};
 use crate::runtime::CallError;
@@ -24,9 +25,11 @@ fn sizing_of(app: &AppState, group: &str, now: u64) -> Option<Sizing> {
         size: config.pool.size(),
         seats: config.policy.seats(),
         rest_seconds: config.policy.reuse_cooldown.max(config.policy.match_grace),
-        default_lease: config
-            .booking_expiration_timeout
-            .unwrap_or(services.config.options.booking_expiration_timeout),
+        default_lease: validate::lease_seconds(
+            None,
+            config.booking_expiration_timeout,
+            services.config.options.booking_expiration_timeout,
+        ),
     };
     let points = app.history.points(group, now);
     sizing::size(&points, pool, services.config.blocking_target, now)
@@ -106,10 +109,7 @@ pub(in crate::http) async fn overview(
                 "sizing": sizing_of(&app, name, now),
             });
             if let Some(config) = services.config.group(name) {
-                group["strategy"] = json!(match config.strategy {
-                    Strategy::RoundRobin => "round-robin",
-                    Strategy::Random => "random",
-                });
+                group["strategy"] = json!(config.strategy.name());
                 group["booking_expiration_timeout"] = json!(config.booking_expiration_timeout);
                 group["reservations_per_number"] = json!(config.policy.seats());
             }
@@ -123,7 +123,7 @@ pub(in crate::http) async fn overview(
         .collect();
 
     let started = std::time::Instant::now();
-    let probe = services.store.get(&["readiness-probe".into()]).await;
+    let probe = services.store_answers().await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let listing = services.clone();
     let active = detached(async move { listing.registry.list().await }).await?;

@@ -43,13 +43,7 @@ pub(in crate::http) async fn healthz(State(app): State<Arc<AppState>>) -> Respon
 }
 
 pub(in crate::http) async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    let store_ok = app
-        .runtime
-        .services()
-        .store
-        .get(&["readiness-probe".into()])
-        .await
-        .is_ok();
+    let store_ok = app.runtime.services().store_answers().await.is_ok();
     if store_ok {
         Json(json!({ "status": "ready" })).into_response()
     } else {
