@@ -12,7 +12,7 @@ use bytes::Bytes;
 use request_access_wire::{Params, answer};
 use serde_json::json;
 
-use super::{Answer, AppState, authorize, content_type, detached};
+use super::{Answer, AppState, authorize, blocking, content_type, detached};
 use crate::http::error::ApiError;
 
 pub(in crate::http) async fn list_services(
@@ -70,9 +70,8 @@ pub(in crate::http) async fn reload_plugin(
     authorize(&app, &headers)?;
     let body = body?;
     let app2 = app.clone();
-    tokio::task::spawn_blocking(move || app2.reload((!body.is_empty()).then_some(body.as_ref())))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
+    blocking(move || app2.reload((!body.is_empty()).then_some(body.as_ref())))
+        .await?
         .map_err(|e| ApiError::invalid("plugin", format!("{e:#}")))?;
     Ok(Json(
         json!({ "reloaded": true, "reloads": app.runtime.stats().reloads }),
@@ -85,15 +84,12 @@ pub(in crate::http) async fn reload_config(
 ) -> Answer {
     authorize(&app, &headers)?;
     let app2 = app.clone();
-    let kept = tokio::task::spawn_blocking(move || app2.reload_config())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-configuration",
-                format!("{e:#}"),
-            )
-        })?;
+    let kept = blocking(move || app2.reload_config()).await?.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-configuration",
+            format!("{e:#}"),
+        )
+    })?;
     Ok(Json(json!({ "reloaded": true, "restart_needed": kept })))
 }

@@ -144,6 +144,16 @@ where
         .map_err(Into::into)
 }
 
+/// Run `work` (a plugin compiled, a file read) on tokio's blocking threads; a panic in
+/// it answers 500.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 /// Admit an admin request: 403 while no admin token is configured, 401 without the
 /// right bearer token (compared in constant time).
 fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
