@@ -84,6 +84,23 @@ fn errors_name_file_line_and_key() {
     let e =
         error("[[resource_group]]\nname = \"G\"\nstrategy = \"lifo\"\nnumbers = [\"5551000\"]\n");
     assert!(e.starts_with("c.toml:3:") && e.contains("lifo"), "{e}");
+    assert!(
+        e.contains("strategy") && e.contains("`round-robin` or `random`"),
+        "{e}"
+    );
+
+    // The endpoints the service calls out to are http(s) URLs, each refused by its key.
+    let e = error("[registry]\nurl = \"ftp://registry\"\n");
+    assert!(
+        e.starts_with("c.toml:2:") && e.contains("registry.url: must be an http:// or https://"),
+        "{e}"
+    );
+    let e = error("[events]\nwebhook_url = \"file:///tmp/x\"\nwebhook_secret = \"s\"\n");
+    assert!(
+        e.starts_with("c.toml:2:")
+            && e.contains("events.webhook_url: must be an http:// or https://"),
+        "{e}"
+    );
 
     let e = error("[[resource_group]]\nname = \"G\"\nnumbers = [\n  \"5551000\",\n  \"55x\",\n]\n");
     assert!(

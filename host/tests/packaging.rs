@@ -285,6 +285,14 @@ fn the_compose_file_runs_three_nodes_on_a_three_member_etcd_cluster() {
             node["build"]["context"].is_string(),
             "built from the Dockerfile"
         );
+        // A node refuses a store with no leader: it starts once every member is healthy.
+        for host in services.keys().filter(|k| k.starts_with("etcd")) {
+            assert_eq!(
+                node["depends_on"][host]["condition"], "service_healthy",
+                "{node}"
+            );
+            assert!(services[host]["healthcheck"]["test"].is_array(), "{host}");
+        }
         let store = node["environment"]["REQUEST_ACCESS_STORE"]
             .as_str()
             .unwrap();
